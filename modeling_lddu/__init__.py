@@ -1,0 +1,32 @@
+"""LDDU for the Hugging Face ecosystem.
+
+Importing this package registers LDDU with the transformers Auto classes (in-process use). Saved
+model folders carry the same files as remote code, so loading them needs only
+``trust_remote_code=True`` and no install of this package.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .configuration_lddu import MODALITIES, MOSEI_EMOTIONS, LDDUConfig
+from .modeling_lddu import (
+    LDDUEmotionRecognitionOutput,
+    LDDUForEmotionRecognition,
+    LDDUModel,
+    LDDUModelOutput,
+    LDDUPreTrainedModel,
+)
+
+AutoConfig.register(LDDUConfig.model_type, LDDUConfig, exist_ok=True)
+AutoModel.register(LDDUConfig, LDDUModel, exist_ok=True)
+AutoModelForSequenceClassification.register(LDDUConfig, LDDUForEmotionRecognition, exist_ok=True)
+
+__all__ = [
+    "MODALITIES",
+    "MOSEI_EMOTIONS",
+    "LDDUConfig",
+    "LDDUEmotionRecognitionOutput",
+    "LDDUForEmotionRecognition",
+    "LDDUModel",
+    "LDDUModelOutput",
+    "LDDUPreTrainedModel",
+]

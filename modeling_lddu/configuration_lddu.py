@@ -1,0 +1,261 @@
+"""Configuration of LDDU (Latent Distribution Decoupling, Huang et al. 2025, arXiv 2502.13954).
+
+The defaults are the paper configuration: the authors' ``train.sh`` over their ``train.py`` defaults
+(see ``docs/reference-lddu.md`` §0 in the project's shared documentation).
+
+This file is remote code: it imports only ``transformers`` and the standard library.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import field
+
+from transformers import PreTrainedConfig
+
+#: The modality order used everywhere in LDDU: module containers, concatenations, stacked outputs
+#: and the contrastive class ids. It is the authors' order (v, a, t).
+MODALITIES: tuple[str, ...] = ("visual", "audio", "text")
+
+#: CMU-MOSEI's six emotions in the authors' class order (their ``emotion_dict`` maps tgt tokens
+#: 4..9 to these indices).
+MOSEI_EMOTIONS: tuple[str, ...] = ("happy", "sad", "anger", "surprise", "disgust", "fear")
+
+
+class LDDUConfig(PreTrainedConfig):
+    r"""
+    Configuration of an LDDU model. Every hyperparameter of the network and of its four training
+    losses lives here; nothing about paths, devices or schedules does.
+
+    Args:
+        text_dim / audio_dim / visual_dim (`int`):
+            Feature size of each modality's pre-extracted frames (768 BERT text, 74 COVAREP audio,
+            35 FACET visual for CMU-MOSEI).
+        hidden_size (`int`): Width of the three modality transformer encoders and of the label
+            embeddings.
+        num_attention_heads (`int`): Heads of the encoders' self-attention.
+        intermediate_size (`int`): Feed-forward width of the encoders (the authors keep it equal to
+            ``hidden_size``).
+        text_num_layers / audio_num_layers / visual_num_layers (`int`): Encoder depth per modality.
+        hidden_act (`str`): Activation of the encoder feed-forward (``"gelu"``: exact erf form).
+        hidden_dropout_prob / attention_probs_dropout_prob (`float`): Encoder dropouts.
+        max_position_embeddings (`int`): Size of the learned position tables; no modality sequence
+            may be longer.
+        layer_norm_eps (`float`): Epsilon of every LayerNorm (inside the square root).
+        initializer_range (`float`): Standard deviation of the encoders' normal initialisation.
+        label_attention_dim (`int`): Projection size of the label-wise attention (the authors'
+            ``pro_dim``).
+        label_attention_dropout (`float`): Dropout on the label-wise attention context.
+        mask_label_attention (`bool`): Whether label-wise attention ignores padded frames. The
+            authors attend to every frame; their masks are all ones, where both choices agree.
+        latent_hidden_sizes (`list[int]`): Widths of the ReLU layers of each latent Gaussian
+            encoder (the authors: 192, 128 and an output layer of 128).
+        latent_size (`int`): Size of each emotion's Gaussian latent (mean and spread) per modality.
+        classifier_hidden_size (`int`): Hidden width of the semantic, mean and spread classifiers.
+        classifier_dropout (`float`): Dropout inside those classifiers.
+        queue_size (`int`): Length of the supervised-contrastive memory queue.
+        contrastive_temperature (`float`): Temperature of the supervised contrastive loss.
+        semantic_loss_weight (`float`): Weight of the BCE on the semantic (gate) score (``cml``).
+        fused_loss_weight (`float`): Weight of the BCE on the fused score (``final_loss``).
+        contrastive_loss_weight (`float`): Weight of the supervised contrastive loss (``cdl``).
+        calibration_loss_weight (`float`): Weight of the uncertainty-calibration loss (``crl``).
+        decision_threshold (`float`): Score above which an emotion is predicted.
+        label_thresholds (`list[float]`, *optional*): One threshold per emotion; overrides
+            ``decision_threshold`` when set (e.g. tuned on the validation split).
+        modality_dropout (`dict[str, float]`, *optional*): Training-time probability of dropping
+            each modality of a sample (missing-modality robustness); off by default.
+        id2label / label2id: The emotions, in class order. Default: CMU-MOSEI's six.
+    """
+
+    model_type = "lddu"
+    # Extra outputs that `Trainer` should not collect as predictions (class attribute, not saved).
+    keys_to_ignore_at_inference = [
+        "means",
+        "spreads",
+        "label_features",
+        "semantic_loss",
+        "fused_loss",
+        "contrastive_loss",
+        "calibration_loss",
+    ]
+
+    text_dim: int = 768
+    audio_dim: int = 74
+    visual_dim: int = 35
+    hidden_size: int = 256
+    num_attention_heads: int = 8
+    intermediate_size: int = 256
+    text_num_layers: int = 3
+    audio_num_layers: int = 3
+    visual_num_layers: int = 3
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.3
+    attention_probs_dropout_prob: float = 0.3
+    max_position_embeddings: int = 60
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    label_attention_dim: int = 256
+    label_attention_dropout: float = 0.1
+    mask_label_attention: bool = True
+    latent_hidden_sizes: list[int] = field(default_factory=lambda: [192, 128, 128])
+    latent_size: int = 128
+    classifier_hidden_size: int = 128
+    classifier_dropout: float = 0.1
+    queue_size: int = 8192
+    contrastive_temperature: float = 0.07
+    semantic_loss_weight: float = 0.3
+    fused_loss_weight: float = 1.0
+    contrastive_loss_weight: float = 1.0
+    calibration_loss_weight: float = 0.3
+    decision_threshold: float = 0.21
+    label_thresholds: list[float] | None = None
+    modality_dropout: dict[str, float] | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None and "num_labels" not in kwargs:
+            self.id2label = dict(enumerate(MOSEI_EMOTIONS))
+        if self.problem_type is None:
+            self.problem_type = "multi_label_classification"
+        super().__post_init__(**kwargs)
+        if self.id2label is not None and not self.label2id:
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        self._validate_lddu()
+
+    # ------------------------------------------------------------------------------------------
+    def feature_dim(self, modality: str) -> int:
+        """Feature size of ``modality`` (one of :data:`MODALITIES`)."""
+        if modality not in MODALITIES:
+            raise ValueError(f"Unknown modality {modality!r}; expected one of {MODALITIES}.")
+        return getattr(self, f"{modality}_dim")
+
+    def num_layers(self, modality: str) -> int:
+        """Encoder depth of ``modality``."""
+        if modality not in MODALITIES:
+            raise ValueError(f"Unknown modality {modality!r}; expected one of {MODALITIES}.")
+        return getattr(self, f"{modality}_num_layers")
+
+    def _validate_lddu(self) -> None:
+        def positive_int(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"LDDUConfig.{name} must be a positive integer, got {value!r}.")
+
+        def probability(name: str, value=None) -> None:
+            value = getattr(self, name) if value is None else value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"LDDUConfig.{name} must be a number in [0, 1), got {value!r}.")
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"LDDUConfig.{name} must be in [0, 1), got {value!r}.")
+
+        for name in (
+            "text_dim",
+            "audio_dim",
+            "visual_dim",
+            "hidden_size",
+            "num_attention_heads",
+            "intermediate_size",
+            "text_num_layers",
+            "audio_num_layers",
+            "visual_num_layers",
+            "max_position_embeddings",
+            "label_attention_dim",
+            "latent_size",
+            "classifier_hidden_size",
+            "queue_size",
+        ):
+            positive_int(name)
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"LDDUConfig.hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})."
+            )
+        for name in (
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "label_attention_dropout",
+            "classifier_dropout",
+        ):
+            probability(name)
+        if self.hidden_act != "gelu":
+            raise ValueError(f"LDDUConfig.hidden_act must be 'gelu', got {self.hidden_act!r}.")
+        if not (isinstance(self.layer_norm_eps, (int, float)) and self.layer_norm_eps > 0):
+            raise ValueError(f"LDDUConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}.")
+        if not (isinstance(self.initializer_range, (int, float)) and self.initializer_range > 0):
+            raise ValueError(
+                f"LDDUConfig.initializer_range must be > 0, got {self.initializer_range!r}."
+            )
+        sizes = self.latent_hidden_sizes
+        if not isinstance(sizes, (list, tuple)) or len(sizes) == 0:
+            raise ValueError(
+                f"LDDUConfig.latent_hidden_sizes must be a non-empty list of positive integers, "
+                f"got {sizes!r}."
+            )
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ValueError(
+                    f"LDDUConfig.latent_hidden_sizes must hold positive integers, got {sizes!r}."
+                )
+        self.latent_hidden_sizes = list(sizes)
+        temperature = self.contrastive_temperature
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)):
+            raise ValueError(
+                f"LDDUConfig.contrastive_temperature must be a finite number, got {temperature!r}."
+            )
+        if temperature <= 0:
+            raise ValueError(
+                f"LDDUConfig.contrastive_temperature must be > 0, got {temperature!r}."
+            )
+        for name in (
+            "semantic_loss_weight",
+            "fused_loss_weight",
+            "contrastive_loss_weight",
+            "calibration_loss_weight",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"LDDUConfig.{name} must be a finite number >= 0, got {value!r}.")
+        threshold = self.decision_threshold
+        if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+            raise ValueError(f"LDDUConfig.decision_threshold must be in (0, 1), got {threshold!r}.")
+        if self.num_labels < 1:
+            raise ValueError(
+                f"LDDUConfig needs at least one label, got num_labels={self.num_labels}."
+            )
+        if self.label_thresholds is not None:
+            thresholds = list(self.label_thresholds)
+            if len(thresholds) != self.num_labels:
+                raise ValueError(
+                    f"LDDUConfig.label_thresholds has {len(thresholds)} values but the model has "
+                    f"{self.num_labels} labels."
+                )
+            for value in thresholds:
+                if not (isinstance(value, (int, float)) and 0.0 < value < 1.0):
+                    raise ValueError(
+                        f"LDDUConfig.label_thresholds values must be in (0, 1), got {value!r}."
+                    )
+            self.label_thresholds = [float(value) for value in thresholds]
+        if self.modality_dropout is not None:
+            if not isinstance(self.modality_dropout, dict):
+                raise ValueError(
+                    "LDDUConfig.modality_dropout must be a dict {modality: probability}, got "
+                    f"{self.modality_dropout!r}."
+                )
+            for modality, value in self.modality_dropout.items():
+                if modality not in MODALITIES:
+                    raise ValueError(
+                        f"LDDUConfig.modality_dropout has unknown modality {modality!r}; expected "
+                        f"one of {MODALITIES}."
+                    )
+                probability(f"modality_dropout[{modality!r}]", value)
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The decision threshold of every label, in class order."""
+        if self.label_thresholds is not None:
+            return list(self.label_thresholds)
+        return [float(self.decision_threshold)] * self.num_labels
+
+
+LDDUConfig.register_for_auto_class()
+
+__all__ = ["LDDUConfig", "MODALITIES", "MOSEI_EMOTIONS"]

@@ -1,0 +1,159 @@
+"""LDDU's supervised contrastive loss over a memory queue (the paper's contrastive decoupling term).
+
+Semantics, exactly as in the authors' code (reference §2.1):
+
+* The contrast set is the batch rows followed by every queue row: ``N = n_batch + queue_size``.
+* Similarity ``s_ik = <f_i, f_k> / 2`` (features have norm sqrt(2), so this is a cosine), logits
+  ``s / temperature`` shifted by their row maximum (diagonal included).
+* EVERY one of the N rows is an anchor, queue rows included. Positives of anchor ``i`` are the other
+  rows with the same class id; an anchor without positives contributes 0 but still counts in the
+  mean over N.
+* ``loss = -mean_i [ sum_k P_ik (l_ik - log(sum_{k != i} exp(l_ik) + 1e-12)) / (sum_k P_ik + 1e-12) ]``.
+* Gradients reach only the batch rows (as anchors and as contrast columns); the queue is a buffer.
+* After the loss, the batch rows are written into the queue at its pointer (FIFO, wrapping around),
+  gathered from every process first under ``torch.distributed`` so that all processes keep the
+  same queue.
+
+This file is remote code: it imports only ``torch`` and ``transformers``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+
+#: Added to denominators exactly where the authors add it.
+_EPS = 1e-12
+
+
+def supervised_contrastive_loss_reference(
+    features: torch.Tensor,
+    classes: torch.Tensor,
+    queue: torch.Tensor,
+    queue_classes: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """
+    The direct computation: builds the full ``N x N`` similarity matrix. Readable and exact; used as
+    the reference in the tests.
+
+    Args:
+        features: `(n, d)` batch features (with gradient).
+        classes: `(n,)` class ids of the batch rows.
+        queue: `(q, d)` queue features (no gradient).
+        queue_classes: `(q,)` class ids of the queue rows (float: the initial ones are random).
+    """
+    contrast = torch.cat([features.float(), queue.detach().float()], dim=0)  # [N, d]
+    contrast_classes = torch.cat([classes.float(), queue_classes.float()], dim=0)  # [N]
+    similarity = contrast @ contrast.T / 2.0  # [N, N]
+    logits = similarity / temperature
+    logits = logits - logits.max(dim=1, keepdim=True).values.detach()
+    size = contrast.shape[0]
+    not_self = ~torch.eye(size, dtype=torch.bool, device=contrast.device)
+    positives = (contrast_classes[:, None] == contrast_classes[None, :]) & not_self
+    denominator = (torch.exp(logits) * not_self).sum(dim=1, keepdim=True)
+    log_prob = logits - torch.log(denominator + _EPS)
+    positive_count = positives.sum(dim=1)
+    mean_log_prob_positive = (positives * log_prob).sum(dim=1) / (positive_count + _EPS)
+    return -mean_log_prob_positive.mean()
+
+
+class LDDUContrastiveMemory(nn.Module):
+    """
+    The queue (a persistent buffer, saved with the model) and the loss computed against it.
+
+    Buffers:
+        queue `(queue_size, feature_dim)`, queue_classes `(queue_size,)` float, queue_ptr `(1,)`.
+    """
+
+    def __init__(self, queue_size: int, feature_dim: int, temperature: float):
+        super().__init__()
+        self.queue_size = queue_size
+        self.feature_dim = feature_dim
+        self.temperature = temperature
+        self.register_buffer("queue", torch.zeros(queue_size, feature_dim))
+        self.register_buffer("queue_classes", torch.zeros(queue_size))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @torch.no_grad()
+    def reset_queue(self) -> None:
+        """The authors' initial queue: Gaussian rows normalised along dim 0 (so each COLUMN has unit
+        norm), and random non-integer class ids that match no real class."""
+        init.copy_(self.queue, F.normalize(torch.randn(self.queue_size, self.feature_dim), dim=0))
+        init.copy_(self.queue_classes, torch.randn(self.queue_size))
+        init.zeros_(self.queue_ptr)
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        classes: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        update_queue: bool = True,
+    ) -> torch.Tensor:
+        """
+        Loss of ``features`` (batch rows) against the current queue; then, if ``update_queue``,
+        enqueue them.
+
+        Args:
+            features: `(n, feature_dim)`.
+            classes: `(n,)` integer class ids.
+            keep: `(n,)` bool, rows to use (absent modalities are left out); default all.
+        """
+        if keep is not None and not bool(keep.all()):
+            features, classes = features[keep], classes[keep]
+        loss = supervised_contrastive_loss_reference(
+            features, classes, self.queue, self.queue_classes, self.temperature
+        )
+        if update_queue:
+            self.enqueue(features, classes)
+        return loss
+
+    @torch.no_grad()
+    def enqueue(self, features: torch.Tensor, classes: torch.Tensor) -> None:
+        """Write rows at the pointer (wrapping around), after gathering them from every process."""
+        features, classes = _gather_across_processes(features.detach(), classes.detach())
+        count = features.shape[0]
+        if count == 0:
+            return
+        first = 0
+        if count > self.queue_size:  # only the newest queue_size rows survive a full wrap
+            first = count - self.queue_size
+            features, classes = features[first:], classes[first:]
+        pointer = self.queue_ptr[0]
+        offsets = torch.arange(first, count, device=pointer.device)
+        slots = (pointer + offsets) % self.queue_size
+        self.queue.index_copy_(0, slots, features.to(self.queue.dtype))
+        self.queue_classes.index_copy_(0, slots, classes.to(self.queue_classes.dtype))
+        self.queue_ptr.copy_((pointer + count) % self.queue_size)
+
+
+def _gather_across_processes(
+    features: torch.Tensor, classes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-gather rows from every process (in rank order); row counts may differ per process."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return features, classes
+    world_size = torch.distributed.get_world_size()
+    if world_size == 1:
+        return features, classes
+    count = torch.tensor([features.shape[0]], device=features.device)
+    counts = [torch.zeros_like(count) for _ in range(world_size)]
+    torch.distributed.all_gather(counts, count)
+    counts = [int(c.item()) for c in counts]
+    longest = max(counts)
+    padded_features = features.new_zeros(longest, features.shape[1])
+    padded_features[: features.shape[0]] = features
+    padded_classes = classes.new_zeros(longest)
+    padded_classes[: classes.shape[0]] = classes
+    gathered_features = [torch.zeros_like(padded_features) for _ in range(world_size)]
+    gathered_classes = [torch.zeros_like(padded_classes) for _ in range(world_size)]
+    torch.distributed.all_gather(gathered_features, padded_features)
+    torch.distributed.all_gather(gathered_classes, padded_classes)
+    features = torch.cat([f[:c] for f, c in zip(gathered_features, counts)], dim=0)
+    classes = torch.cat([k[:c] for k, c in zip(gathered_classes, counts)], dim=0)
+    return features, classes
+
+
+__all__ = ["LDDUContrastiveMemory", "supervised_contrastive_loss_reference"]

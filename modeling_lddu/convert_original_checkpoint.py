@@ -1,0 +1,365 @@
+"""Convert a state dict of the authors' LDDU code (github.com/201983290498/lddu_mmer) to a model folder.
+
+    python -m modeling_lddu.convert_original_checkpoint SRC DEST_DIR [--num_attention_heads 8] ...
+
+``SRC`` is a ``.bin``/``.pt`` file (read with ``torch.load(weights_only=True)``) or a
+``.safetensors`` file holding the authors' ``MyModel.state_dict()``. Every dimension that tensor
+shapes reveal (feature dims, hidden and latent sizes, layer counts, queue size, label count) is read
+from the state dict; the rest comes from flags whose defaults are the paper configuration.
+
+Mapping rules (authors' name -> ours), modality order (visual, audio, text) = ModuleList index 0/1/2:
+
+* ``{bert,audio,visual}.embeddings.word_embeddings`` -> ``lddu.encoders.<m>.embeddings.feature_projection``
+  (``bert`` is the text encoder); positions and LayerNorm likewise; ``encoder.layer.<i>.attention.self.*``
+  -> ``layers.<i>.attention.*``; ``attention.output.dense``/``LayerNorm`` -> ``attention_output`` /
+  ``attention_layer_norm``; ``intermediate.dense`` -> ``intermediate``; ``output.dense``/``LayerNorm``
+  -> ``output``/``output_layer_norm``.
+* ``{text,visual,audio}_norm.*_norm2d`` -> ``lddu.encoders.<m>.embeddings.input_norm``.
+* ``embedding_layer`` -> ``lddu.label_embeddings``; ``label_wise_attention.{label,seq,out}_projection.<k>``
+  -> ``lddu.label_attention.<m>.{label,sequence,output}_projection``.
+* ``encoder.<k>.linear.<i>`` / ``.output`` / ``.fc_mu`` / ``.fc_var`` -> ``lddu.latent_encoders.<m>.layers.<i>``
+  / ``layers.<last>`` / ``mean_projection`` / ``log_variance_projection``.
+* ``common_classfier.{0,3}`` (sic) -> ``fusion.semantic_classifier.{hidden,output}``;
+  ``final_classifier.<j>`` / ``var_classifier1.<j>`` -> stacked into the grouped
+  ``fusion.{mean,spread}_classifier`` weights.
+* ``queue``, ``queue_label`` ([Q, 1] -> [Q]), ``queue_ptr`` -> ``contrastive_memory.*``.
+* Dropped, by name, because the authors' forward never uses them: the three encoders' ``pooler``,
+  ``final_classifer2`` and ``var_classifier2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from .configuration_lddu import MODALITIES, MOSEI_EMOTIONS, LDDUConfig
+
+logger = logging.getLogger(__name__)
+
+#: The authors' encoder attribute per modality.
+ORIGINAL_ENCODER = {"text": "bert", "audio": "audio", "visual": "visual"}
+#: Index of each modality in the authors' ModuleLists.
+ORIGINAL_INDEX = {modality: index for index, modality in enumerate(MODALITIES)}
+#: Modules that exist in the authors' model but never take part in its forward pass.
+DEAD_PREFIXES = (
+    "bert.pooler.",
+    "audio.pooler.",
+    "visual.pooler.",
+    "final_classifer2.",
+    "var_classifier2.",
+)
+
+_ENCODER_LAYER_MAP = {
+    "attention.self.query": "attention.query",
+    "attention.self.key": "attention.key",
+    "attention.self.value": "attention.value",
+    "attention.output.dense": "attention_output",
+    "attention.output.LayerNorm": "attention_layer_norm",
+    "intermediate.dense": "intermediate",
+    "output.dense": "output",
+    "output.LayerNorm": "output_layer_norm",
+}
+
+
+class CheckpointConversionError(ValueError):
+    """The source state dict does not look like the authors' LDDU."""
+
+
+def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the authors' state dict safely (safetensors, or torch.load with weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path}.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state_dict = load_file(str(path))
+    else:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        if (
+            isinstance(state_dict, dict)
+            and "state_dict" in state_dict
+            and isinstance(state_dict["state_dict"], dict)
+        ):
+            state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor)
+        for key, value in state_dict.items()
+    ):
+        raise CheckpointConversionError(f"{path} does not hold a state dict of named tensors.")
+    # Checkpoints saved from DataParallel/DDP wrappers carry a "module." prefix.
+    if state_dict and all(key.startswith("module.") for key in state_dict):
+        state_dict = {key[len("module.") :]: value for key, value in state_dict.items()}
+    return state_dict
+
+
+def _require(state_dict: dict, key: str) -> torch.Tensor:
+    if key not in state_dict:
+        raise CheckpointConversionError(
+            f"The checkpoint lacks {key!r}, which every LDDU checkpoint of the authors has."
+        )
+    return state_dict[key]
+
+
+def _count_layers(state_dict: dict, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"\.encoder\.layer\.(\d+)\.")
+    indices = {int(match.group(1)) for key in state_dict if (match := pattern.match(key))}
+    if not indices:
+        raise CheckpointConversionError(f"The checkpoint has no encoder layers under {prefix!r}.")
+    if indices != set(range(len(indices))):
+        raise CheckpointConversionError(
+            f"Encoder layers of {prefix!r} are not numbered 0..n-1: {indices}."
+        )
+    return len(indices)
+
+
+def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overrides) -> LDDUConfig:
+    """Build an :class:`LDDUConfig` from tensor shapes; ``overrides`` supply what shapes can't tell."""
+    dims = {}
+    for modality, prefix in ORIGINAL_ENCODER.items():
+        projection = _require(state_dict, f"{prefix}.embeddings.word_embeddings.weight")
+        dims[f"{modality}_dim"] = projection.shape[1]
+        dims[f"{modality}_num_layers"] = _count_layers(state_dict, prefix)
+    hidden_size = _require(state_dict, "bert.embeddings.word_embeddings.weight").shape[0]
+    latent_layers = []
+    index = 0
+    while f"encoder.0.linear.{index}.weight" in state_dict:
+        latent_layers.append(state_dict[f"encoder.0.linear.{index}.weight"].shape[0])
+        index += 1
+    latent_layers.append(_require(state_dict, "encoder.0.output.weight").shape[0])
+    num_labels = _require(state_dict, "embedding_layer.weight").shape[0]
+    derived = dict(
+        **dims,
+        hidden_size=hidden_size,
+        intermediate_size=_require(
+            state_dict, "bert.encoder.layer.0.intermediate.dense.weight"
+        ).shape[0],
+        max_position_embeddings=_require(
+            state_dict, "bert.embeddings.position_embeddings.weight"
+        ).shape[0],
+        label_attention_dim=_require(
+            state_dict, "label_wise_attention.label_projection.0.weight"
+        ).shape[0],
+        latent_hidden_sizes=latent_layers,
+        latent_size=_require(state_dict, "encoder.0.fc_mu.weight").shape[0],
+        classifier_hidden_size=_require(state_dict, "common_classfier.0.weight").shape[0],
+        queue_size=_require(state_dict, "queue").shape[0],
+    )
+    if "id2label" not in overrides and "num_labels" not in overrides:
+        if num_labels == len(MOSEI_EMOTIONS):
+            overrides["id2label"] = dict(enumerate(MOSEI_EMOTIONS))
+        else:
+            overrides["num_labels"] = num_labels
+    for key, value in overrides.items():
+        if key in derived and derived[key] != value:
+            raise CheckpointConversionError(
+                f"{key}={value!r} was given, but the checkpoint's tensors say {derived[key]!r}."
+            )
+    return LDDUConfig(**{**derived, **overrides})
+
+
+def convert_original_state_dict(
+    state_dict: dict[str, torch.Tensor], config: LDDUConfig
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """
+    Map the authors' names to ours. Returns the new state dict and the dropped (dead) keys.
+    Raises :class:`CheckpointConversionError` on any key that is neither mapped nor known dead.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    consumed: set[str] = set()
+    dropped = sorted(key for key in state_dict if key.startswith(DEAD_PREFIXES))
+    consumed.update(dropped)
+
+    def take(source: str, target: str, transform=None) -> None:
+        tensor = _require(state_dict, source)
+        converted[target] = transform(tensor) if transform is not None else tensor
+        consumed.add(source)
+
+    for modality in MODALITIES:
+        source = ORIGINAL_ENCODER[modality]
+        target = f"lddu.encoders.{modality}"
+        norm = {
+            "text": "text_norm.text_norm2d",
+            "audio": "audio_norm.audio_norm2d",
+            "visual": "visual_norm.visual_norm2d",
+        }[modality]
+        for name in ("weight", "bias"):
+            take(f"{norm}.{name}", f"{target}.embeddings.input_norm.{name}")
+            take(
+                f"{source}.embeddings.word_embeddings.{name}",
+                f"{target}.embeddings.feature_projection.{name}",
+            )
+            take(f"{source}.embeddings.LayerNorm.{name}", f"{target}.embeddings.layer_norm.{name}")
+        take(
+            f"{source}.embeddings.position_embeddings.weight",
+            f"{target}.embeddings.position_embeddings.weight",
+        )
+        for layer in range(config.num_layers(modality)):
+            for original, ours in _ENCODER_LAYER_MAP.items():
+                for name in ("weight", "bias"):
+                    take(
+                        f"{source}.encoder.layer.{layer}.{original}.{name}",
+                        f"{target}.layers.{layer}.{ours}.{name}",
+                    )
+
+        index = ORIGINAL_INDEX[modality]
+        for original, ours in (("label", "label"), ("seq", "sequence"), ("out", "output")):
+            for name in ("weight", "bias"):
+                take(
+                    f"label_wise_attention.{original}_projection.{index}.{name}",
+                    f"lddu.label_attention.{modality}.{ours}_projection.{name}",
+                )
+        hidden_layers = len(config.latent_hidden_sizes) - 1
+        for name in ("weight", "bias"):
+            for layer in range(hidden_layers):
+                take(
+                    f"encoder.{index}.linear.{layer}.{name}",
+                    f"lddu.latent_encoders.{modality}.layers.{layer}.{name}",
+                )
+            take(
+                f"encoder.{index}.output.{name}",
+                f"lddu.latent_encoders.{modality}.layers.{hidden_layers}.{name}",
+            )
+            take(
+                f"encoder.{index}.fc_mu.{name}",
+                f"lddu.latent_encoders.{modality}.mean_projection.{name}",
+            )
+            take(
+                f"encoder.{index}.fc_var.{name}",
+                f"lddu.latent_encoders.{modality}.log_variance_projection.{name}",
+            )
+
+    take("embedding_layer.weight", "lddu.label_embeddings.weight")
+    for original, ours in (("0", "hidden"), ("3", "output")):
+        for name in ("weight", "bias"):
+            take(f"common_classfier.{original}.{name}", f"fusion.semantic_classifier.{ours}.{name}")
+
+    for original, ours in (
+        ("final_classifier", "mean_classifier"),
+        ("var_classifier1", "spread_classifier"),
+    ):
+        hidden_weight, hidden_bias, output_weight, output_bias = [], [], [], []
+        for label in range(config.num_labels):
+            prefix = f"{original}.{label}"
+            hidden_weight.append(_require(state_dict, f"{prefix}.0.weight").T)  # [in, hidden]
+            hidden_bias.append(_require(state_dict, f"{prefix}.0.bias"))
+            output_weight.append(_require(state_dict, f"{prefix}.3.weight").reshape(-1))
+            output_bias.append(_require(state_dict, f"{prefix}.3.bias").reshape(()))
+            consumed.update(f"{prefix}.{i}.{n}" for i in ("0", "3") for n in ("weight", "bias"))
+        converted[f"fusion.{ours}.hidden_weight"] = torch.stack(hidden_weight)
+        converted[f"fusion.{ours}.hidden_bias"] = torch.stack(hidden_bias)
+        converted[f"fusion.{ours}.output_weight"] = torch.stack(output_weight)
+        converted[f"fusion.{ours}.output_bias"] = torch.stack(output_bias)
+
+    take("queue", "contrastive_memory.queue")
+    take("queue_label", "contrastive_memory.queue_classes", lambda tensor: tensor.reshape(-1))
+    take("queue_ptr", "contrastive_memory.queue_ptr", lambda tensor: tensor.reshape(1).long())
+
+    unknown = sorted(set(state_dict) - consumed)
+    if unknown:
+        raise CheckpointConversionError(
+            f"{len(unknown)} key(s) of the checkpoint are not part of LDDU as the authors wrote it: "
+            f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+        )
+    return {key: value.contiguous() for key, value in converted.items()}, dropped
+
+
+def convert_original_checkpoint(
+    source: str | Path, destination: str | Path | None = None, **config_overrides
+):
+    """
+    Load the authors' checkpoint and return an :class:`LDDUForEmotionRecognition` holding it; save
+    it to ``destination`` (a new or empty folder) when given.
+    """
+    from .modeling_lddu import LDDUForEmotionRecognition
+
+    state_dict = load_original_state_dict(source)
+    config = config_from_original_state_dict(state_dict, **config_overrides)
+    converted, dropped = convert_original_state_dict(state_dict, config)
+    if dropped:
+        logger.info(
+            "Dropped %d tensors of modules the authors' forward never uses: %s",
+            len(dropped),
+            dropped,
+        )
+    model = LDDUForEmotionRecognition(config)
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(converted))
+    extra = sorted(set(converted) - expected)
+    if missing or extra:
+        raise CheckpointConversionError(
+            f"Conversion mismatch: missing {missing}, unexpected {extra}."
+        )
+    for key, tensor in converted.items():
+        target_shape = tuple(model.state_dict()[key].shape)
+        if tuple(tensor.shape) != target_shape:
+            raise CheckpointConversionError(
+                f"{key}: the checkpoint gives shape {tuple(tensor.shape)}, the config expects {target_shape}."
+            )
+    model.load_state_dict(converted, strict=True)
+    if destination is not None:
+        destination = Path(destination)
+        if destination.exists() and any(destination.iterdir()):
+            raise FileExistsError(
+                f"{destination} exists and is not empty; refusing to overwrite it."
+            )
+        model.save_pretrained(destination)
+        logger.info("Saved the converted model to %s", destination)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Convert the authors' LDDU state dict (.bin/.pt/.safetensors) to a transformers "
+        "model folder loadable with trust_remote_code=True.",
+    )
+    parser.add_argument("source", help="the authors' state dict file")
+    parser.add_argument("destination", help="output folder (must be new or empty)")
+    parser.add_argument("--num_attention_heads", type=int, default=8)
+    parser.add_argument("--hidden_dropout_prob", type=float, default=0.3)
+    parser.add_argument("--attention_probs_dropout_prob", type=float, default=0.3)
+    parser.add_argument("--contrastive_temperature", type=float, default=0.07)
+    parser.add_argument("--decision_threshold", type=float, default=0.21)
+    parser.add_argument("--semantic_loss_weight", type=float, default=0.3)
+    parser.add_argument("--fused_loss_weight", type=float, default=1.0)
+    parser.add_argument("--contrastive_loss_weight", type=float, default=1.0)
+    parser.add_argument("--calibration_loss_weight", type=float, default=0.3)
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated emotion names in class order (default: CMU-MOSEI's six when the "
+        "checkpoint has six labels, else label_0..label_n)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "num_attention_heads",
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "contrastive_temperature",
+            "decision_threshold",
+            "semantic_loss_weight",
+            "fused_loss_weight",
+            "contrastive_loss_weight",
+            "calibration_loss_weight",
+        )
+    }
+    if args.labels:
+        overrides["id2label"] = dict(enumerate(label.strip() for label in args.labels.split(",")))
+    try:
+        convert_original_checkpoint(args.source, args.destination, **overrides)
+    except (CheckpointConversionError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,743 @@
+"""LDDU: Latent Distribution Decoupling for uncertainty-aware multimodal emotion recognition.
+
+Huang et al., 2025, "Latent Distribution Decoupling: A Probabilistic Framework for Uncertainty-Aware
+Multimodal Emotion Recognition" (arXiv 2502.13954).
+
+The forward pass, in the paper's order (modality order (visual, audio, text) throughout):
+
+1. **Modality encoders** - per modality, a LayerNorm over the input features, a linear projection
+   plus learned positions, and a post-LN transformer encoder.
+2. **Label-wise attention** - one learned embedding per emotion queries each modality's sequence and
+   returns one "label-related" feature per (modality, emotion).
+3. **Latent Gaussian encoders** - per modality, an MLP maps each label-related feature to a Gaussian
+   latent: a mean and a spread (standard deviation).
+4. **Gated uncertainty fusion** - a mean-based and a spread-based prediction per emotion, mixed by a
+   semantic score (the gate) computed from the label-related features.
+5. **Contrastive memory** (training) - a supervised contrastive loss over the normalised
+   (mean, spread) features of the batch and of a FIFO queue of earlier batches.
+6. **Calibration loss** (training) - ties the spread magnitudes to the semantic scores.
+
+This file is remote code: it imports only ``torch``, ``transformers`` and its sibling files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .configuration_lddu import MODALITIES, LDDUConfig
+from .contrastive_lddu import LDDUContrastiveMemory
+
+logger = logging.get_logger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------
+# Outputs
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class LDDUModelOutput(ModelOutput):
+    """
+    Output of :class:`LDDUModel`. Modality axis in the order (visual, audio, text).
+
+    Args:
+        label_features (`torch.FloatTensor` of shape `(batch, 3, num_labels, label_attention_dim)`):
+            Label-wise attention output per modality and emotion (zero for an absent modality).
+        means (`torch.FloatTensor` of shape `(batch, 3, num_labels, latent_size)`):
+            Means of the per-modality Gaussian latents (0 for an absent modality).
+        spreads (`torch.FloatTensor` of shape `(batch, 3, num_labels, latent_size)`):
+            Standard deviations of those latents (1 for an absent modality).
+        modality_presence (`torch.BoolTensor` of shape `(batch, 3)`):
+            Whether each sample has each modality.
+    """
+
+    label_features: torch.FloatTensor | None = None
+    means: torch.FloatTensor | None = None
+    spreads: torch.FloatTensor | None = None
+    modality_presence: torch.BoolTensor | None = None
+
+
+@dataclass
+class LDDUEmotionRecognitionOutput(ModelOutput):
+    """
+    Output of :class:`LDDUForEmotionRecognition`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, returned when `labels` is given):
+            ``semantic_loss_weight * semantic_loss + fused_loss_weight * fused_loss +
+            contrastive_loss_weight * contrastive_loss + calibration_loss_weight * calibration_loss``.
+        scores (`torch.FloatTensor` of shape `(batch, num_labels)`):
+            Fused emotion probabilities, ``mean_scores * semantic_scores + spread_scores *
+            (1 - semantic_scores)``. Compare with ``config.thresholds`` to predict.
+        semantic_scores (`torch.FloatTensor` of shape `(batch, num_labels)`):
+            The gate: semantic score from the label-wise features of all modalities.
+        mean_scores / spread_scores (`torch.FloatTensor` of shape `(batch, num_labels)`):
+            Predictions of the per-emotion classifiers over the latent means / spreads.
+        means / spreads / label_features: as in :class:`LDDUModelOutput`.
+        semantic_loss / fused_loss / contrastive_loss / calibration_loss (`torch.FloatTensor`):
+            The four unweighted loss terms (only with `labels`).
+    """
+
+    loss: torch.FloatTensor | None = None
+    scores: torch.FloatTensor | None = None
+    semantic_scores: torch.FloatTensor | None = None
+    mean_scores: torch.FloatTensor | None = None
+    spread_scores: torch.FloatTensor | None = None
+    means: torch.FloatTensor | None = None
+    spreads: torch.FloatTensor | None = None
+    label_features: torch.FloatTensor | None = None
+    semantic_loss: torch.FloatTensor | None = None
+    fused_loss: torch.FloatTensor | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    calibration_loss: torch.FloatTensor | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. Modality encoder
+# ------------------------------------------------------------------------------------------------
+class LDDUEmbeddings(nn.Module):
+    """Input LayerNorm, feature projection and learned positions of one modality."""
+
+    def __init__(self, config: LDDUConfig, feature_dim: int):
+        super().__init__()
+        # The authors normalise raw features with a LayerNorm of epsilon 1e-12 before projecting.
+        self.input_norm = nn.LayerNorm(feature_dim, eps=config.layer_norm_eps)
+        self.feature_projection = nn.Linear(feature_dim, config.hidden_size)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # features: [batch, length, feature_dim] -> [batch, length, hidden]
+        length = features.shape[1]
+        hidden = self.feature_projection(self.input_norm(features.float()))
+        hidden = hidden + self.position_embeddings.weight[:length]
+        return self.dropout(self.layer_norm(hidden))
+
+
+class LDDUSelfAttention(nn.Module):
+    """Multi-head self-attention with the BERT parameterisation, computed with fused SDPA."""
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = config.attention_probs_dropout_prob
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, width = hidden.shape
+
+        def heads(projection: nn.Linear) -> torch.Tensor:
+            # [batch, length, hidden] -> [batch, heads, length, head_dim]
+            return (
+                projection(hidden)
+                .view(batch, length, self.num_heads, self.head_dim)
+                .transpose(1, 2)
+            )
+
+        context = F.scaled_dot_product_attention(
+            heads(self.query),
+            heads(self.key),
+            heads(self.value),
+            attn_mask=attention_mask,  # [batch, 1, 1, length] bool, True = attend
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        )
+        return context.transpose(1, 2).reshape(batch, length, width)
+
+
+class LDDUEncoderLayer(nn.Module):
+    """Post-LN transformer layer: attention, residual + LN, feed-forward, residual + LN."""
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__()
+        self.attention = LDDUSelfAttention(config)
+        self.attention_output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.output_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        attended = self.attention_output(self.attention(hidden, attention_mask))
+        hidden = self.attention_layer_norm(self.dropout(attended) + hidden)
+        feed_forward = self.output(F.gelu(self.intermediate(hidden)))
+        return self.output_layer_norm(self.dropout(feed_forward) + hidden)
+
+
+class LDDUModalityEncoder(nn.Module):
+    """Transformer encoder of one modality: [batch, length, feature_dim] -> [batch, length, hidden]."""
+
+    def __init__(self, config: LDDUConfig, modality: str):
+        super().__init__()
+        self.modality = modality
+        self.embeddings = LDDUEmbeddings(config, config.feature_dim(modality))
+        self.layers = nn.ModuleList(
+            [LDDUEncoderLayer(config) for _ in range(config.num_layers(modality))]
+        )
+
+    def forward(self, features: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        hidden = self.embeddings(features)
+        for layer in self.layers:
+            hidden = layer(hidden, attention_mask)
+        return hidden
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Label-wise attention
+# ------------------------------------------------------------------------------------------------
+class LDDULabelWiseAttention(nn.Module):
+    """
+    Each emotion's embedding attends over one modality's sequence (single head). As in the authors'
+    code the projected sequence serves as both keys and values, and the scale is
+    ``sqrt(label_attention_dim)``.
+    """
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__()
+        width = config.label_attention_dim
+        self.label_projection = nn.Linear(config.hidden_size, width)
+        self.sequence_projection = nn.Linear(config.hidden_size, width)
+        self.output_projection = nn.Linear(width, width)
+        self.dropout = nn.Dropout(config.label_attention_dropout)
+        self.scale = 1.0 / math.sqrt(width)
+
+    def forward(
+        self,
+        label_embeddings: torch.Tensor,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        queries = self.label_projection(label_embeddings)  # [labels, width]
+        keys = self.sequence_projection(hidden)  # [batch, length, width], also the values
+        scores = torch.einsum("cw,blw->bcl", queries, keys) * self.scale  # [batch, labels, length]
+        if attention_mask is not None:
+            scores = scores.masked_fill(~attention_mask[:, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        context = torch.bmm(weights, keys)  # [batch, labels, width]
+        return self.output_projection(self.dropout(context))
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Latent Gaussian encoder
+# ------------------------------------------------------------------------------------------------
+class LDDULatentGaussianEncoder(nn.Module):
+    """
+    Maps each (emotion, modality) feature to a diagonal Gaussian: ReLU MLP, then a mean head and a
+    log-variance head; the spread is ``exp(log_variance / 2)``. As in the authors' code the latent
+    is deterministic: the mean is used, nothing is sampled.
+    """
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__()
+        sizes = [config.label_attention_dim, *config.latent_hidden_sizes]
+        self.layers = nn.ModuleList(
+            [nn.Linear(sizes[index], sizes[index + 1]) for index in range(len(sizes) - 1)]
+        )
+        self.mean_projection = nn.Linear(sizes[-1], config.latent_size)
+        self.log_variance_projection = nn.Linear(sizes[-1], config.latent_size)
+
+    def forward(self, label_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = label_features
+        for layer in self.layers:
+            hidden = F.relu(layer(hidden))
+        mean = self.mean_projection(hidden)
+        spread = torch.exp(0.5 * self.log_variance_projection(hidden))
+        return mean, spread
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Gated uncertainty fusion
+# ------------------------------------------------------------------------------------------------
+class LDDUSemanticClassifier(nn.Module):
+    """Shared MLP scoring each emotion from its label-wise features of all modalities (the gate)."""
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__()
+        self.hidden = nn.Linear(
+            len(MODALITIES) * config.label_attention_dim, config.classifier_hidden_size
+        )
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.output = nn.Linear(config.classifier_hidden_size, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # features: [batch, labels, 3 * width] -> probabilities [batch, labels]
+        hidden = F.relu(self.dropout(self.hidden(features)))
+        return torch.sigmoid(self.output(hidden)).squeeze(-1)
+
+
+class LDDUPerLabelClassifier(nn.Module):
+    """
+    One two-layer MLP per emotion (Linear, dropout, ReLU, Linear, sigmoid), stored as grouped
+    weights and applied to all emotions at once with ``einsum``.
+    """
+
+    def __init__(self, config: LDDUConfig, input_size: int):
+        super().__init__()
+        num_labels, hidden_size = config.num_labels, config.classifier_hidden_size
+        self.input_size = input_size
+        self.hidden_weight = nn.Parameter(torch.empty(num_labels, input_size, hidden_size))
+        self.hidden_bias = nn.Parameter(torch.empty(num_labels, hidden_size))
+        self.output_weight = nn.Parameter(torch.empty(num_labels, hidden_size))
+        self.output_bias = nn.Parameter(torch.empty(num_labels))
+        self.dropout = nn.Dropout(config.classifier_dropout)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # features: [batch, labels, input_size] -> probabilities [batch, labels]
+        hidden = torch.einsum("bci,cih->bch", features, self.hidden_weight) + self.hidden_bias
+        hidden = F.relu(self.dropout(hidden))
+        logits = torch.einsum("bch,ch->bc", hidden, self.output_weight) + self.output_bias
+        return torch.sigmoid(logits)
+
+
+class LDDUGatedUncertaintyFusion(nn.Module):
+    """``scores = mean_scores * gate + spread_scores * (1 - gate)``, per emotion."""
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__()
+        latent_input = len(MODALITIES) * config.latent_size
+        self.semantic_classifier = LDDUSemanticClassifier(config)
+        self.mean_classifier = LDDUPerLabelClassifier(config, latent_input)
+        self.spread_classifier = LDDUPerLabelClassifier(config, latent_input)
+
+    def forward(
+        self, label_features: torch.Tensor, means: torch.Tensor, spreads: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        # [batch, 3, labels, d] -> [batch, labels, 3 * d], modality blocks in (v, a, t) order.
+        semantic_scores = self.semantic_classifier(_concat_modalities(label_features))
+        mean_scores = self.mean_classifier(_concat_modalities(means))
+        spread_scores = self.spread_classifier(_concat_modalities(spreads))
+        scores = mean_scores * semantic_scores + spread_scores * (1.0 - semantic_scores)
+        return scores, semantic_scores, mean_scores, spread_scores
+
+
+def _concat_modalities(per_modality: torch.Tensor) -> torch.Tensor:
+    """[batch, modalities, labels, d] -> [batch, labels, modalities * d]."""
+    batch, modalities, labels, width = per_modality.shape
+    return per_modality.permute(0, 2, 1, 3).reshape(batch, labels, modalities * width)
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. Calibration loss
+# ------------------------------------------------------------------------------------------------
+def uncertainty_calibration_loss(
+    spreads: torch.Tensor, semantic_scores: torch.Tensor
+) -> torch.Tensor:
+    """
+    The authors' CRLDis term: a symmetric KL between ``p = softmax`` of the spread norms over ALL
+    (sample, emotion) entries of the batch, and ``q = softmax`` of the semantic scores over the
+    emotions of each sample (so ``q`` sums to the batch size, as in the reference). Each KL is
+    divided by the number of entries ("batchmean").
+
+    Args:
+        spreads: `(batch, 3, labels, latent)` standard deviations.
+        semantic_scores: `(batch, labels)` gate probabilities.
+    """
+    spread_norms = _concat_modalities(spreads).float().norm(dim=-1).reshape(-1)  # [batch * labels]
+    log_p = torch.log_softmax(spread_norms, dim=0)
+    log_q = torch.log_softmax(semantic_scores.float(), dim=1).reshape(-1)
+    p, q = log_p.exp(), log_q.exp()
+    entries = spread_norms.shape[0]
+    kl_q_p = (q * (log_q - log_p)).sum() / entries
+    kl_p_q = (p * (log_p - log_q)).sum() / entries
+    return 0.5 * (kl_q_p + kl_p_q)
+
+
+def contrastive_features_and_classes(
+    means: torch.Tensor, spreads: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    The contrastive view of a batch: per (sample, modality, emotion) the concatenation of the
+    L2-normalised mean and the L2-normalised spread (norm sqrt(2)), flattened in that order, and its
+    class id ``emotion + num_labels * (2 * modality + [label is negative])``: one class per
+    (modality, emotion, polarity).
+
+    Returns: features `(batch * 3 * labels, 2 * latent)`, class ids `(batch * 3 * labels,)` int64.
+    """
+    batch, modalities, num_labels, _ = means.shape
+    features = torch.cat(
+        [
+            F.normalize(means.float(), dim=-1, eps=1e-12),
+            F.normalize(spreads.float(), dim=-1, eps=1e-12),
+        ],
+        dim=-1,
+    )
+    negative = (labels < 0.5).long()  # [batch, labels]
+    modality_index = torch.arange(modalities, device=labels.device)[None, :, None]
+    label_index = torch.arange(num_labels, device=labels.device)[None, None, :]
+    classes = label_index + num_labels * (2 * modality_index + negative[:, None, :])
+    return features.reshape(batch * modalities * num_labels, -1), classes.reshape(-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pretrained base class
+# ------------------------------------------------------------------------------------------------
+class LDDUPreTrainedModel(PreTrainedModel):
+    config_class = LDDUConfig
+    base_model_prefix = "lddu"
+    main_input_name = "text_features"
+    input_modalities = ("text", "audio", "video")
+    _no_split_modules = ["LDDUModalityEncoder"]
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """
+        The authors' initialisation: encoders as BERT (normal(0, initializer_range), zero biases,
+        unit LayerNorms), label embeddings and latent encoder weights Xavier-uniform, everything
+        else PyTorch's default ``uniform(+-1/sqrt(fan_in))``; the queue as in the reference (random
+        rows normalised along dim 0, random non-integer class ids). Parents are visited after their
+        children, so each block initialises all of its own descendants here.
+        """
+        std = self.config.initializer_range
+        if isinstance(module, LDDUModalityEncoder):
+            for submodule in module.modules():
+                if isinstance(submodule, (nn.Linear, nn.Embedding)):
+                    init.normal_(submodule.weight, mean=0.0, std=std)
+                    if getattr(submodule, "bias", None) is not None:
+                        init.zeros_(submodule.bias)
+                elif isinstance(submodule, nn.LayerNorm):
+                    init.ones_(submodule.weight)
+                    init.zeros_(submodule.bias)
+        elif isinstance(module, LDDULatentGaussianEncoder):
+            for linear in module.modules():
+                if isinstance(linear, nn.Linear):
+                    init.xavier_uniform_(linear.weight)
+                    _default_uniform_(linear.bias, fan_in=linear.in_features)
+        elif isinstance(module, (LDDULabelWiseAttention, LDDUSemanticClassifier)):
+            for linear in module.modules():
+                if isinstance(linear, nn.Linear):
+                    _default_uniform_(linear.weight, fan_in=linear.in_features)
+                    _default_uniform_(linear.bias, fan_in=linear.in_features)
+        elif isinstance(module, LDDUPerLabelClassifier):
+            _default_uniform_(module.hidden_weight, fan_in=module.input_size)
+            _default_uniform_(module.hidden_bias, fan_in=module.input_size)
+            _default_uniform_(module.output_weight, fan_in=module.output_weight.shape[1])
+            _default_uniform_(module.output_bias, fan_in=module.output_weight.shape[1])
+        elif isinstance(module, LDDUModel):
+            init.xavier_uniform_(module.label_embeddings.weight)
+        elif isinstance(module, LDDUContrastiveMemory):
+            module.reset_queue()
+
+
+def _default_uniform_(tensor: torch.Tensor, fan_in: int) -> None:
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    init.uniform_(tensor, -bound, bound)
+
+
+# ------------------------------------------------------------------------------------------------
+# Base model: encoders -> label-wise attention -> latent Gaussians
+# ------------------------------------------------------------------------------------------------
+class LDDUModel(LDDUPreTrainedModel):
+    """
+    LDDU without its classifiers and losses: returns the label-wise features and the per-modality
+    Gaussian latents (mean and spread) of every emotion.
+
+    Any modality may be absent: leave its features out (``None``), or give a sample an all-zero
+    mask. An absent (sample, modality) does not influence any output: its label-wise features are
+    0 and its latent is the standard-normal prior (mean 0, spread 1). See ``docs/design.md``.
+    """
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__(config)
+        self.encoders = nn.ModuleDict({m: LDDUModalityEncoder(config, m) for m in MODALITIES})
+        self.label_embeddings = nn.Embedding(config.num_labels, config.hidden_size)
+        self.label_attention = nn.ModuleDict(
+            {m: LDDULabelWiseAttention(config) for m in MODALITIES}
+        )
+        self.latent_encoders = nn.ModuleDict(
+            {m: LDDULatentGaussianEncoder(config) for m in MODALITIES}
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        text_features: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> LDDUModelOutput:
+        r"""
+        Args:
+            text_features / audio_features / visual_features (`torch.FloatTensor` of shape
+                `(batch, length_m, feature_dim_m)`, *optional*): frame features per modality.
+                Lengths may differ between modalities and must not exceed
+                ``config.max_position_embeddings``.
+            text_mask / audio_mask / visual_mask (`torch.Tensor` of shape `(batch, length_m)`,
+                *optional*): 1 for real frames, 0 for padding. An all-zero row marks the modality
+                as absent for that sample. Omitted: every frame is real.
+        """
+        inputs = {
+            "text": (text_features, text_mask),
+            "audio": (audio_features, audio_mask),
+            "visual": (visual_features, visual_mask),
+        }
+        batch_size, device = self._batch_size_and_device(inputs)
+        label_embeddings = self.label_embeddings.weight  # [labels, hidden]
+        num_labels = label_embeddings.shape[0]
+
+        label_features, means, spreads, presence = [], [], [], []
+        for modality in MODALITIES:
+            features, mask = inputs[modality]
+            if features is None:
+                width = self.config.label_attention_dim
+                latent = self.config.latent_size
+                label_features.append(label_embeddings.new_zeros(batch_size, num_labels, width))
+                means.append(label_embeddings.new_zeros(batch_size, num_labels, latent))
+                spreads.append(label_embeddings.new_ones(batch_size, num_labels, latent))
+                presence.append(torch.zeros(batch_size, dtype=torch.bool, device=device))
+                continue
+            features, mask, present = self._check_and_prepare(modality, features, mask, batch_size)
+            attention_mask = None if mask is None else mask[:, None, None, :]
+            hidden = self.encoders[modality](features, attention_mask)
+            label_mask = mask if self.config.mask_label_attention else None
+            modality_label_features = self.label_attention[modality](
+                label_embeddings, hidden, label_mask
+            )
+            mean, spread = self.latent_encoders[modality](modality_label_features)
+            if present is not None:
+                keep = present[:, None, None]
+                modality_label_features = torch.where(keep, modality_label_features, 0.0)
+                mean = torch.where(keep, mean, 0.0)
+                spread = torch.where(keep, spread, 1.0)
+            else:
+                present = torch.ones(batch_size, dtype=torch.bool, device=device)
+            label_features.append(modality_label_features)
+            means.append(mean)
+            spreads.append(spread)
+            presence.append(present)
+
+        return LDDUModelOutput(
+            label_features=torch.stack(label_features, dim=1),
+            means=torch.stack(means, dim=1),
+            spreads=torch.stack(spreads, dim=1),
+            modality_presence=torch.stack(presence, dim=1),
+        )
+
+    @staticmethod
+    def _batch_size_and_device(inputs: dict) -> tuple[int, torch.device]:
+        for modality in ("text", "audio", "visual"):
+            features = inputs[modality][0]
+            if features is not None:
+                return features.shape[0], features.device
+        raise ValueError(
+            "LDDU needs at least one modality: pass text_features, audio_features or visual_features."
+        )
+
+    def _check_and_prepare(
+        self, modality: str, features: torch.Tensor, mask: torch.Tensor | None, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Validate shapes; return the features, a bool mask and a per-sample presence flag."""
+        expected_dim = self.config.feature_dim(modality)
+        if features.dim() != 3:
+            raise ValueError(
+                f"{modality}_features must have shape (batch, length, {expected_dim}); got "
+                f"{tuple(features.shape)}."
+            )
+        if features.shape[0] != batch_size:
+            raise ValueError(
+                f"{modality}_features has batch size {features.shape[0]} but another modality has "
+                f"{batch_size}."
+            )
+        if features.shape[2] != expected_dim:
+            raise ValueError(
+                f"{modality}_features has feature size {features.shape[2]} but the config says "
+                f"{modality}_dim={expected_dim}."
+            )
+        length = features.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"{modality}_features has {length} frames, more than max_position_embeddings="
+                f"{self.config.max_position_embeddings}; truncate it (the feature extractor does)."
+            )
+        if mask is None:
+            return features, None, None
+        if tuple(mask.shape) != (batch_size, length):
+            raise ValueError(
+                f"{modality}_mask must have shape {(batch_size, length)}; got {tuple(mask.shape)}."
+            )
+        mask = mask.bool()
+        present = mask.any(dim=1)  # [batch]
+        # An absent sample attends to all of its (zeroed) frames so that no softmax sees only -inf;
+        # its outputs are replaced by the prior afterwards, so its features cannot leak.
+        mask = mask | ~present[:, None]
+        features = torch.where(present[:, None, None], features, 0.0)
+        return features, mask, present
+
+
+# ------------------------------------------------------------------------------------------------
+# The full model: base + gated fusion + training losses
+# ------------------------------------------------------------------------------------------------
+class LDDUForEmotionRecognition(LDDUPreTrainedModel):
+    """
+    LDDU for multi-label emotion recognition: :class:`LDDUModel`, the gated uncertainty fusion, and
+    (when ``labels`` is given) the four training losses, including the supervised contrastive loss
+    over a memory queue that is updated in training mode.
+    """
+
+    def __init__(self, config: LDDUConfig):
+        super().__init__(config)
+        self.lddu = LDDUModel(config)
+        self.fusion = LDDUGatedUncertaintyFusion(config)
+        self.contrastive_memory = LDDUContrastiveMemory(
+            queue_size=config.queue_size,
+            feature_dim=2 * config.latent_size,
+            temperature=config.contrastive_temperature,
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        text_features: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> LDDUEmotionRecognitionOutput:
+        r"""
+        Args:
+            labels (`torch.FloatTensor` of shape `(batch, num_labels)`, *optional*):
+                Multi-hot emotion targets. When given, the losses are computed; in training mode the
+                contrastive queue is then updated with this batch.
+        """
+        if self.training and self.config.modality_dropout:
+            text_mask, audio_mask, visual_mask = self._drop_modalities(
+                {
+                    "text": (text_features, text_mask),
+                    "audio": (audio_features, audio_mask),
+                    "visual": (visual_features, visual_mask),
+                }
+            )
+        base = self.lddu(
+            text_features=text_features,
+            text_mask=text_mask,
+            audio_features=audio_features,
+            audio_mask=audio_mask,
+            visual_features=visual_features,
+            visual_mask=visual_mask,
+        )
+        scores, semantic_scores, mean_scores, spread_scores = self.fusion(
+            base.label_features, base.means, base.spreads
+        )
+
+        loss = semantic_loss = fused_loss = contrastive_loss = calibration_loss = None
+        if labels is not None:
+            if tuple(labels.shape) != tuple(scores.shape):
+                raise ValueError(
+                    f"labels must have shape (batch, num_labels) = {tuple(scores.shape)}; got "
+                    f"{tuple(labels.shape)}."
+                )
+            labels = labels.float()
+            config = self.config
+            # Probability-space BCE, always in fp32 (autocast refuses binary_cross_entropy).
+            with torch.autocast(device_type=scores.device.type, enabled=False):
+                semantic_loss = F.binary_cross_entropy(semantic_scores.float(), labels)
+                fused_loss = F.binary_cross_entropy(scores.float(), labels)
+            features, classes = contrastive_features_and_classes(base.means, base.spreads, labels)
+            keep = base.modality_presence[:, :, None].expand(-1, -1, labels.shape[1]).reshape(-1)
+            contrastive_loss = self.contrastive_memory(
+                features, classes, keep=keep, update_queue=self.training
+            )
+            calibration_loss = uncertainty_calibration_loss(base.spreads, semantic_scores)
+            loss = (
+                config.semantic_loss_weight * semantic_loss
+                + config.fused_loss_weight * fused_loss
+                + config.contrastive_loss_weight * contrastive_loss
+                + config.calibration_loss_weight * calibration_loss
+            )
+
+        return LDDUEmotionRecognitionOutput(
+            loss=loss,
+            scores=scores,
+            semantic_scores=semantic_scores,
+            mean_scores=mean_scores,
+            spread_scores=spread_scores,
+            means=base.means,
+            spreads=base.spreads,
+            label_features=base.label_features,
+            semantic_loss=semantic_loss,
+            fused_loss=fused_loss,
+            contrastive_loss=contrastive_loss,
+            calibration_loss=calibration_loss,
+        )
+
+    def _drop_modalities(self, inputs: dict) -> tuple:
+        """Training-time modality dropout: zero the mask of a (sample, modality) with probability
+        ``config.modality_dropout[modality]``, never dropping every modality of a sample."""
+        masks = {}
+        drops = {}
+        for modality in ("text", "audio", "visual"):
+            features, mask = inputs[modality]
+            masks[modality] = mask
+            probability = self.config.modality_dropout.get(modality, 0.0)
+            if features is None or probability <= 0.0:
+                continue
+            batch, length = features.shape[:2]
+            if mask is None:
+                mask = torch.ones(batch, length, dtype=torch.long, device=features.device)
+            drops[modality] = torch.rand(batch, device=features.device) < probability
+            masks[modality] = mask
+        if drops:
+            # Keep at least one present modality per sample: undo the drops of samples that would
+            # be left with nothing.
+            present_after = []
+            for modality in ("text", "audio", "visual"):
+                features, mask = inputs[modality]
+                if features is None:
+                    continue
+                present = (
+                    masks[modality].bool().any(dim=1)
+                    if masks[modality] is not None
+                    else (torch.ones(features.shape[0], dtype=torch.bool, device=features.device))
+                )
+                if modality in drops:
+                    present = present & ~drops[modality]
+                present_after.append(present)
+            nothing_left = ~torch.stack(present_after).any(dim=0)
+            for modality, dropped in drops.items():
+                dropped = dropped & ~nothing_left
+                masks[modality] = masks[modality] * (~dropped)[:, None].to(masks[modality].dtype)
+        return masks["text"], masks["audio"], masks["visual"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as transformers does; ``auto_map`` also maps ``AutoModel`` to :class:`LDDUModel`, so
+        that ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` gives the base model."""
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.setdefault("AutoModel", f"{LDDUModel.__module__.rsplit('.', 1)[-1]}.LDDUModel")
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def predict(self, scores: torch.Tensor) -> torch.Tensor:
+        """Binary predictions from fused scores at the config's threshold(s)."""
+        thresholds = torch.tensor(self.config.thresholds, device=scores.device, dtype=scores.dtype)
+        return (scores > thresholds).long()
+
+
+# Auto classes: `save_pretrained` writes `auto_map` and copies this code next to the weights.
+LDDUModel.register_for_auto_class("AutoModel")
+LDDUForEmotionRecognition.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "LDDUEmotionRecognitionOutput",
+    "LDDUForEmotionRecognition",
+    "LDDUModel",
+    "LDDUModelOutput",
+    "LDDUPreTrainedModel",
+    "contrastive_features_and_classes",
+    "uncertainty_calibration_loss",
+]

@@ -1,0 +1,87 @@
+"""Shared test helpers: tiny configs and the location of the authors' reference fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def fixtures_root() -> Path:
+    """`../shared/fixtures/lddu-reference` beside the checkout, or $LDDU_REFERENCE_FIXTURES."""
+    override = os.environ.get("LDDU_REFERENCE_FIXTURES")
+    if override:
+        return Path(override)
+    return REPO_ROOT.parent / "shared" / "fixtures" / "lddu-reference"
+
+
+@pytest.fixture(scope="session")
+def reference_fixtures() -> Path:
+    root = fixtures_root()
+    if not (root / "small" / "reference_state.safetensors").is_file():
+        # The parity tests are the point of the suite: a missing fixture folder is an error in CI.
+        if os.environ.get("CI"):
+            pytest.fail(f"Reference fixtures not found at {root}")
+        pytest.skip(f"Reference fixtures not found at {root}")
+    return root
+
+
+def tiny_config(**overrides):
+    from modeling_lddu import LDDUConfig
+
+    values = dict(
+        text_dim=12,
+        audio_dim=5,
+        visual_dim=7,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=16,
+        text_num_layers=2,
+        audio_num_layers=1,
+        visual_num_layers=1,
+        max_position_embeddings=20,
+        label_attention_dim=16,
+        latent_hidden_sizes=[12, 8],
+        latent_size=8,
+        classifier_hidden_size=8,
+        queue_size=64,
+    )
+    values.update(overrides)
+    return LDDUConfig(**values)
+
+
+def tiny_inputs(
+    config, batch_size: int = 3, lengths=(10, 6, 4), seed: int = 0, labels: bool = False
+):
+    generator = torch.Generator().manual_seed(seed)
+    text_length, audio_length, visual_length = lengths
+    inputs = {
+        "text_features": torch.randn(batch_size, text_length, config.text_dim, generator=generator),
+        "text_mask": torch.ones(batch_size, text_length, dtype=torch.long),
+        "audio_features": torch.randn(
+            batch_size, audio_length, config.audio_dim, generator=generator
+        ),
+        "audio_mask": torch.ones(batch_size, audio_length, dtype=torch.long),
+        "visual_features": torch.randn(
+            batch_size, visual_length, config.visual_dim, generator=generator
+        ),
+        "visual_mask": torch.ones(batch_size, visual_length, dtype=torch.long),
+    }
+    if labels:
+        inputs["labels"] = (
+            torch.rand(batch_size, config.num_labels, generator=generator) < 0.4
+        ).float()
+    return inputs
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability to 0, including the encoders' SDPA attention dropout."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.0
