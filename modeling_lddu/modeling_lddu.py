@@ -79,6 +79,11 @@ class LDDUEmotionRecognitionOutput(ModelOutput):
             The gate: semantic score from the label-wise features of all modalities.
         mean_scores / spread_scores (`torch.FloatTensor` of shape `(batch, num_labels)`):
             Predictions of the per-emotion classifiers over the latent means / spreads.
+        uncertainty (`torch.FloatTensor` of shape `(batch, num_labels)`):
+            Per-emotion predictive uncertainty in [0, 1]: the binary entropy (in bits) of the gated
+            mixture ``scores``. It splits exactly into the gate-weighted entropies of the two
+            experts, ``g * H(mean_scores) + (1 - g) * H(spread_scores)``, plus their gate-weighted
+            disagreement (a Jensen-Shannon term): see :func:`gated_mixture_uncertainty`.
         means / spreads / label_features: as in :class:`LDDUModelOutput`.
         semantic_loss / fused_loss / contrastive_loss / calibration_loss (`torch.FloatTensor`):
             The four unweighted loss terms (only with `labels`).
@@ -89,6 +94,7 @@ class LDDUEmotionRecognitionOutput(ModelOutput):
     semantic_scores: torch.FloatTensor | None = None
     mean_scores: torch.FloatTensor | None = None
     spread_scores: torch.FloatTensor | None = None
+    uncertainty: torch.FloatTensor | None = None
     means: torch.FloatTensor | None = None
     spreads: torch.FloatTensor | None = None
     label_features: torch.FloatTensor | None = None
@@ -318,6 +324,22 @@ class LDDUGatedUncertaintyFusion(nn.Module):
         spread_scores = self.spread_classifier(_concat_modalities(spreads))
         scores = mean_scores * semantic_scores + spread_scores * (1.0 - semantic_scores)
         return scores, semantic_scores, mean_scores, spread_scores
+
+
+def gated_mixture_uncertainty(scores: torch.Tensor) -> torch.Tensor:
+    """
+    Binary entropy in bits of the fused scores, in [0, 1] (1 = a coin flip).
+
+    The fused score is a two-expert mixture, ``s = g * p_mean + (1 - g) * p_spread``, so its entropy
+    decomposes into ``g * H(p_mean) + (1 - g) * H(p_spread)`` (what each expert is unsure of) plus
+    ``JS_g(p_mean, p_spread)`` (how much the experts disagree, weighted by the gate).
+    """
+    probabilities = scores.float().clamp(1e-7, 1.0 - 1e-7)
+    entropy = -(
+        probabilities * torch.log2(probabilities)
+        + (1 - probabilities) * torch.log2(1 - probabilities)
+    )
+    return entropy.to(scores.dtype)
 
 
 def _concat_modalities(per_modality: torch.Tensor) -> torch.Tensor:
@@ -667,6 +689,7 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
             semantic_scores=semantic_scores,
             mean_scores=mean_scores,
             spread_scores=spread_scores,
+            uncertainty=gated_mixture_uncertainty(scores),
             means=base.means,
             spreads=base.spreads,
             label_features=base.label_features,
@@ -739,5 +762,6 @@ __all__ = [
     "LDDUModelOutput",
     "LDDUPreTrainedModel",
     "contrastive_features_and_classes",
+    "gated_mixture_uncertainty",
     "uncertainty_calibration_loss",
 ]

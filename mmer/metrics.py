@@ -1,0 +1,661 @@
+"""Metrics for multimodal multi-label emotion recognition (numpy + scikit-learn only).
+
+All functions take numpy arrays, torch tensors (any device, any float dtype) or nested lists, with
+samples on the first axis and labels on the second: `y_true` / predictions `[n_samples, n_labels]` with
+values in {0, 1}, `scores` `[n_samples, n_labels]` with one probability per (sample, label).
+
+Conventions, and how they relate to the reference code of the MMER papers
+(see `docs/reference-lddu.md` §5 in the project):
+
+* **Precision and recall are the standard way round**: precision = TP / predicted positives, recall
+  = TP / gold positives. The authors' `get_metrics(pred, gold)` passes the predictions as `y_true`
+  to scikit-learn, so the columns they log as "precision" hold the recall and vice versa. Their
+  F1 is unaffected (it is symmetric). Swap the paper's P and R before comparing them with ours.
+* **Accuracy** is the per-sample Jaccard index |pred ∩ gold| / |pred ∪ gold| averaged over samples.
+  `accuracy_jaccard` uses the standard convention (a sample with an empty prediction *and* an empty
+  gold set scores 1, as `sklearn.metrics.jaccard_score(average="samples", zero_division=1)`).
+  `accuracy_jaccard_reference` uses the authors' convention (such a sample scores 0). The authors
+  also round that number to 4 decimals; we never round, so compare at 4 decimals.
+* **zero_division = 0** everywhere: a precision, recall or F1 whose denominator is 0 counts as 0.
+  In particular a label with no gold positive and no predicted positive has F1 = 0, which lowers
+  macro-F1 (scikit-learn's behaviour with `zero_division=0`).
+* **Decisions are strict**: a label is predicted when its score is *greater than* the threshold
+  (the authors' `final > threshold`). Scores are compared in float64.
+* The authors compute neither Hamming loss nor macro scores; both are extra here.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import hamming_loss as sklearn_hamming_loss
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_THRESHOLD_GRID",
+    "REFERENCE_THRESHOLD_GRID",
+    "TUNABLE_METRICS",
+    "ReliabilityCurve",
+    "ThresholdSearchResult",
+    "chance_level_metrics",
+    "expected_calibration_error",
+    "global_average_precision",
+    "multilabel_metrics",
+    "multilabel_metrics_from_scores",
+    "reliability_curve",
+    "scores_to_predictions",
+    "tune_threshold",
+    "uncertainty_error_auroc",
+]
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+#: Default grid for threshold tuning: 0.050, 0.055, ..., 0.950 (181 values, rounded to 3 decimals so
+#: that the values print cleanly and compare exactly).
+DEFAULT_THRESHOLD_GRID: np.ndarray = _read_only(np.round(np.arange(0.05, 0.951, 0.005), 3))
+
+#: The grid of the authors' `search_binary`: 0.150, 0.155, ..., 0.295 (30 values). Its upper end is
+#: often the arg-max in their log, i.e. the grid is truncated; use it only to reproduce their protocol.
+REFERENCE_THRESHOLD_GRID: np.ndarray = _read_only(np.round(np.arange(0.150, 0.2951, 0.005), 3))
+
+# Label names that would make a per-label key collide with an aggregate key (`f1_micro`, ...).
+_RESERVED_LABEL_NAMES = frozenset({"micro", "macro", "samples", "weighted"})
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input handling
+# ----------------------------------------------------------------------------------------------------
+
+
+def _to_numpy(values: Any, name: str) -> np.ndarray:
+    """Return `values` as a numpy array; torch tensors are detached and moved to CPU (no torch import)."""
+    if hasattr(values, "detach") and hasattr(values, "cpu"):
+        tensor = values.detach().cpu()
+        if str(tensor.dtype) in ("torch.bfloat16", "torch.float16"):
+            tensor = tensor.float()
+        return tensor.numpy()
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}` could not be converted to an array: {error}") from error
+
+
+def _as_matrix(values: Any, name: str) -> np.ndarray:
+    array = _to_numpy(values, name)
+    if array.ndim != 2:
+        raise ValueError(
+            f"`{name}` must have shape (n_samples, n_labels), got an array of shape {array.shape}."
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(
+            f"`{name}` must have at least one sample and one label, got {array.shape}."
+        )
+    return array
+
+
+def _as_binary_matrix(values: Any, name: str) -> np.ndarray:
+    """Validate a 0/1 (or boolean) matrix and return it as a boolean array."""
+    array = _as_matrix(values, name)
+    if array.dtype == np.bool_:
+        return array
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"`{name}` must be numeric or boolean, got dtype {array.dtype}.")
+    if not np.isin(array, (0, 1)).all():
+        bad = np.unique(array[~np.isin(array, (0, 1))])[:5]
+        raise ValueError(f"`{name}` must contain only 0 and 1, found e.g. {bad.tolist()}.")
+    return array.astype(bool)
+
+
+def _as_score_matrix(values: Any, name: str, *, probabilities: bool = False) -> np.ndarray:
+    array = _as_matrix(values, name)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"`{name}` must be numeric, got dtype {array.dtype}.")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    if probabilities and (array.min() < 0.0 or array.max() > 1.0):
+        raise ValueError(
+            f"`{name}` must hold probabilities in [0, 1], got values in "
+            f"[{array.min():.6g}, {array.max():.6g}]."
+        )
+    return array
+
+
+def _check_same_shape(first: np.ndarray, first_name: str, second: np.ndarray, second_name: str):
+    if first.shape != second.shape:
+        raise ValueError(
+            f"`{first_name}` and `{second_name}` must have the same shape, got {first.shape} and "
+            f"{second.shape}."
+        )
+
+
+def _resolve_label_names(label_names: Sequence[str] | None, num_labels: int) -> list[str]:
+    if label_names is None:
+        return [f"label_{index}" for index in range(num_labels)]
+    if isinstance(label_names, str):
+        raise TypeError("`label_names` must be a sequence of strings, got a single string.")
+    names = list(label_names)
+    if len(names) != num_labels:
+        raise ValueError(
+            f"`label_names` has {len(names)} names but the arrays have {num_labels} labels."
+        )
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Every label name must be a non-empty string, got {name!r}.")
+        if name in _RESERVED_LABEL_NAMES:
+            raise ValueError(
+                f"Label name {name!r} is reserved (it would collide with aggregate keys such as "
+                f"'f1_{name}'); rename the label."
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"`label_names` must be unique, got {names}.")
+    return names
+
+
+def _resolve_threshold(threshold: Any, num_labels: int) -> float | np.ndarray:
+    """Return a float, or a float64 array of shape [num_labels]."""
+    if isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(
+        threshold, bool
+    ):
+        value = float(threshold)
+        if not np.isfinite(value):
+            raise ValueError(f"`threshold` must be finite, got {value}.")
+        return value
+    array = _to_numpy(threshold, "threshold").astype(np.float64)
+    if array.ndim == 0:
+        return _resolve_threshold(float(array), num_labels)
+    if array.shape != (num_labels,):
+        raise ValueError(
+            f"`threshold` must be a number or an array of shape ({num_labels},) (one per label), "
+            f"got shape {array.shape}."
+        )
+    if not np.isfinite(array).all():
+        raise ValueError("`threshold` contains NaN or infinite values.")
+    return array
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decision and threshold metrics
+# ----------------------------------------------------------------------------------------------------
+
+
+def scores_to_predictions(scores: Any, threshold: Any) -> np.ndarray:
+    """Binarise scores: 1 where `score > threshold` (strictly), else 0.
+
+    Args:
+        scores: `[n_samples, n_labels]` scores (probabilities, or logits with a logit threshold).
+        threshold: One number for all labels, or one per label (`[n_labels]`).
+
+    Returns:
+        `np.ndarray` of dtype int64 and shape `[n_samples, n_labels]`.
+    """
+    score_matrix = _as_score_matrix(scores, "scores")
+    resolved = _resolve_threshold(threshold, score_matrix.shape[1])
+    return (score_matrix > resolved).astype(np.int64)
+
+
+def _jaccard_per_sample(true: np.ndarray, pred: np.ndarray, empty_score: float) -> np.ndarray:
+    intersection = np.logical_and(true, pred).sum(axis=1)
+    union = np.logical_or(true, pred).sum(axis=1)
+    return np.where(union == 0, empty_score, intersection / np.maximum(union, 1))
+
+
+def multilabel_metrics(
+    y_true: Any, y_pred_binary: Any, label_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Compute the multi-label classification metrics used for MMER.
+
+    Args:
+        y_true: Gold labels, `[n_samples, n_labels]`, values in {0, 1}.
+        y_pred_binary: Predicted labels, same shape, values in {0, 1}.
+        label_names: One name per label for the per-label keys; defaults to `label_0`, `label_1`, ...
+            Names must be unique and must not be `micro`, `macro`, `samples` or `weighted`.
+
+    Returns:
+        A dict of Python floats with the keys `accuracy_jaccard`, `accuracy_jaccard_reference`,
+        `hamming_loss`, `precision_micro`, `recall_micro`, `f1_micro`, `precision_macro`,
+        `recall_macro`, `f1_macro`, then `f1_<label>`, `precision_<label>`, `recall_<label>` for every
+        label. See the module docstring for the conventions (empty sets, zero division, the authors'
+        precision/recall swap).
+    """
+    true = _as_binary_matrix(y_true, "y_true")
+    pred = _as_binary_matrix(y_pred_binary, "y_pred_binary")
+    _check_same_shape(true, "y_true", pred, "y_pred_binary")
+    names = _resolve_label_names(label_names, true.shape[1])
+
+    true_int = true.astype(np.int64)
+    pred_int = pred.astype(np.int64)
+    results: dict[str, float] = {
+        "accuracy_jaccard": float(_jaccard_per_sample(true, pred, empty_score=1.0).mean()),
+        "accuracy_jaccard_reference": float(
+            _jaccard_per_sample(true, pred, empty_score=0.0).mean()
+        ),
+        "hamming_loss": float(sklearn_hamming_loss(true_int, pred_int)),
+    }
+    for average in ("micro", "macro"):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            true_int, pred_int, average=average, zero_division=0
+        )
+        results[f"precision_{average}"] = float(precision)
+        results[f"recall_{average}"] = float(recall)
+        results[f"f1_{average}"] = float(f1)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        true_int, pred_int, average=None, labels=list(range(true.shape[1])), zero_division=0
+    )
+    for index, name in enumerate(names):
+        results[f"f1_{name}"] = float(f1[index])
+    for index, name in enumerate(names):
+        results[f"precision_{name}"] = float(precision[index])
+    for index, name in enumerate(names):
+        results[f"recall_{name}"] = float(recall[index])
+    return results
+
+
+def global_average_precision(scores: Any, y_true: Any) -> float:
+    """Global average precision (GAP, YouTube-8M style) over all (sample, label) pairs.
+
+    All `n_samples * n_labels` scores are pooled and ranked by score, highest first, and
+    `GAP = sum over ranks i holding a positive of (positives within the top i / i)`, divided by the
+    total number of gold positives. Returns 0.0 when there is no gold positive.
+
+    This equals the authors' `calculate_gap(scores, gold, top_k=n_labels)` except for the order of tied
+    scores: they shuffle the pooled list with `random.seed(0)` (resetting Python's global RNG) before a
+    stable sort; here the sort is stable on the unshuffled row-major order (sample by sample, labels in
+    order), so nothing global is touched and the result is deterministic. The two differ only when
+    tied scores have different gold values.
+    """
+    score_matrix = _as_score_matrix(scores, "scores")
+    true = _as_binary_matrix(y_true, "y_true")
+    _check_same_shape(score_matrix, "scores", true, "y_true")
+
+    flat_scores = score_matrix.ravel()
+    flat_true = true.ravel()
+    number_of_positives = int(flat_true.sum())
+    if number_of_positives == 0:
+        return 0.0
+    order = np.argsort(-flat_scores, kind="stable")
+    ranked_hits = flat_true[order]
+    precision_at_rank = np.cumsum(ranked_hits) / np.arange(1, ranked_hits.size + 1)
+    return float(precision_at_rank[ranked_hits].sum() / number_of_positives)
+
+
+def multilabel_metrics_from_scores(
+    scores: Any,
+    y_true: Any,
+    threshold: Any,
+    label_names: Sequence[str] | None = None,
+    *,
+    n_bins: int = 15,
+) -> dict[str, float]:
+    """`multilabel_metrics` at `threshold`, plus the threshold-free `global_average_precision` and
+    `expected_calibration_error` (with `n_bins` bins; only when the scores lie in [0, 1])."""
+    score_matrix = _as_score_matrix(scores, "scores")
+    true = _as_binary_matrix(y_true, "y_true")
+    _check_same_shape(score_matrix, "scores", true, "y_true")
+    results = multilabel_metrics(true, scores_to_predictions(score_matrix, threshold), label_names)
+    results["global_average_precision"] = global_average_precision(score_matrix, true)
+    if score_matrix.min() >= 0.0 and score_matrix.max() <= 1.0:
+        results["expected_calibration_error"] = expected_calibration_error(
+            score_matrix, true, n_bins=n_bins
+        )
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------
+# Threshold tuning
+# ----------------------------------------------------------------------------------------------------
+
+
+def _count_statistics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The tunable metrics from confusion counts (vectorised; equal to `multilabel_metrics`)."""
+    true_positive = np.logical_and(true, pred).sum(axis=0)
+    false_positive = np.logical_and(~true, pred).sum(axis=0)
+    false_negative = np.logical_and(true, ~pred).sum(axis=0)
+    f1_denominator = 2 * true_positive + false_positive + false_negative
+    f1_per_label = np.divide(
+        2.0 * true_positive,
+        f1_denominator,
+        out=np.zeros(true.shape[1], dtype=np.float64),
+        where=f1_denominator > 0,
+    )
+    micro_denominator = int(f1_denominator.sum())
+    return {
+        "f1_micro": float(2.0 * true_positive.sum() / micro_denominator)
+        if micro_denominator
+        else 0.0,
+        "f1_macro": float(f1_per_label.mean()),
+        "accuracy_jaccard": float(_jaccard_per_sample(true, pred, 1.0).mean()),
+        "accuracy_jaccard_reference": float(_jaccard_per_sample(true, pred, 0.0).mean()),
+        "hamming_loss": float((false_positive.sum() + false_negative.sum()) / true.size),
+    }
+
+
+def _per_label_f1(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    true_positive = np.logical_and(true, pred).sum(axis=0)
+    denominator = 2 * true_positive + np.logical_xor(true, pred).sum(axis=0)
+    return np.divide(
+        2.0 * true_positive,
+        denominator,
+        out=np.zeros(true.shape[1], dtype=np.float64),
+        where=denominator > 0,
+    )
+
+
+#: Metrics `tune_threshold` can optimise, with `True` where larger is better.
+TUNABLE_METRICS: Mapping[str, bool] = {
+    "f1_micro": True,
+    "f1_macro": True,
+    "accuracy_jaccard": True,
+    "accuracy_jaccard_reference": True,
+    "hamming_loss": False,
+}
+
+
+@dataclass(frozen=True)
+class ThresholdSearchResult:
+    """Outcome of `tune_threshold`.
+
+    Attributes:
+        threshold: The chosen threshold: a float (global search) or a float64 array `[n_labels]`
+            (per-label search).
+        metric_name: The metric reported in `metric_value` (and optimised by a global search).
+        metric_value: `metric_name` on the tuning data at `threshold`.
+        grid: The candidate thresholds, in the order searched.
+        curve: Global search: `metric_name` at each grid value, `[len(grid)]`. Per-label search: each
+            label's F1 at each grid value, `[len(grid), n_labels]`.
+    """
+
+    threshold: float | np.ndarray
+    metric_name: str
+    metric_value: float
+    grid: np.ndarray
+    curve: np.ndarray
+
+
+def _validate_grid(grid: Any) -> np.ndarray:
+    if grid is None:
+        return DEFAULT_THRESHOLD_GRID.copy()
+    values = _to_numpy(grid, "grid").astype(np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"`grid` must be a non-empty 1-D sequence, got shape {values.shape}.")
+    if not np.isfinite(values).all():
+        raise ValueError("`grid` contains NaN or infinite values.")
+    return values
+
+
+def _best_index(values: np.ndarray, larger_is_better: bool, axis: int = 0) -> np.ndarray:
+    """Index of the best value; the FIRST one in grid order wins ties (np.argmax/argmin semantics)."""
+    return np.argmax(values, axis=axis) if larger_is_better else np.argmin(values, axis=axis)
+
+
+def tune_threshold(
+    scores: Any,
+    y_true: Any,
+    grid: Any = None,
+    per_label: bool = False,
+    metric: str = "f1_micro",
+) -> ThresholdSearchResult:
+    """Search the decision threshold on a grid (use VALIDATION data, never the test split).
+
+    Global search (`per_label=False`): the single threshold that optimises `metric`
+    (maximised, or minimised for `hamming_loss`). Per-label search (`per_label=True`): each label gets
+    the threshold that maximises *that label's* F1; `metric` is then only what is reported in
+    `metric_value`. A label without any gold positive in `y_true` has F1 = 0 at every threshold, so it
+    gets the globally best threshold instead (with a warning).
+
+    Ties are broken by grid order: the first grid value reaching the best value wins, i.e. the lowest
+    threshold for an ascending grid. This is also the authors' rule ("first strict maximum" while
+    scanning `REFERENCE_THRESHOLD_GRID` upwards).
+
+    Args:
+        scores: `[n_samples, n_labels]` scores.
+        y_true: `[n_samples, n_labels]` gold labels in {0, 1}.
+        grid: Candidate thresholds (1-D); defaults to `DEFAULT_THRESHOLD_GRID` (0.05 to 0.95, step
+            0.005). Pass `REFERENCE_THRESHOLD_GRID` to reproduce the authors' search.
+        per_label: Search one threshold per label.
+        metric: One of `TUNABLE_METRICS`.
+
+    Returns:
+        A `ThresholdSearchResult`.
+    """
+    if metric not in TUNABLE_METRICS:
+        raise ValueError(f"`metric` must be one of {sorted(TUNABLE_METRICS)}, got {metric!r}.")
+    score_matrix = _as_score_matrix(scores, "scores")
+    true = _as_binary_matrix(y_true, "y_true")
+    _check_same_shape(score_matrix, "scores", true, "y_true")
+    candidates = _validate_grid(grid)
+    larger_is_better = TUNABLE_METRICS[metric]
+
+    global_curve = np.array(
+        [_count_statistics(true, score_matrix > value)[metric] for value in candidates]
+    )
+    global_best = int(_best_index(global_curve, larger_is_better))
+    if not per_label:
+        return ThresholdSearchResult(
+            threshold=float(candidates[global_best]),
+            metric_name=metric,
+            metric_value=float(global_curve[global_best]),
+            grid=candidates,
+            curve=global_curve,
+        )
+
+    label_curves = np.stack([_per_label_f1(true, score_matrix > value) for value in candidates])
+    thresholds = candidates[_best_index(label_curves, larger_is_better=True, axis=0)]
+    labels_without_positives = np.flatnonzero(true.sum(axis=0) == 0)
+    if labels_without_positives.size:
+        warnings.warn(
+            f"Labels {labels_without_positives.tolist()} have no positive example in `y_true`; "
+            f"they get the global best threshold {candidates[global_best]:g} instead of a per-label "
+            "one.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        thresholds[labels_without_positives] = candidates[global_best]
+    achieved = _count_statistics(true, score_matrix > thresholds)[metric]
+    return ThresholdSearchResult(
+        threshold=thresholds,
+        metric_name=metric,
+        metric_value=float(achieved),
+        grid=candidates,
+        curve=label_curves,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Uncertainty quality and calibration
+# ----------------------------------------------------------------------------------------------------
+
+
+def uncertainty_error_auroc(uncertainty: Any, scores: Any, y_true: Any, threshold: Any) -> float:
+    """How well an uncertainty score flags wrong decisions (AUROC, higher is better).
+
+    For every (sample, label) pair the decision `score > threshold` is either right or wrong; this is
+    `sklearn.metrics.roc_auc_score(is_wrong, uncertainty)` over all pairs. 0.5 means the uncertainty is
+    unrelated to errors, 1.0 that every wrong decision is more uncertain than every right one.
+
+    Args:
+        uncertainty: `[n_samples, n_labels]`, larger = less certain.
+        scores: `[n_samples, n_labels]` scores the decisions are made from.
+        y_true: `[n_samples, n_labels]` gold labels in {0, 1}.
+        threshold: A number or one per label.
+
+    Returns:
+        The AUROC as a float, or `nan` (with a `RuntimeWarning`) when all decisions are right or all
+        are wrong, because the AUROC is then undefined.
+    """
+    uncertainty_matrix = _as_score_matrix(uncertainty, "uncertainty")
+    score_matrix = _as_score_matrix(scores, "scores")
+    true = _as_binary_matrix(y_true, "y_true")
+    _check_same_shape(uncertainty_matrix, "uncertainty", score_matrix, "scores")
+    _check_same_shape(score_matrix, "scores", true, "y_true")
+    is_wrong = (scores_to_predictions(score_matrix, threshold).astype(bool) != true).ravel()
+    if is_wrong.all() or not is_wrong.any():
+        warnings.warn(
+            "uncertainty_error_auroc is undefined because "
+            + ("every decision is wrong" if is_wrong.all() else "no decision is wrong")
+            + "; returning nan.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return float("nan")
+    return float(roc_auc_score(is_wrong.astype(np.int64), uncertainty_matrix.ravel()))
+
+
+@dataclass(frozen=True)
+class ReliabilityCurve:
+    """Per-bin calibration statistics of `reliability_curve`.
+
+    Attributes:
+        bin_edges: `[n_bins + 1]` equal-width edges from 0 to 1.
+        confidence: `[n_bins]` mean predicted probability in each bin (`nan` for an empty bin).
+        accuracy: `[n_bins]` fraction of gold positives in each bin (`nan` for an empty bin).
+        count: `[n_bins]` number of (sample, label) pairs in each bin.
+    """
+
+    bin_edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+
+def reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> ReliabilityCurve:
+    """Bin every (sample, label) probability and compare it with the observed positive rate.
+
+    Each label decision is a binary event, so a bin's "accuracy" is the empirical frequency of the
+    positive class among the pairs in the bin and its "confidence" the mean predicted probability of
+    the positive class; a calibrated model has accuracy ≈ confidence in every bin. Bins are
+    equal-width: bin `b` holds probabilities in `[b / n_bins, (b + 1) / n_bins)`, the last bin also
+    holds 1.0.
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"`n_bins` must be a positive integer, got {n_bins!r}.")
+    score_matrix = _as_score_matrix(scores, "scores", probabilities=True)
+    true = _as_binary_matrix(y_true, "y_true")
+    _check_same_shape(score_matrix, "scores", true, "y_true")
+
+    probabilities = score_matrix.ravel()
+    outcomes = true.ravel().astype(np.float64)
+    bin_index = np.minimum((probabilities * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(bin_index, minlength=n_bins)
+    probability_sum = np.bincount(bin_index, weights=probabilities, minlength=n_bins)
+    positive_sum = np.bincount(bin_index, weights=outcomes, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(count > 0, probability_sum / count, np.nan)
+        accuracy = np.where(count > 0, positive_sum / count, np.nan)
+    return ReliabilityCurve(
+        bin_edges=np.linspace(0.0, 1.0, n_bins + 1),
+        confidence=confidence,
+        accuracy=accuracy,
+        count=count,
+    )
+
+
+def expected_calibration_error(scores: Any, y_true: Any, n_bins: int = 15) -> float:
+    """Expected calibration error over all (sample, label) probabilities.
+
+    `ECE = sum over non-empty bins of (count_b / total) * |accuracy_b - confidence_b|`, with the bins
+    and definitions of `reliability_curve`.
+    """
+    curve = reliability_curve(scores, y_true, n_bins=n_bins)
+    filled = curve.count > 0
+    weights = curve.count[filled] / curve.count.sum()
+    return float(np.sum(weights * np.abs(curve.accuracy[filled] - curve.confidence[filled])))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Chance level
+# ----------------------------------------------------------------------------------------------------
+
+
+def _average_metric_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.mean([entry[key] for entry in dicts])) for key in dicts[0]}
+
+
+def chance_level_metrics(
+    y_train: Any,
+    y_test: Any,
+    label_names: Sequence[str] | None = None,
+    seed: int = 0,
+    *,
+    n_draws: int = 10,
+) -> dict[str, dict[str, float]]:
+    """Metrics of predictors that never look at the inputs, for printing beside the test metrics.
+
+    Everything is fitted on `y_train` only and scored on `y_test` with `multilabel_metrics`:
+
+    * `"prior_sampling"`: each label is drawn independently with probability equal to its training
+      prevalence (`numpy.random.default_rng(seed)`, metrics averaged over `n_draws` draws).
+    * `"all_positive"`: every label is predicted for every sample.
+    * `"most_frequent"`: each label gets its majority value in training (positive if its prevalence
+      is above 0.5).
+    * `"best_constant"`: the constant label set with the best micro-F1 *on the training labels*.
+      Micro-F1 of a constant set depends only on the label counts, and the best set of size k is the k
+      most frequent labels, so the search is exact and cheap.
+
+    Args:
+        y_train: Training labels `[n_train, n_labels]`.
+        y_test: Labels to score on `[n_test, n_labels]`.
+        label_names: Passed to `multilabel_metrics`.
+        seed: Seed of the local generator (the global numpy / Python RNGs are untouched).
+        n_draws: Number of random draws averaged for `"prior_sampling"`.
+
+    Returns:
+        A dict mapping each predictor name to its metrics dict.
+    """
+    train = _as_binary_matrix(y_train, "y_train")
+    test = _as_binary_matrix(y_test, "y_test")
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(
+            f"`y_train` and `y_test` must have the same number of labels, got shapes {train.shape} "
+            f"and {test.shape}."
+        )
+    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+        raise ValueError(f"`n_draws` must be a positive integer, got {n_draws!r}.")
+    names = _resolve_label_names(label_names, train.shape[1])
+    num_test, num_labels = test.shape
+    prevalence = train.mean(axis=0)
+
+    generator = np.random.default_rng(seed)
+    sampled = [
+        multilabel_metrics(test, generator.random((num_test, num_labels)) < prevalence, names)
+        for _ in range(n_draws)
+    ]
+
+    positives_per_label = train.sum(axis=0)
+    order = np.argsort(-positives_per_label, kind="stable")
+    total_positives = int(positives_per_label.sum())
+    best_size, best_f1 = 0, -1.0
+    for size in range(num_labels + 1):
+        chosen_positives = int(positives_per_label[order[:size]].sum())
+        # TP = chosen positives, FP = size * n_train - TP, FN = total positives - TP.
+        denominator = chosen_positives + size * train.shape[0] + total_positives
+        f1 = 2.0 * chosen_positives / denominator if denominator else 0.0
+        if f1 > best_f1:
+            best_size, best_f1 = size, f1
+    best_constant_row = np.zeros(num_labels, dtype=bool)
+    best_constant_row[order[:best_size]] = True
+    logger.info(
+        "Best constant predictor on the training labels: %s",
+        [names[index] for index in np.flatnonzero(best_constant_row)],
+    )
+
+    def constant(row: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(row, test.shape)
+
+    return {
+        "prior_sampling": _average_metric_dicts(sampled),
+        "all_positive": multilabel_metrics(test, constant(np.ones(num_labels, bool)), names),
+        "most_frequent": multilabel_metrics(test, constant(prevalence > 0.5), names),
+        "best_constant": multilabel_metrics(test, constant(best_constant_row), names),
+    }
