@@ -127,6 +127,13 @@ class DataArguments:
     synthetic_test_size: int = field(default=400, metadata={"help": "Synthetic test samples."})
     synthetic_length: int = field(default=20, metadata={"help": "Frames per synthetic sequence."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
+    synthetic_num_labels: int = field(
+        default=6, metadata={"help": "Synthetic emotions (6: CMU-MOSEI's, 7: M3ED's names)."}
+    )
+    synthetic_dims: str = field(
+        default="768,74,35",
+        metadata={"help": "Synthetic text,audio,visual feature dims (CMU-MOSEI's by default)."},
+    )
     threshold_tuning: str = field(
         default="global",
         metadata={
@@ -211,8 +218,8 @@ def parse_arguments(argv: list[str] | None = None):
     if data_args.dataset == "synthetic":
         applied = {}
         for name, value in SYNTHETIC_PRESET.items():
-            if name in given:
-                continue
+            if name in given or (name == "config_overrides" and model_args.model_name_or_path):
+                continue  # a trained model brings its own architecture
             for arguments in (model_args, data_args, training_args):
                 if hasattr(arguments, name):
                     setattr(arguments, name, value)
@@ -268,6 +275,8 @@ def build_datasets(data_args: DataArguments):
             text_length=length,
             audio_length=length,
             visual_length=length,
+            num_labels=data_args.synthetic_num_labels,
+            **_synthetic_dims(data_args.synthetic_dims),
         )
     else:
         if data_args.data_dir is None:
@@ -275,8 +284,19 @@ def build_datasets(data_args: DataArguments):
         dataset = load_prepared(data_args.data_dir)
     missing = {"train", "validation", "test"} - set(dataset)
     if missing:
-        raise ValueError(f"The dataset lacks the split(s) {sorted(missing)}; it has {sorted(dataset)}.")
+        raise ValueError(
+            f"The dataset lacks the split(s) {sorted(missing)}; it has {sorted(dataset)}."
+        )
     return dataset
+
+
+def _synthetic_dims(text: str) -> dict[str, int]:
+    values = [int(value) for value in text.split(",")]
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(
+            f"--synthetic_dims takes three positive integers text,audio,visual; got {text!r}."
+        )
+    return dict(zip(("text_dim", "audio_dim", "visual_dim"), values))
 
 
 def dataset_label_names(split) -> list[str]:
@@ -349,7 +369,16 @@ def make_compute_metrics(label_names: list[str]):
 # Main
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_arguments(argv)
+    """Command-line entry point: parse, run, tear the process group down."""
+    trainer, results = run(*parse_arguments(argv))
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return results
+
+
+def run(model_args, data_args, training_args, extra_callbacks=()):
+    """Train, evaluate and export; returns ``(trainer, results)``."""
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
@@ -371,7 +400,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     label_names = dataset_label_names(dataset["train"])
     feature_dims, max_lengths = dataset_shapes(dataset["train"])
-    feature_extractor = _build_feature_extractor(dataset["train"], feature_dims, max_lengths, data_args)
+    feature_extractor = _build_feature_extractor(
+        dataset["train"], feature_dims, max_lengths, data_args
+    )
     train_dataset, validation_dataset, test_dataset = (
         InMemoryMultimodalDataset(dataset[split], feature_extractor)
         for split in ("train", "validation", "test")
@@ -382,7 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
     n_parameters = sum(parameter.numel() for parameter in model.parameters())
     logger.info("LDDU with %s parameters; labels %s", f"{n_parameters:,}", label_names)
 
-    callbacks = []
+    callbacks = list(extra_callbacks)
     if training_args.early_stopping_patience > 0 and training_args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     trainer = Trainer(
@@ -424,10 +455,7 @@ def main(argv: list[str] | None = None) -> dict:
             test_dataset,
             publish,
         )
-    trainer.accelerator.wait_for_everyone()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    return results
+    return trainer, results
 
 
 def _export(
@@ -450,6 +478,8 @@ def _export(
     if model_args.use_lora:
         adapter_dir = output_dir / "adapter"
         trainer.model.save_pretrained(adapter_dir)
+        # The adapted label set and thresholds, which `mmer.lora.load_adapted` needs.
+        trainer.model.base_model.model.config.to_json_file(adapter_dir / "lddu_config.json")
         logger.info("LoRA adapter saved to %s", adapter_dir)
         if not model_args.merge_lora:
             results.pop("_arrays", None)
@@ -523,7 +553,9 @@ def _build_model(model_args: ModelArguments, feature_dims, max_lengths, label_na
     )
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
     if not isinstance(overrides, dict):
-        raise ValueError(f"--config_overrides must be a JSON object; got {model_args.config_overrides!r}.")
+        raise ValueError(
+            f"--config_overrides must be a JSON object; got {model_args.config_overrides!r}."
+        )
     clash = sorted(set(overrides) & set(data_fields))
     if clash:
         raise ValueError(f"--config_overrides may not set {clash}: they are read from the data.")

@@ -33,7 +33,9 @@ def load_for_adaptation(model_args, data_fields: dict, overrides: dict):
     """Load ``model_args.model_name_or_path`` for training on data described by ``data_fields``."""
     from modeling_lddu import LDDUForEmotionRecognition
 
-    model = LDDUForEmotionRecognition.from_pretrained(model_args.model_name_or_path)
+    # Overrides go through from_pretrained so that modules are built with them (dropouts, loss
+    # weights); an architectural override that contradicts the weights fails the load loudly.
+    model = LDDUForEmotionRecognition.from_pretrained(model_args.model_name_or_path, **overrides)
     config = model.config
     for name in ("text_dim", "audio_dim", "visual_dim"):
         if getattr(config, name) != data_fields[name]:
@@ -46,8 +48,6 @@ def load_for_adaptation(model_args, data_fields: dict, overrides: dict):
             f"The data has sequences of {data_fields['max_position_embeddings']} frames; the base "
             f"model's position table holds {config.max_position_embeddings}."
         )
-    for name, value in overrides.items():
-        setattr(config, name, value)
     new_labels = dict(data_fields["id2label"])
     if [config.id2label[i] for i in range(config.num_labels)] != [
         new_labels[i] for i in range(len(new_labels))
@@ -114,6 +114,27 @@ def wrap_with_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0):
         100 * trainable / total,
     )
     return peft_model
+
+
+def load_adapted(base_path, adapter_path):
+    """An adapted model from its base and a LoRA adapter folder written by ``train.py --use_lora``."""
+    import json
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    from modeling_lddu import LDDUForEmotionRecognition
+
+    model = LDDUForEmotionRecognition.from_pretrained(base_path)
+    adapted = json.loads((Path(adapter_path) / "lddu_config.json").read_text())
+    id2label = {int(key): value for key, value in adapted["id2label"].items()}
+    if [model.config.id2label[i] for i in range(model.config.num_labels)] != [
+        id2label[i] for i in range(len(id2label))
+    ]:
+        replace_label_set(model, id2label)
+    for name in ("decision_threshold", "label_thresholds"):
+        setattr(model.config, name, adapted.get(name))
+    return PeftModel.from_pretrained(model, adapter_path)
 
 
 def trainable_fraction(model) -> float:

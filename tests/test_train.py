@@ -1,0 +1,349 @@
+"""train.py end to end on tiny synthetic data: the output folder, the card, publishing (HfApi mocked
+at the network boundary), remote-code loading in a fresh process, the endpoint handler, resume,
+two processes, LoRA adaptation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+
+from .conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT))
+import train  # noqa: E402
+
+TINY_MODEL = {
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "text_num_layers": 1,
+    "audio_num_layers": 1,
+    "visual_num_layers": 1,
+    "label_attention_dim": 32,
+    "latent_hidden_sizes": [16],
+    "latent_size": 8,
+    "classifier_hidden_size": 8,
+    "queue_size": 256,
+}
+
+
+def tiny_arguments(output_dir, *extra, model=None, epochs=2):
+    return [
+        "--output_dir", str(output_dir),
+        "--synthetic_train_size", "96",
+        "--synthetic_validation_size", "48",
+        "--synthetic_test_size", "48",
+        "--synthetic_length", "6",
+        "--synthetic_dims", "16,6,5",
+        *(["--config_overrides", json.dumps(model or TINY_MODEL)] if model is not False else []),
+        "--num_train_epochs", str(epochs),
+        "--per_device_train_batch_size", "16",
+        "--per_device_eval_batch_size", "32",
+        "--logging_steps", "2",
+        "--disable_tqdm", "true",
+        "--use_cpu", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+def _clean_environment(tmp_path) -> dict:
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    environment.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    return environment
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run with --push_to_hub, HfApi's network calls replaced by recorders."""
+    output_dir = tmp_path_factory.mktemp("run") / "lddu-tiny"
+    commits = []
+
+    def fake_create_commit(self, repo_id, operations, **kwargs):
+        commits.append((repo_id, sorted(op.path_in_repo for op in operations)))
+        return mock.MagicMock(commit_url="https://example.invalid/commit")
+
+    with (
+        mock.patch.object(
+            HfApi, "create_repo", return_value=mock.MagicMock(repo_id="org/lddu-tiny")
+        ),
+        mock.patch.object(HfApi, "create_commit", fake_create_commit),
+        mock.patch.object(HfApi, "_validate_yaml", return_value=None),  # POSTs the card to the Hub
+        # With hf_xet installed, upload_folder takes a multi-commit path; keep the one-commit path.
+        mock.patch("huggingface_hub.hf_api.is_xet_available", return_value=False),
+    ):
+        results = train.main(
+            tiny_arguments(output_dir, "--push_to_hub", "true", "--hub_model_id", "org/lddu-tiny")
+        )
+    return output_dir, results, commits
+
+
+def test_output_folder_is_complete(trained):
+    output_dir, results, _ = trained
+    expected = {
+        "config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+        "configuration_lddu.py", "modeling_lddu.py", "contrastive_lddu.py",
+        "feature_extraction_lddu.py", "pipeline_lddu.py", "handler.py", "requirements.txt",
+        "all_results.json", "images/training_curves.png", "images/per_emotion_f1.png",
+        "images/reliability_diagram.png",
+    }  # fmt: skip
+    present = {
+        str(path.relative_to(output_dir)) for path in output_dir.rglob("*") if path.is_file()
+    }
+    assert expected <= present, expected - present
+    assert any(name.startswith("examples/") and name.endswith(".npz") for name in present)
+    assert not (output_dir / ".staging").exists()
+    config = json.loads((output_dir / "config.json").read_text())
+    assert (
+        config["custom_pipelines"]["multimodal-emotion-recognition"]["impl"]
+        == "pipeline_lddu.LDDUEmotionPipeline"
+    )
+    assert (
+        config["auto_map"]["AutoModelForSequenceClassification"]
+        == "modeling_lddu.LDDUForEmotionRecognition"
+    )
+    # The threshold tuned on validation is the one the saved model carries.
+    assert results["thresholds"]["tuned_on"] == "validation"
+    assert config["decision_threshold"] == pytest.approx(results["thresholds"]["value"])
+    saved = json.loads((output_dir / "all_results.json").read_text())
+    assert saved["test"]["f1_micro"] == pytest.approx(results["test"]["f1_micro"])
+    assert set(saved["modality_combinations"]) == {"t", "a", "v", "ta", "tv", "av", "tav"}
+    assert 0.0 <= saved["uncertainty"]["expected_calibration_error"] <= 1.0
+    for png in ("training_curves", "per_emotion_f1", "reliability_diagram"):
+        assert (output_dir / "images" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_card_holds_only_measured_numbers(trained):
+    output_dir, results, _ = trained
+    card = ModelCard.load(output_dir / "README.md")
+    from mmer.model_card import _KNOWN_METRICS
+
+    by_type = {(r.metric_type, r.metric_config): r.metric_value for r in card.data.eval_results}
+    key_of = {(kind, config): key for key, (kind, _, config) in _KNOWN_METRICS.items()}
+    eval_results = {key_of.get(pair, pair[0]): value for pair, value in by_type.items()}
+    assert eval_results["f1_micro"] == pytest.approx(results["test"]["f1_micro"])
+    assert eval_results["f1_macro"] == pytest.approx(results["test"]["f1_macro"])
+    for name, value in eval_results.items():
+        assert value == pytest.approx(results["test"][name]), name
+    widget = card.data.widget
+    assert widget and all(example["output"] for example in widget)
+    # The widget outputs are what the saved model computes on the saved example inputs.
+    assert widget[0]["output"] == results["widget_examples"][0]["output"]
+    text = card.text
+    assert "Synthetic" in text or "synthetic" in text
+    assert "validation" in text
+    assert "reliability_diagram.png" in text
+
+
+def test_publishing_uploads_the_whole_folder(trained):
+    output_dir, _, commits = trained
+    assert len(commits) == 1
+    repo_id, uploaded = commits[0]
+    assert repo_id == "org/lddu-tiny"
+    local = sorted(
+        str(path.relative_to(output_dir)) for path in output_dir.rglob("*")
+        if path.is_file() and not str(path.relative_to(output_dir)).startswith("checkpoints/")
+    )  # fmt: skip
+    assert uploaded == local
+    assert {"handler.py", "pipeline_lddu.py", "preprocessor_config.json", "README.md"} <= set(
+        uploaded
+    )
+
+
+def test_refuses_to_overwrite_an_output_folder(trained):
+    output_dir, _, _ = trained
+    with pytest.raises(FileExistsError, match="overwrite_output_dir"):
+        train.main(tiny_arguments(output_dir))
+
+
+def test_fresh_process_pipeline_feature_extractor_and_model(trained, tmp_path):
+    output_dir, results, _ = trained
+    example = output_dir / results["widget_examples"][0]["src"]
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, json, numpy as np, torch
+        assert importlib.util.find_spec("modeling_lddu") is None
+        from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
+        folder = {str(output_dir)!r}
+        recognizer = pipeline("multimodal-emotion-recognition", model=folder, trust_remote_code=True)
+        output = recognizer({str(example)!r})
+        print("PIPELINE", json.dumps([[e["label"], round(e["score"], 4)] for e in output]))
+        print("KEYS", json.dumps(sorted(output[0])))
+        extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        with np.load({str(example)!r}) as archive:
+            inputs = extractor(**{{k: archive[k] for k in archive.files}}, return_tensors="pt")
+        with torch.inference_mode():
+            scores = model(**inputs).scores[0]
+        print("DIRECT", json.dumps(sorted(round(float(s), 4) for s in scores)))
+        batch = recognizer([{str(example)!r}, {str(example)!r}], top_k=2)
+        print("BATCH", len(batch), len(batch[0]))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], cwd=tmp_path, env=_clean_environment(tmp_path),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    recorded = [
+        [entry["label"], entry["score"]] for entry in results["widget_examples"][0]["output"]
+    ]
+    assert json.loads(lines["PIPELINE"]) == recorded
+    assert json.loads(lines["KEYS"]) == ["label", "predicted", "score", "uncertainty"]
+    assert json.loads(lines["DIRECT"]) == sorted(score for _, score in recorded)
+    assert lines["BATCH"] == "2 2"
+
+
+def _load_handler(folder):
+    spec = importlib.util.spec_from_file_location("endpoint_handler", folder / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EndpointHandler(str(folder))
+
+
+def test_endpoint_handler_good_and_bad_payloads(trained):
+    output_dir, results, _ = trained
+    handler = _load_handler(output_dir)
+    with np.load(output_dir / results["widget_examples"][0]["src"]) as archive:
+        sample = {key: archive[key].tolist() for key in archive.files}
+    response = handler({"inputs": sample, "parameters": {"top_k": 2}})
+    assert isinstance(response, list) and len(response) == 2
+    assert {"label", "score", "predicted", "uncertainty"} == set(response[0])
+    batch = handler({"inputs": [sample, {"text": sample["text"]}]})
+    assert len(batch) == 2 and len(batch[1]) == 6
+    bad_payloads = {
+        "no inputs": ({"data": 1}, "'inputs' field"),
+        "not an object": (["x"], "'inputs' field"),
+        "inputs a string": ({"inputs": "hello"}, "inputs[0] must be an object"),
+        "unknown modality": ({"inputs": {"smell": [[1.0]]}}, "Unknown input key"),
+        "wrong dim": ({"inputs": {"text": [[1.0, 2.0]]}}, "text"),
+        "wrong rank": ({"inputs": {"text": [1.0, 2.0]}}, "2-D"),
+        "no modality": ({"inputs": {}}, "no modality"),
+        "bad parameter": (
+            {"inputs": sample, "parameters": {"temperature": 3}},
+            "Unknown parameter",
+        ),
+        "bad top_k": ({"inputs": sample, "parameters": {"top_k": 0}}, "top_k"),
+        "empty batch": ({"inputs": []}, "empty"),
+    }
+    for name, (payload, message) in bad_payloads.items():
+        response = handler(payload)
+        assert isinstance(response, dict) and "error" in response, name
+        assert message in response["error"], (name, response["error"])
+
+
+def test_resume_ends_like_an_uninterrupted_run(tmp_path):
+    from transformers import TrainerCallback
+
+    uninterrupted = train.main(tiny_arguments(tmp_path / "full", "--early_stopping_patience", "0"))
+
+    class StopAfterFirstEpoch(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if state.epoch is not None and state.epoch >= 1:
+                control.should_training_stop = True
+
+    arguments = tiny_arguments(tmp_path / "resumed", "--early_stopping_patience", "0")
+    trainer, _ = train.run(
+        *train.parse_arguments(arguments), extra_callbacks=[StopAfterFirstEpoch()]
+    )
+    steps_per_epoch = trainer.state.global_step
+    checkpoint = tmp_path / "resumed" / "checkpoints" / f"checkpoint-{steps_per_epoch}"
+    assert checkpoint.is_dir()
+    resumed = train.main([*arguments, "--resume_from_checkpoint", str(checkpoint)])
+    for key in ("f1_micro", "f1_macro", "accuracy_jaccard", "hamming_loss"):
+        assert resumed["test"][key] == pytest.approx(uninterrupted["test"][key], abs=1e-6), key
+    assert resumed["thresholds"]["value"] == pytest.approx(uninterrupted["thresholds"]["value"])
+    from safetensors.torch import load_file
+
+    full = load_file(str(tmp_path / "full" / "model.safetensors"))
+    again = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    for name, tensor in full.items():
+        torch.testing.assert_close(again[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_two_processes_keep_identical_queues(tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, torch
+            sys.path.insert(0, {str(REPO_ROOT)!r})
+            import train
+            trainer, results = train.run(*train.parse_arguments(sys.argv[1:]))
+            rank = trainer.args.process_index
+            memory = trainer.model.contrastive_memory
+            torch.save({{"queue": memory.queue, "classes": memory.queue_classes, "ptr": memory.queue_ptr,
+                         "world": trainer.args.world_size, "results": results.get("num_samples")}},
+                       {str(tmp_path)!r} + f"/rank{{rank}}.pt")
+            trainer.accelerator.wait_for_everyone()
+            torch.distributed.destroy_process_group()
+            """
+        )
+    )
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        str(driver), *tiny_arguments(tmp_path / "out", epochs=1),
+    ]  # fmt: skip
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
+    states = [tmp_path / f"rank{rank}.pt" for rank in (0, 1)]
+    # Judge the run by what both ranks wrote (gloo teardown can abort after success; see docs).
+    assert all(path.exists() for path in states), result.stderr[-4000:]
+    first, second = (torch.load(path, weights_only=True) for path in states)
+    assert first["world"] == second["world"] == 2
+    assert torch.equal(first["queue"], second["queue"])
+    assert torch.equal(first["classes"], second["classes"])
+    assert torch.equal(first["ptr"], second["ptr"])
+    # Each rank saw half of each batch; the queue holds rows of both (all-gather before enqueue).
+    assert int(first["ptr"]) == (96 * 3 * 6) % 256
+    assert first["results"]["test"] == 48 and first["results"]["validation"] == 48
+
+
+def test_lora_adapts_to_a_new_label_set(tmp_path):
+    from mmer.lora import load_adapted, trainable_fraction
+
+    model = dict(TINY_MODEL, hidden_size=64, intermediate_size=64, label_attention_dim=64,
+                 text_num_layers=2, audio_num_layers=2, visual_num_layers=2)  # fmt: skip
+    base_dir = tmp_path / "base"
+    train.main(tiny_arguments(base_dir, model=model, epochs=1))
+    adapted_dir = tmp_path / "adapted"
+    arguments = tiny_arguments(
+        adapted_dir, "--model_name_or_path", str(base_dir), "--use_lora", "true", "--merge_lora",
+        "true", "--lora_r", "2", "--synthetic_num_labels", "4", "--synthetic_seed", "5",
+        model=False, epochs=1,
+    )  # fmt: skip
+    trainer, results = train.run(*train.parse_arguments(arguments))
+    assert trainable_fraction(trainer.model) < 0.10
+    assert results["test"]["f1_micro"] >= 0.0
+    assert (adapted_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+    adapted = load_adapted(base_dir, adapted_dir / "adapter").eval()
+    assert adapted.base_model.model.config.num_labels == 4
+    from transformers import AutoModelForSequenceClassification
+
+    merged = AutoModelForSequenceClassification.from_pretrained(
+        adapted_dir, trust_remote_code=True
+    ).eval()
+    assert merged.config.num_labels == 4
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "text_features": torch.randn(5, 6, 16, generator=generator),
+        "audio_features": torch.randn(5, 6, 6, generator=generator),
+        "visual_features": torch.randn(5, 6, 5, generator=generator),
+    }
+    with torch.inference_mode():
+        difference = (adapted(**inputs).scores - merged(**inputs).scores).abs().max().item()
+    assert difference <= 1e-5
