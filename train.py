@@ -50,7 +50,10 @@ _LETTER_TO_MODALITY = {"t": "text", "a": "audio", "v": "visual"}
 #: Applied when --dataset synthetic (the default) to every argument not given explicitly, so that
 #: the default run finishes in about three minutes on a 2-core CPU. Printed at start-up.
 SYNTHETIC_PRESET = {
-    "num_train_epochs": 6,
+    "num_train_epochs": 10,
+    "learning_rate": 5e-4,
+    "normalize_features": True,
+    "synthetic_signal_strength": 3.0,
     "per_device_train_batch_size": 32,
     "early_stopping_patience": 3,
     "config_overrides": json.dumps(
@@ -127,6 +130,10 @@ class DataArguments:
     synthetic_test_size: int = field(default=400, metadata={"help": "Synthetic test samples."})
     synthetic_length: int = field(default=20, metadata={"help": "Frames per synthetic sequence."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
+    synthetic_signal_strength: float = field(
+        default=1.0,
+        metadata={"help": "Scale of the label signal planted in the synthetic features (0: noise)."},
+    )
     synthetic_num_labels: int = field(
         default=6, metadata={"help": "Synthetic emotions (6: CMU-MOSEI's, 7: M3ED's names)."}
     )
@@ -276,6 +283,7 @@ def build_datasets(data_args: DataArguments):
             audio_length=length,
             visual_length=length,
             num_labels=data_args.synthetic_num_labels,
+            signal_strength=data_args.synthetic_signal_strength,
             **_synthetic_dims(data_args.synthetic_dims),
         )
     else:

@@ -347,3 +347,13 @@ def test_lora_adapts_to_a_new_label_set(tmp_path):
     with torch.inference_mode():
         difference = (adapted(**inputs).scores - merged(**inputs).scores).abs().max().item()
     assert difference <= 1e-5
+
+
+def test_bf16_mixed_precision_runs_with_fp32_losses(tmp_path):
+    """--bf16 goes through Accelerate's autocast; the probability-space BCE must not trip it."""
+    arguments = tiny_arguments(tmp_path / "bf16", "--bf16", "true", epochs=1)
+    trainer, results = train.run(*train.parse_arguments(arguments))
+    assert trainer.accelerator.mixed_precision == "bf16"
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses and all(np.isfinite(losses))
+    assert np.isfinite(results["test"]["f1_micro"])

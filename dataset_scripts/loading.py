@@ -1,0 +1,289 @@
+"""Fast loading of prepared datasets for training.
+
+Random access into Arrow costs about 2-3k samples/s, so a split is materialised once in RAM
+(`InMemoryMultimodalDataset`); a batch is then one `numpy.take` per column, done in
+`__getitems__`, which `torch.utils.data.DataLoader` calls with the batch's indices.
+
+Typical use (also with `transformers.Trainer(train_dataset=..., data_collator=...)`)::
+
+    dataset_dict = load_prepared("data/mosei_aligned")
+    train = InMemoryMultimodalDataset(dataset_dict["train"])
+    loader = DataLoader(train, batch_size=64, shuffle=True, collate_fn=MultimodalDataCollator())
+    for batch in loader:
+        outputs = model(**batch)   # text_features, text_mask, ..., visual_mask, labels
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
+
+from .common import MODALITIES, metadata_from_dataset
+from .saving import CLEANING_REPORT_FILENAME, METADATA_FILENAME
+
+__all__ = [
+    "InMemoryMultimodalDataset",
+    "MultimodalDataCollator",
+    "load_label_names",
+    "load_metadata",
+    "load_prepared",
+]
+
+
+def _default_hub_config(readme: Path) -> str:
+    from huggingface_hub import DatasetCard
+
+    configs = DatasetCard.load(readme).data.get("configs") or []
+    defaults = [entry["config_name"] for entry in configs if entry.get("default")]
+    if defaults or len(configs) == 1:
+        return (defaults or [configs[0]["config_name"]])[0]
+    names = [entry["config_name"] for entry in configs]
+    raise ValueError(
+        f"{readme} lists several configurations {names} and none is the default; pass config_name"
+    )
+
+
+def load_metadata(
+    path_or_repo: str | os.PathLike, config_name: str | None = None
+) -> dict[str, Any]:
+    """The dataset metadata, with the conversion report under `report`.
+
+    Keys: `dataset_name`, `config_name`, `label_names`, `feature_dims`, `sequence_lengths`,
+    `num_samples`, `report`. Works for a folder written by `save_prepared`, a Hub layout folder
+    (`write_hub_layout`) and, with network access, a dataset repository on the Hub.
+    """
+    path = Path(path_or_repo)
+    if (path / "dataset_dict.json").is_file():
+        folder = path
+    elif (path / "README.md").is_file():
+        folder = path / (config_name or _default_hub_config(path / "README.md"))
+    elif path.exists():
+        raise ValueError(
+            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
+        )
+    else:
+        from huggingface_hub import hf_hub_download
+
+        repo_id = str(path_or_repo)
+        if config_name is None:
+            config_name = _default_hub_config(
+                Path(hf_hub_download(repo_id, "README.md", repo_type="dataset"))
+            )
+        metadata_file = hf_hub_download(
+            repo_id, f"{config_name}/{METADATA_FILENAME}", repo_type="dataset"
+        )
+        folder = Path(metadata_file).parent
+    metadata_file = folder / METADATA_FILENAME
+    if not metadata_file.is_file():
+        raise FileNotFoundError(
+            f"{metadata_file} does not exist; was the dataset written by dataset_scripts?"
+        )
+    metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    report_file = folder / CLEANING_REPORT_FILENAME
+    metadata["report"] = (
+        json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else {}
+    )
+    return metadata
+
+
+def load_label_names(path_or_repo: str | os.PathLike, config_name: str | None = None) -> list[str]:
+    """The emotion names, in the order of the `labels` column."""
+    return list(load_metadata(path_or_repo, config_name)["label_names"])
+
+
+def load_prepared(
+    path_or_repo: str | os.PathLike, config_name: str | None = None
+) -> datasets.DatasetDict:
+    """Loads a prepared dataset.
+
+    `path_or_repo` is a `save_prepared` folder (read with `load_from_disk`), a Hub layout folder or
+    a Hub dataset repository (read with `load_dataset(path_or_repo, config_name)`; `config_name`
+    defaults to the README's default configuration).
+
+    The metadata is attached to every split, so `common.metadata_from_dataset(split)` (and
+    `InMemoryMultimodalDataset.label_names`) work whatever the origin.
+    """
+    path = Path(path_or_repo)
+    if (path / "dataset_dict.json").is_file():
+        return datasets.load_from_disk(str(path))
+    if path.exists() and not (path / "README.md").is_file():
+        raise ValueError(
+            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
+        )
+    if config_name is None and (path / "README.md").is_file():
+        config_name = _default_hub_config(path / "README.md")
+    dataset_dict = datasets.load_dataset(str(path_or_repo), config_name)
+    try:
+        metadata = load_metadata(path_or_repo, config_name)
+    except (FileNotFoundError, OSError, ValueError):
+        return dataset_dict
+    description = json.dumps({"lddu_metadata": metadata})
+    for split in dataset_dict.values():
+        split.info.description = description
+    return dataset_dict
+
+
+def _owns_memory(array: np.ndarray) -> bool:
+    """Whether the memory under `array` belongs to numpy (not to an Arrow buffer or a file map)."""
+    root = array
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    return root.base is None
+
+
+class InMemoryMultimodalDataset(torch.utils.data.Dataset):
+    """A prepared split held in RAM, yielding model inputs (torch tensors) by model input name.
+
+    Built once from a `datasets.Dataset` (columns `text`, `audio`, `visual`, `labels`): the
+    columns are read as numpy in one go and passed through the feature extractor (padding,
+    truncation, masks, cleaning, optional normalisation) for the whole split.
+
+    `dataset[i]` is a dict of tensors for one sample; `dataset.__getitems__(indices)` (called by
+    `DataLoader`) returns the whole batch as one dict of stacked tensors: `{modality}_features`
+    float32 `[batch, length, dim]`, `{modality}_mask` int64 `[batch, length]` and `labels` float32
+    `[batch, num_labels]`. Use `MultimodalDataCollator` as the loader's `collate_fn`.
+
+    Args:
+        dataset: One split of a prepared `DatasetDict`.
+        feature_extractor: Decides max lengths, padding/truncation sides, padding value and
+            normalisation. Defaults to one without length limits and without normalisation.
+        padding: `"longest"` trims each batch to its longest real sequence (variable-length
+            splits); `"max_length"` keeps every batch at the feature extractor's (or the split's)
+            full length.
+        modalities: Subset of `("text", "audio", "visual")` to load; defaults to all present.
+    """
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        feature_extractor: LDDUFeatureExtractor | None = None,
+        padding: str = "longest",
+        modalities: Sequence[str] | None = None,
+    ) -> None:
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length'; got {padding!r}")
+        self.modalities = tuple(modalities or (m for m in MODALITIES if m in dataset.column_names))
+        missing = [m for m in (*self.modalities, "labels") if m not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"The dataset lacks the columns {missing}; it has {dataset.column_names}"
+            )
+        if feature_extractor is None:
+            feature_extractor = LDDUFeatureExtractor(
+                feature_dims={m: dataset.features[m].shape[1] for m in self.modalities},
+                max_lengths={m: None for m in self.modalities},
+            )
+        self.padding = padding
+        self.padding_side = feature_extractor.padding_side
+        metadata = metadata_from_dataset(dataset)
+        self.label_names: list[str] | None = metadata["label_names"] if metadata else None
+
+        columns = dataset.with_format("numpy", columns=[*self.modalities, "labels"])[:]
+        encoded = feature_extractor(
+            **{m: columns[m] for m in self.modalities},
+            padding=padding,
+            truncation=True,
+            return_tensors="np",
+        )
+        # Batches are gathered with numpy's `take`: single-threaded, so it neither competes with
+        # the model's intra-op threads nor spins in OpenMP barriers when the CPU is busy.
+        self._arrays: dict[str, np.ndarray] = {}
+        for modality in self.modalities:
+            features = encoded[f"{modality}_features"]
+            # Arrays that are views of Arrow buffers (memory-mapped files) are copied into RAM
+            # once, so that random batches never page-fault through the file.
+            self._arrays[f"{modality}_features"] = (
+                features if _owns_memory(features) else features.copy()
+            )
+            self._arrays[f"{modality}_mask"] = encoded[f"{modality}_mask"]
+        self._arrays["labels"] = np.array(columns["labels"], dtype=np.float32)
+        #: The whole split as tensors (sharing memory with the arrays batches are gathered from).
+        self.tensors: dict[str, torch.Tensor] = {
+            name: torch.from_numpy(array) for name, array in self._arrays.items()
+        }
+        self._lengths = {m: self._arrays[f"{m}_mask"].sum(axis=1) for m in self.modalities}
+        # Modalities whose batches can be trimmed: some sample is shorter than the stored length.
+        self._trimmable = {
+            m
+            for m in self.modalities
+            if padding == "longest"
+            and bool((self._lengths[m] < self._arrays[f"{m}_mask"].shape[1]).any())
+        }
+
+    def __len__(self) -> int:
+        return self._arrays["labels"].shape[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        index = np.asarray(indices, dtype=np.intp)
+        batch: dict[str, torch.Tensor] = {}
+        for modality in self.modalities:
+            features = self._arrays[f"{modality}_features"]
+            mask = self._arrays[f"{modality}_mask"]
+            if modality in self._trimmable:
+                length = int(self._lengths[modality][index].max())
+                if self.padding_side == "right":
+                    frames = slice(0, length)
+                else:
+                    frames = slice(mask.shape[1] - length, None)
+                features, mask = features[:, frames], mask[:, frames]
+            batch[f"{modality}_features"] = torch.from_numpy(np.take(features, index, axis=0))
+            batch[f"{modality}_mask"] = torch.from_numpy(np.take(mask, index, axis=0))
+        batch["labels"] = torch.from_numpy(np.take(self._arrays["labels"], index, axis=0))
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} is out of range for {len(self)} samples")
+        return {name: value[0] for name, value in self.__getitems__([index % len(self)]).items()}
+
+
+@dataclass
+class MultimodalDataCollator:
+    """`collate_fn` for `InMemoryMultimodalDataset` (and Trainer's `data_collator`).
+
+    A batch that `__getitems__` already built (a mapping of tensors) is passed through. A list of
+    per-sample dicts (from `dataset[i]`, or from any dataset yielding model input names) is padded
+    to its longest sequence per modality (features with `padding_value`, masks with 0) and
+    stacked.
+    """
+
+    padding_side: str = "right"
+    padding_value: float = 0.0
+
+    def __call__(
+        self, features: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> dict[str, torch.Tensor]:
+        if isinstance(features, Mapping):
+            return dict(features)
+        if len(features) == 0:
+            raise ValueError("Cannot collate an empty list of samples")
+        batch: dict[str, torch.Tensor] = {}
+        for key in features[0]:
+            values = [torch.as_tensor(sample[key]) for sample in features]
+            if key.endswith(("_features", "_mask")):
+                batch[key] = self._pad_and_stack(
+                    values, self.padding_value if key.endswith("_features") else 0
+                )
+            else:
+                batch[key] = torch.stack(values)
+        return batch
+
+    def _pad_and_stack(self, values: list[torch.Tensor], padding_value: float) -> torch.Tensor:
+        length = max(value.shape[0] for value in values)
+        padded = values[0].new_full((len(values), length, *values[0].shape[1:]), padding_value)
+        for row, value in enumerate(values):
+            if self.padding_side == "right":
+                padded[row, : value.shape[0]] = value
+            else:
+                padded[row, length - value.shape[0] :] = value
+        return padded

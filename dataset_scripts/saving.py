@@ -1,0 +1,292 @@
+"""Writing prepared datasets: atomic `save_to_disk`, the Hub layout (parquet + card), upload.
+
+Saved dataset folder (`save_prepared`)::
+
+    OUTPUT/
+        dataset_dict.json, train/, validation/, test/  # datasets' save_to_disk (Arrow)
+        lddu_metadata.json                             # names, label names, dims, lengths
+        cleaning_report.json                           # non-finite counts, lengths cut, swap
+
+Hub layout (`write_hub_layout`), loadable with `datasets.load_dataset(HUB_DIR, CONFIG)`::
+
+    HUB_DIR/
+        README.md                                      # YAML `configs:` with data_files
+        CONFIG/train-00000-of-00001.parquet, validation-..., test-...
+        CONFIG/lddu_metadata.json, CONFIG/cleaning_report.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from .common import MODALITIES, metadata_from_dataset
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CLEANING_REPORT_FILENAME",
+    "METADATA_FILENAME",
+    "atomic_output_dir",
+    "push_hub_layout",
+    "save_prepared",
+    "write_hub_layout",
+]
+
+METADATA_FILENAME = "lddu_metadata.json"
+CLEANING_REPORT_FILENAME = "cleaning_report.json"
+DEFAULT_MAX_SHARD_BYTES = 500 * 2**20
+
+_CONFIG_SECTION_START = "<!-- lddu-config:{} -->"
+_CONFIG_SECTION_END = "<!-- /lddu-config:{} -->"
+
+
+@contextlib.contextmanager
+def atomic_output_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yields a fresh temporary folder beside `target`, renamed to `target` when the block succeeds.
+
+    On an error the temporary folder is removed and `target` is untouched. With `overwrite`, an
+    existing `target` is replaced only after the new content is complete.
+
+    Raises:
+        FileExistsError: If `target` exists and `overwrite` is False (checked before and after).
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield temporary
+        if target.exists():
+            if not overwrite:
+                raise FileExistsError(
+                    f"{target} appeared while it was being written; nothing was replaced"
+                )
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            backup.rmdir()
+            target.rename(backup)
+            temporary.rename(target)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            temporary.rename(target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _write_json(path: Path, content: Any) -> None:
+    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_metadata_files(folder: Path, metadata: Mapping[str, Any] | None) -> None:
+    if metadata is None:
+        return
+    _write_json(
+        folder / METADATA_FILENAME,
+        {key: value for key, value in metadata.items() if key != "report"},
+    )
+    _write_json(folder / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
+
+
+def save_prepared(
+    dataset_dict: datasets.DatasetDict, output_dir: str | os.PathLike, overwrite: bool = False
+) -> Path:
+    """`save_to_disk` into `output_dir` atomically, plus the metadata and cleaning report files.
+
+    Raises:
+        FileExistsError: If `output_dir` exists and `overwrite` is False.
+    """
+    output_dir = Path(output_dir)
+    with atomic_output_dir(output_dir, overwrite=overwrite) as temporary:
+        dataset_dict.save_to_disk(str(temporary))
+        _write_metadata_files(temporary, metadata_from_dataset(dataset_dict))
+    logger.info(
+        "Saved %s to %s", {split: ds.num_rows for split, ds in dataset_dict.items()}, output_dir
+    )
+    return output_dir
+
+
+def _config_section(
+    config_name: str, metadata: Mapping[str, Any], card_description: str | None
+) -> str:
+    dims = metadata["feature_dims"]
+    lengths = metadata["sequence_lengths"]
+    lines = [
+        _CONFIG_SECTION_START.format(config_name),
+        f"## Configuration `{config_name}`",
+        "",
+    ]
+    if card_description:
+        lines += [card_description.strip(), ""]
+    lines += [
+        f"Labels (multi-hot `labels` column, in this order): {', '.join(metadata['label_names'])}.",
+        "",
+        "| column | type |",
+        "|---|---|",
+        "| `id` | string |",
+    ]
+    for modality in MODALITIES:
+        length = lengths[modality] if lengths[modality] is not None else "variable"
+        lines.append(f"| `{modality}` | float32 sequence, length {length}, dim {dims[modality]} |")
+    lines.append(f"| `labels` | {len(metadata['label_names'])} float32 (0/1) |")
+    lines += ["", "| split | samples |", "|---|---|"]
+    lines += [f"| {split} | {count} |" for split, count in metadata["num_samples"].items()]
+    non_finite = metadata.get("report", {}).get("non_finite", {})
+    replaced = {
+        f"{split}/{modality}": counts["nan"] + counts["posinf"] + counts["neginf"]
+        for split, per_modality in non_finite.items()
+        for modality, counts in per_modality.items()
+        if counts["nan"] + counts["posinf"] + counts["neginf"]
+    }
+    if replaced:
+        lines += [
+            "",
+            "Non-finite values replaced by 0: "
+            + ", ".join(f"{k} {v}" for k, v in replaced.items())
+            + ".",
+        ]
+    lines += [
+        "",
+        f"Details: `{config_name}/{METADATA_FILENAME}`, "
+        f"`{config_name}/{CLEANING_REPORT_FILENAME}`.",
+    ]
+    lines.append(_CONFIG_SECTION_END.format(config_name))
+    return "\n".join(lines)
+
+
+def _merge_card_body(old_body: str, config_name: str, section: str, pretty_name: str) -> str:
+    start, end = _CONFIG_SECTION_START.format(config_name), _CONFIG_SECTION_END.format(config_name)
+    if start in old_body and end in old_body:
+        before, rest = old_body.split(start, 1)
+        after = rest.split(end, 1)[1]
+        return before + section + after
+    if not old_body.strip():
+        old_body = (
+            f"# {pretty_name}\n\n"
+            "Pre-extracted text/audio/visual feature sequences with multi-hot emotion labels, "
+            "converted with `dataset_scripts` of the LDDU package. Check the license of the "
+            "original features before you share this dataset.\n\n"
+            "```python\nfrom datasets import load_dataset\n"
+            "dataset = load_dataset(REPO_OR_FOLDER, CONFIG)\n```\n"
+        )
+    return old_body.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def write_hub_layout(
+    dataset_dict: datasets.DatasetDict,
+    hub_dir: str | os.PathLike,
+    config_name: str | None = None,
+    overwrite: bool = False,
+    pretty_name: str | None = None,
+    card_description: str | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> Path:
+    """Writes `dataset_dict` as parquet under `hub_dir/<config_name>/` and lists it in the README.
+
+    Other configurations already in `hub_dir` (folders and README `configs` entries) are kept, so
+    one folder can hold e.g. MOSEI `aligned` and `unaligned`. The first configuration is marked
+    default.
+
+    Args:
+        dataset_dict: The prepared dataset.
+        hub_dir: The repository folder.
+        config_name: Defaults to the config name in the dataset's metadata.
+        overwrite: Replace an existing `hub_dir/<config_name>`.
+        pretty_name: Title for a new README.
+        card_description: Paragraph describing this configuration in the README.
+        max_shard_bytes: Upper bound for one parquet file (splits are sharded by rows).
+
+    Raises:
+        FileExistsError: If `hub_dir/<config_name>` exists and `overwrite` is False.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    hub_dir = Path(hub_dir)
+    metadata = metadata_from_dataset(dataset_dict) or {}
+    config_name = config_name or metadata.get("config_name") or "default"
+    with atomic_output_dir(hub_dir / config_name, overwrite=overwrite) as temporary:
+        for split, dataset in dataset_dict.items():
+            num_shards = max(1, math.ceil(dataset.data.nbytes / max_shard_bytes))
+            for index in range(num_shards):
+                shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
+                shard.to_parquet(
+                    str(temporary / f"{split}-{index:05d}-of-{num_shards:05d}.parquet")
+                )
+        _write_metadata_files(temporary, metadata or None)
+
+    readme = hub_dir / "README.md"
+    if readme.exists():
+        card = DatasetCard.load(readme)
+        configs = [
+            entry
+            for entry in card.data.get("configs") or []
+            if entry.get("config_name") != config_name
+        ]
+        body = card.text
+        card_data = card.data
+    else:
+        configs, body, card_data = [], "", DatasetCardData()
+    configs.append(
+        {
+            "config_name": config_name,
+            "data_files": [
+                {"split": split, "path": f"{config_name}/{split}-*"} for split in dataset_dict
+            ],
+        }
+    )
+    if not any(entry.get("default") for entry in configs):
+        configs[0]["default"] = True
+    card_data.configs = configs
+    title = pretty_name or card_data.get("pretty_name") or metadata.get("dataset_name", "dataset")
+    card_data.pretty_name = card_data.get("pretty_name") or title
+    card_data.tags = sorted(
+        set(card_data.get("tags") or []) | {"multimodal", "emotion-recognition", "multi-label"}
+    )
+    section = _config_section(config_name, metadata, card_description) if metadata else ""
+    card = DatasetCard(
+        f"---\n{card_data.to_yaml()}\n---\n{_merge_card_body(body, config_name, section, title)}"
+    )
+    temporary_readme = readme.with_name(f".README.md.tmp-{os.getpid()}")
+    temporary_readme.write_text(str(card), encoding="utf-8")
+    os.replace(temporary_readme, readme)
+    logger.info("Wrote the Hub layout of %r to %s", config_name, hub_dir)
+    return hub_dir
+
+
+def push_hub_layout(
+    hub_dir: str | os.PathLike,
+    repo_id: str,
+    config_name: str,
+    private: bool = False,
+    token: str | None = None,
+) -> str:
+    """Uploads `hub_dir/<config_name>/` and `hub_dir/README.md` to the dataset repo `repo_id`.
+
+    The README uploaded is the local one, so keep one local Hub layout folder per repository.
+    Returns the commit URL.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        repo_type="dataset",
+        folder_path=str(hub_dir),
+        allow_patterns=[f"{config_name}/*", "README.md"],
+        commit_message=f"Add the {config_name} configuration",
+    )
+    url = getattr(commit, "commit_url", None) or str(commit)
+    logger.info("Pushed %s to %s: %s", config_name, repo_id, url)
+    return url

@@ -1,0 +1,443 @@
+"""Deterministic synthetic data with MOSEI's shapes and label statistics (built-in data).
+
+The generator plants label information in every modality, so a model that learns beats chance by a
+wide margin, and varies how much each sample and modality carries, so uncertainty has something to
+capture:
+
+* every label `c` has one unit-norm prototype direction per modality, `P[m, c]` (dim `D_m`);
+* a sample's labels are drawn independently with the given prevalences (MOSEI's by default:
+  happy .53, sad .25, anger .21, surprise .10, disgust .17, fear .08, i.e. 1.34 labels per sample);
+* frame `t` of modality `m` of sample `n` is
+  `offset_m + scale_m * (noise + strength[n, m] * gate[n, t] * sum_{c in labels(n)} P[m, c])`
+  with standard normal noise, a per-sample, per-modality `strength` (uniform in
+  `[0, 2 * signal_strength * modality_weight_m]`, and 0 for 15% of (sample, modality) pairs: that
+  modality says nothing about that sample), and a `gate` that switches the signal on in a random
+  fraction (30-90%) of the frames;
+* `offset_m`, `scale_m` are per-dimension constants, so normalisation has something to undo.
+
+`make_synthetic_dataset` returns the same columns and features as the real builders, and
+`write_source` writes raw source files in every supported format (for the builders' tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pickle
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from .common import MODALITIES, SPLITS, SplitArrays, build_dataset_dict, clean_splits
+from .labels import M3ED_LABELS, MOSEI_LABELS, LabelSpec, multi_hot_to_target_tokens
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MOSEI_LABEL_PREVALENCE",
+    "SOURCE_FORMATS",
+    "generate_synthetic_splits",
+    "make_synthetic_dataset",
+    "write_source",
+]
+
+#: Approximate share of CMU-MOSEI samples showing each emotion, in MOSEI's class order.
+MOSEI_LABEL_PREVALENCE: tuple[float, ...] = (0.53, 0.25, 0.21, 0.10, 0.17, 0.08)
+#: How informative each modality is, relative to `signal_strength`.
+MODALITY_WEIGHTS: dict[str, float] = {"text": 1.0, "audio": 0.7, "visual": 0.5}
+#: Share of (sample, modality) pairs that carry no label signal at all.
+UNINFORMATIVE_FRACTION = 0.15
+SOURCE_FORMATS: tuple[str, ...] = ("mmsa_pkl", "tailor_pt", "carat_m3ed_pt")
+
+LengthSpec = int | tuple[int, int]
+"""A fixed sequence length, or an inclusive `(min, max)` range drawn per sample."""
+
+_CHUNK_SIZE = 1024
+
+
+def _default_label_names(num_labels: int) -> tuple[str, ...]:
+    for spec in (MOSEI_LABELS, M3ED_LABELS):
+        if spec.num_labels == num_labels:
+            return spec.label_names
+    return tuple(f"label_{index}" for index in range(num_labels))
+
+
+def _draw_lengths(rng: np.random.Generator, length: LengthSpec, num_samples: int) -> np.ndarray:
+    if isinstance(length, int):
+        if length < 1:
+            raise ValueError(f"sequence lengths must be >= 1; got {length}")
+        return np.full(num_samples, length, dtype=np.int64)
+    low, high = length
+    if not 1 <= low <= high:
+        raise ValueError(f"a length range must satisfy 1 <= min <= max; got {length}")
+    return rng.integers(low, high + 1, size=num_samples)
+
+
+def generate_synthetic_splits(
+    num_train: int = 512,
+    num_validation: int = 128,
+    num_test: int = 128,
+    seed: int = 0,
+    text_dim: int = 768,
+    audio_dim: int = 74,
+    visual_dim: int = 35,
+    text_length: LengthSpec = 50,
+    audio_length: LengthSpec = 50,
+    visual_length: LengthSpec = 50,
+    num_labels: int = 6,
+    label_prevalence: Sequence[float] | None = None,
+    signal_strength: float = 1.0,
+    non_finite_fraction: float = 0.0,
+    shared_lengths: bool = False,
+) -> dict[str, SplitArrays]:
+    """Generates the raw splits (see the module docstring for the model).
+
+    Each split draws from its own child of `numpy.random.SeedSequence(seed)`, so a split does not
+    change when another split's size changes.
+
+    Args:
+        num_train, num_validation, num_test: Samples per split (0 allowed).
+        seed: Seed of everything.
+        text_dim, audio_dim, visual_dim: Feature dims.
+        text_length, audio_length, visual_length: Fixed length, or `(min, max)` for variable
+            lengths.
+        num_labels: Number of emotion classes.
+        label_prevalence: Probability of each label; defaults to MOSEI's for 6 labels and to a range
+            from 0.5 down to 0.08 otherwise.
+        signal_strength: Scale of the planted label signal (0 gives pure noise).
+        non_finite_fraction: Share of audio values replaced by -inf (MOSEI's COVAREP has some).
+        shared_lengths: One length per sample for all modalities (M3ED: utterances per dialogue);
+            the three length specs must then be equal.
+
+    Returns:
+        `{"train": SplitArrays, "validation": ..., "test": ...}` with float32 `[N, L, D]` arrays for
+        fixed lengths and lists of `[L_i, D]` arrays for variable ones.
+    """
+    dims = {"text": text_dim, "audio": audio_dim, "visual": visual_dim}
+    length_specs = {"text": text_length, "audio": audio_length, "visual": visual_length}
+    if shared_lengths and len({str(spec) for spec in length_specs.values()}) != 1:
+        raise ValueError(
+            f"shared_lengths needs the same length spec for every modality; got {length_specs}"
+        )
+    if label_prevalence is None:
+        label_prevalence = (
+            MOSEI_LABEL_PREVALENCE if num_labels == 6 else np.linspace(0.5, 0.08, num_labels)
+        )
+    prevalence = np.asarray(label_prevalence, dtype=np.float64)
+    if prevalence.shape != (num_labels,) or not ((prevalence >= 0) & (prevalence <= 1)).all():
+        raise ValueError(
+            f"label_prevalence must hold {num_labels} probabilities; got {list(label_prevalence)}"
+        )
+
+    world_seed, *split_seeds = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
+    world = np.random.default_rng(world_seed)
+    prototypes, offsets, scales = {}, {}, {}
+    for modality in MODALITIES:
+        directions = world.standard_normal((num_labels, dims[modality]))
+        prototypes[modality] = (
+            directions / np.linalg.norm(directions, axis=1, keepdims=True)
+        ).astype(np.float32)
+        offsets[modality] = world.normal(0.0, 0.5, dims[modality]).astype(np.float32)
+        scales[modality] = world.uniform(0.5, 1.5, dims[modality]).astype(np.float32)
+
+    sizes = {"train": num_train, "validation": num_validation, "test": num_test}
+    splits = {}
+    for split, split_seed in zip(SPLITS, split_seeds, strict=True):
+        rng = np.random.default_rng(split_seed)
+        num_samples = sizes[split]
+        labels = (rng.random((num_samples, num_labels)) < prevalence).astype(np.float32)
+        shared = _draw_lengths(rng, text_length, num_samples) if shared_lengths else None
+        features = {}
+        for modality in MODALITIES:
+            lengths = (
+                shared
+                if shared is not None
+                else _draw_lengths(rng, length_specs[modality], num_samples)
+            )
+            weight = signal_strength * MODALITY_WEIGHTS[modality]
+            strength = rng.uniform(0.0, 2.0 * weight, num_samples) * (
+                rng.random(num_samples) >= UNINFORMATIVE_FRACTION
+            )
+            gate_probability = rng.uniform(0.3, 0.9, num_samples)
+            directions = labels @ prototypes[modality]  # [N, D]
+            fixed = isinstance(length_specs[modality], int)
+            samples: np.ndarray | list[np.ndarray] = []
+            if fixed:
+                samples = np.empty(
+                    (num_samples, length_specs[modality], dims[modality]), np.float32
+                )
+            for start in range(0, num_samples, _CHUNK_SIZE):
+                stop = min(start + _CHUNK_SIZE, num_samples)
+                chunk_lengths = lengths[start:stop]
+                total_frames = int(chunk_lengths.sum())
+                # Noise, plus the label signal in the gated frames, then the per-dim offset/scale.
+                frames = rng.standard_normal((total_frames, dims[modality]), dtype=np.float32)
+                sample_of_frame = np.repeat(np.arange(start, stop), chunk_lengths)
+                gate = rng.random(total_frames) < gate_probability[sample_of_frame]
+                signal = directions[sample_of_frame]
+                signal *= (strength[sample_of_frame] * gate).astype(np.float32)[:, None]
+                frames += signal
+                frames *= scales[modality]
+                frames += offsets[modality]
+                if modality == "audio" and non_finite_fraction > 0:
+                    frames[rng.random(frames.shape) < non_finite_fraction] = -np.inf
+                if fixed:
+                    samples[start:stop] = frames.reshape(
+                        stop - start, length_specs[modality], dims[modality]
+                    )
+                else:
+                    samples.extend(np.split(frames, np.cumsum(chunk_lengths)[:-1]))
+            features[modality] = samples
+        ids = [f"synthetic-{split}-{index:06d}" for index in range(num_samples)]
+        splits[split] = SplitArrays(ids=ids, features=features, labels=labels)
+    return splits
+
+
+def make_synthetic_dataset(
+    num_train: int = 512,
+    num_validation: int = 128,
+    num_test: int = 128,
+    seed: int = 0,
+    label_names: Sequence[str] | None = None,
+    **generator_kwargs,
+) -> datasets.DatasetDict:
+    """A synthetic `DatasetDict` with the same columns and features as the real builders.
+
+    Columns: `id`, `text`, `audio`, `visual` (`Array2D` float32; fixed length unless a `(min, max)`
+    length is given), `labels` (multi-hot float32). Splits of size 0 are left out (datasets cannot
+    reload an empty split). The label names (MOSEI's for 6 labels, M3ED's for 7, `label_<i>`
+    otherwise) are in the metadata, as for the real datasets.
+
+    Args:
+        num_train, num_validation, num_test, seed: See `generate_synthetic_splits`.
+        label_names: Names of the labels; their count sets `num_labels`.
+        **generator_kwargs: Further arguments of `generate_synthetic_splits` (dims, lengths,
+            `label_prevalence`, `signal_strength`, `non_finite_fraction`, ...).
+    """
+    if label_names is not None:
+        generator_kwargs["num_labels"] = len(label_names)
+    num_labels = generator_kwargs.get("num_labels", 6)
+    splits = generate_synthetic_splits(
+        num_train, num_validation, num_test, seed, **generator_kwargs
+    )
+    splits = {split: arrays for split, arrays in splits.items() if len(arrays)}
+    if not splits:
+        raise ValueError("make_synthetic_dataset needs at least one sample")
+    report = {
+        "source": "synthetic",
+        "seed": seed,
+        "generator_kwargs": {key: repr(value) for key, value in generator_kwargs.items()},
+        "non_finite": clean_splits(splits, "synthetic data"),
+    }
+    return build_dataset_dict(
+        splits,
+        label_names or _default_label_names(num_labels),
+        "synthetic",
+        "default",
+        report=report,
+    )
+
+
+def _pad_to(samples: np.ndarray | list[np.ndarray], length: int) -> np.ndarray:
+    """Zero-pads (or cuts, as CARAT does beyond 60 steps) every sample to `length` frames."""
+    if isinstance(samples, np.ndarray) and samples.shape[1] == length:
+        return samples
+    padded = np.zeros((len(samples), length, samples[0].shape[1]), dtype=np.float32)
+    for index, sample in enumerate(samples):
+        kept = sample[:length]
+        padded[index, : kept.shape[0]] = kept
+    return padded
+
+
+def write_source(
+    path: str | Path,
+    format: str = "mmsa_pkl",
+    array_type: str = "numpy",
+    swap_audio_visual: bool | None = None,
+    padded_length: int | None = None,
+    **generator_kwargs,
+) -> Path:
+    """Writes a synthetic raw source file in one of `SOURCE_FORMATS` (for tests and demos).
+
+    * `"mmsa_pkl"` (MOSEI, pickle): `{'train'|'valid'|'test': {'id', 'raw_text', 'text', 'audio',
+      'vision', 'regression_labels', 'tgt'}}`; variable-length audio/visual are zero-padded and
+      their lengths written to `audio_lengths`/`vision_lengths`, as in MMSA's unaligned file.
+    * `"tailor_pt"` (MOSEI, torch): `{'train'|'valid'|'test': {'src-text', 'src-audio',
+      'src-visual', 'tgt'}}`; fixed lengths as one `[N, L, D]` array, variable lengths as a list of
+      arrays.
+    * `"carat_m3ed_pt"` (M3ED, torch): CARAT's layout: per split lists of `[padded_length, D]`
+      arrays under `src-*`, `len_list`, `tgt`; plus `dict` (with the `tgt` vocabulary) and
+      `settings` (an `argparse.Namespace`). As in CARAT's file, audio is stored under `src-visual`
+      and visual under `src-audio` unless `swap_audio_visual=False`.
+
+    Args:
+        path: File to write.
+        format: One of `SOURCE_FORMATS`.
+        array_type: `"numpy"` or `"torch"` (torch formats only): type of the stored arrays.
+        swap_audio_visual: Store audio under the visual key and vice versa (default: CARAT only).
+        padded_length: CARAT format: length every sequence is zero-padded to (default: longest).
+        **generator_kwargs: Arguments of `generate_synthetic_splits`. For the CARAT format the
+            default dims are M3ED's (768/1024/342), lengths (4, 60) shared by all modalities, and
+            7 labels.
+    """
+    if format not in SOURCE_FORMATS:
+        raise ValueError(f"format must be one of {SOURCE_FORMATS}; got {format!r}")
+    if array_type not in ("numpy", "torch"):
+        raise ValueError(f"array_type must be 'numpy' or 'torch'; got {array_type!r}")
+    label_spec: LabelSpec = M3ED_LABELS if format == "carat_m3ed_pt" else MOSEI_LABELS
+    if format == "carat_m3ed_pt":
+        defaults = {"text_dim": 768, "audio_dim": 1024, "visual_dim": 342, "shared_lengths": True}
+        defaults.update({f"{m}_length": (4, 60) for m in MODALITIES})
+        generator_kwargs = {**defaults, **generator_kwargs}
+    generator_kwargs.setdefault("num_labels", label_spec.num_labels)
+    if generator_kwargs["num_labels"] != label_spec.num_labels:
+        raise ValueError(
+            f"{format} files hold {label_spec.num_labels} labels; got "
+            f"num_labels={generator_kwargs['num_labels']}"
+        )
+    if swap_audio_visual is None:
+        swap_audio_visual = format == "carat_m3ed_pt"
+    splits = generate_synthetic_splits(**generator_kwargs)
+
+    def convert(array: np.ndarray) -> object:
+        if array_type == "torch":
+            import torch
+
+            return torch.from_numpy(np.ascontiguousarray(array))
+        return array
+
+    source_keys = {
+        "mmsa_pkl": {"text": "text", "audio": "audio", "visual": "vision"},
+        "tailor_pt": {"text": "src-text", "audio": "src-audio", "visual": "src-visual"},
+        "carat_m3ed_pt": {"text": "src-text", "audio": "src-audio", "visual": "src-visual"},
+    }[format]
+    if swap_audio_visual:
+        source_keys = {
+            **source_keys,
+            "audio": source_keys["visual"],
+            "visual": source_keys["audio"],
+        }
+
+    content: dict[str, object] = {}
+    for split, source_split in zip(SPLITS, ("train", "valid", "test"), strict=True):
+        arrays = splits[split]
+        targets = multi_hot_to_target_tokens(arrays.labels, label_spec)
+        entry: dict[str, object] = {"tgt": targets}
+        for modality in MODALITIES:
+            samples = arrays.features[modality]
+            lengths = [sample.shape[0] for sample in samples]
+            if format == "mmsa_pkl":
+                if not isinstance(samples, np.ndarray) and modality == "text":
+                    raise ValueError(
+                        "mmsa_pkl needs a fixed text_length (MMSA text is always 50 steps)"
+                    )
+                entry[source_keys[modality]] = _pad_to(samples, max(lengths, default=1))
+                if not isinstance(samples, np.ndarray):
+                    entry[{"audio": "audio_lengths", "visual": "vision_lengths"}[modality]] = (
+                        lengths
+                    )
+            elif format == "tailor_pt":
+                entry[source_keys[modality]] = (
+                    convert(samples)
+                    if isinstance(samples, np.ndarray)
+                    else [convert(s) for s in samples]
+                )
+            else:
+                padded = _pad_to(samples, padded_length or max(lengths, default=1))
+                entry[source_keys[modality]] = [convert(sample) for sample in padded]
+                entry["len_list"] = lengths
+        if format == "mmsa_pkl":
+            entry["id"] = np.array(arrays.ids)
+            entry["raw_text"] = np.array(
+                [f"utterance {sample_id}" for sample_id in arrays.ids], dtype=object
+            )
+            entry["regression_labels"] = np.zeros(len(arrays), dtype=np.float32)
+        content[source_split] = entry
+    if format == "carat_m3ed_pt":
+        vocabulary = {"<blank>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
+        for index, name in enumerate(label_spec.label_names):
+            vocabulary[name.capitalize()] = label_spec.class_to_token[index]
+        content["dict"] = {"tgt": vocabulary, "src": {}}
+        content["settings"] = argparse.Namespace(max_len=padded_length, source="synthetic")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "mmsa_pkl":
+        with path.open("wb") as file:
+            pickle.dump(content, file, protocol=4)
+    else:
+        import torch
+
+        torch.save(content, path)
+    return path
+
+
+def _length_argument(text: str) -> LengthSpec:
+    low, _, high = text.partition("-")
+    return int(low) if not high else (int(low), int(high))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .saving import save_prepared, write_hub_layout
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset_scripts.synthetic",
+        description="Write the built-in synthetic dataset (MOSEI shapes and label statistics).",
+    )
+    parser.add_argument("--output", required=True, type=Path, help="Folder for the saved dataset.")
+    parser.add_argument("--num_train", type=int, default=2048)
+    parser.add_argument("--num_validation", type=int, default=256)
+    parser.add_argument("--num_test", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    for modality, dim in (("text", 768), ("audio", 74), ("visual", 35)):
+        parser.add_argument(f"--{modality}_dim", type=int, default=dim)
+        parser.add_argument(
+            f"--{modality}_length", type=_length_argument, default=50, metavar="L or MIN-MAX"
+        )
+    parser.add_argument("--num_labels", type=int, default=6)
+    parser.add_argument("--signal_strength", type=float, default=1.0)
+    parser.add_argument(
+        "--hub_layout", type=Path, default=None, help="Also write the Hub layout here."
+    )
+    parser.add_argument(
+        "--source_format",
+        choices=SOURCE_FORMATS,
+        default=None,
+        help="Instead of a dataset, write a raw source file of this format to --output.",
+    )
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    generator_kwargs = {
+        "num_train": args.num_train,
+        "num_validation": args.num_validation,
+        "num_test": args.num_test,
+        "seed": args.seed,
+        "signal_strength": args.signal_strength,
+        "num_labels": args.num_labels,
+        **{f"{m}_dim": getattr(args, f"{m}_dim") for m in MODALITIES},
+        **{f"{m}_length": getattr(args, f"{m}_length") for m in MODALITIES},
+    }
+    if args.source_format is not None:
+        if args.output.exists() and not args.overwrite:
+            parser.error(f"{args.output} exists; pass --overwrite to replace it")
+        path = write_source(args.output, format=args.source_format, **generator_kwargs)
+        print(f"wrote a synthetic {args.source_format} source file to {path}")
+        return 0
+    dataset_dict = make_synthetic_dataset(**generator_kwargs)
+    save_prepared(dataset_dict, args.output, overwrite=args.overwrite)
+    if args.hub_layout is not None:
+        write_hub_layout(dataset_dict, args.hub_layout, "default", overwrite=args.overwrite)
+    print(dataset_dict)
+    print(f"saved to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
