@@ -700,41 +700,35 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
         )
 
     def _drop_modalities(self, inputs: dict) -> tuple:
-        """Training-time modality dropout: zero the mask of a (sample, modality) with probability
-        ``config.modality_dropout[modality]``, never dropping every modality of a sample."""
-        masks = {}
-        drops = {}
-        for modality in ("text", "audio", "visual"):
+        """
+        Training-time modality dropout: mark a (sample, modality) absent with probability
+        ``config.modality_dropout[modality]``. A sample that would be left with no modality keeps
+        one of those it had, chosen at random. Returns the three masks (text, audio, visual).
+        """
+        names = [m for m in ("text", "audio", "visual") if inputs[m][0] is not None]
+        masks = {m: inputs[m][1] for m in ("text", "audio", "visual")}
+        if not names:
+            return masks["text"], masks["audio"], masks["visual"]
+        first = inputs[names[0]][0]
+        batch, device = first.shape[0], first.device
+        present, dropped = [], []
+        for modality in names:
             features, mask = inputs[modality]
-            masks[modality] = mask
-            probability = self.config.modality_dropout.get(modality, 0.0)
-            if features is None or probability <= 0.0:
-                continue
-            batch, length = features.shape[:2]
             if mask is None:
-                mask = torch.ones(batch, length, dtype=torch.long, device=features.device)
-            drops[modality] = torch.rand(batch, device=features.device) < probability
+                mask = torch.ones(features.shape[:2], dtype=torch.long, device=device)
             masks[modality] = mask
-        if drops:
-            # Keep at least one present modality per sample: undo the drops of samples that would
-            # be left with nothing.
-            present_after = []
-            for modality in ("text", "audio", "visual"):
-                features, mask = inputs[modality]
-                if features is None:
-                    continue
-                present = (
-                    masks[modality].bool().any(dim=1)
-                    if masks[modality] is not None
-                    else (torch.ones(features.shape[0], dtype=torch.bool, device=features.device))
-                )
-                if modality in drops:
-                    present = present & ~drops[modality]
-                present_after.append(present)
-            nothing_left = ~torch.stack(present_after).any(dim=0)
-            for modality, dropped in drops.items():
-                dropped = dropped & ~nothing_left
-                masks[modality] = masks[modality] * (~dropped)[:, None].to(masks[modality].dtype)
+            present.append(mask.bool().any(dim=1))
+            probability = self.config.modality_dropout.get(modality, 0.0)
+            dropped.append(torch.rand(batch, device=device) < probability)
+        present, dropped = torch.stack(present), torch.stack(dropped)  # [modalities, batch]
+        emptied = ~(present & ~dropped).any(dim=0) & present.any(dim=0)
+        # Rescue one present modality per emptied sample: the argmax of random keys over present ones.
+        keys = torch.rand(present.shape, device=device).masked_fill(~present, -1.0)
+        rescue = F.one_hot(keys.argmax(dim=0), num_classes=len(names)).T.bool() & emptied[None, :]
+        dropped = dropped & ~rescue
+        for index, modality in enumerate(names):
+            keep = (~dropped[index]).to(masks[modality].dtype)
+            masks[modality] = masks[modality] * keep[:, None]
         return masks["text"], masks["audio"], masks["visual"]
 
     def save_pretrained(self, save_directory, *args, **kwargs):

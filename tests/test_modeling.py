@@ -402,3 +402,25 @@ def test_absent_modalities_have_no_influence(absent):
         torch.testing.assert_close(
             model(**inputs).scores, model(**left_out).scores, rtol=0, atol=1e-6
         )
+
+
+def test_modality_dropout_drops_pairs_but_never_a_whole_sample():
+    config = tiny_config(modality_dropout={"text": 0.9, "audio": 0.9, "visual": 0.9}, queue_size=4096)
+    model = LDDUForEmotionRecognition(config).train()
+    batch_size, num_labels = 32, config.num_labels
+    torch.manual_seed(0)
+    output = model(**tiny_inputs(config, batch_size=batch_size, labels=True))
+    assert torch.isfinite(output.loss)
+    # One contrastive row per (present sample-modality pair, label): between "one modality per
+    # sample" and "all three", and far below all three at p = 0.9.
+    enqueued_pairs = int(model.contrastive_memory.queue_ptr) // num_labels
+    assert batch_size <= enqueued_pairs < 2 * batch_size
+    # Evaluation never drops anything.
+    model.eval()
+    pointer = int(model.contrastive_memory.queue_ptr)
+    model.train(False)
+    with torch.no_grad():
+        first = model(**tiny_inputs(config, batch_size=4, seed=2)).scores
+        second = model(**tiny_inputs(config, batch_size=4, seed=2)).scores
+    assert torch.equal(first, second)
+    assert int(model.contrastive_memory.queue_ptr) == pointer
