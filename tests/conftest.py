@@ -85,3 +85,21 @@ def disable_dropout(model: torch.nn.Module) -> None:
             module.p = 0.0
         if hasattr(module, "attention_dropout"):
             module.attention_dropout = 0.0
+
+
+#: Prepended to every "fresh process" script: makes this checkout invisible, as on a machine where
+#: the package was never installed. `python -I` drops the cwd and PYTHONPATH, but an editable
+#: install (`pip install -e .`, what `make` does) still maps the packages through a finder that a
+#: site-packages `.pth` file installs; remove that finder and any path into the checkout too.
+ISOLATION_PREAMBLE = f"""
+import importlib, sys
+def _module_of(finder):
+    return finder.__module__ if isinstance(finder, type) else type(finder).__module__
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in _module_of(f)]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
+sys.path[:] = [p for p in sys.path if not p.startswith({str(REPO_ROOT)!r})]
+sys.path_importer_cache.clear()
+importlib.invalidate_caches()
+for _name in ("modeling_lddu", "dataset_scripts", "mmer"):
+    assert importlib.util.find_spec(_name) is None, f"{{_name}} must not be importable here"
+"""

@@ -15,6 +15,8 @@ from transformers import BatchFeature
 
 from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
 
+from .conftest import ISOLATION_PREAMBLE
+
 DIMS = {"text": 6, "audio": 4, "visual": 3}
 MODEL_INPUT_NAMES = [
     f"{m}_{kind}" for m in ("text", "audio", "visual") for kind in ("features", "mask")
@@ -252,7 +254,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     }
     np.savez(tmp_path / "inputs.npz", **inputs)
 
-    script = textwrap.dedent(
+    script = ISOLATION_PREAMBLE + textwrap.dedent(
         f"""
         import numpy as np
         from transformers import AutoFeatureExtractor

@@ -17,7 +17,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 
-from .conftest import REPO_ROOT
+from .conftest import ISOLATION_PREAMBLE, REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))
 import train  # noqa: E402
@@ -168,10 +168,9 @@ def test_refuses_to_overwrite_an_output_folder(trained):
 def test_fresh_process_pipeline_feature_extractor_and_model(trained, tmp_path):
     output_dir, results, _ = trained
     example = output_dir / results["widget_examples"][0]["src"]
-    script = textwrap.dedent(
+    script = ISOLATION_PREAMBLE + textwrap.dedent(
         f"""
-        import importlib.util, json, numpy as np, torch
-        assert importlib.util.find_spec("modeling_lddu") is None
+        import json, numpy as np, torch
         from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
         folder = {str(output_dir)!r}
         recognizer = pipeline("multimodal-emotion-recognition", model=folder, trust_remote_code=True)
