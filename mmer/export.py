@@ -126,7 +126,7 @@ def write_model_folder(
             "without bias correction. The project's `docs/design.md` and `docs/training.md` list "
             "every difference."
         ),
-        feature_dims={m: getattr(model.config, f"{m}_dim") for m in ("text", "audio", "visual")},
+        feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
         feature_extractors=FEATURE_EXTRACTORS.get(dataset_name),
     )
     save_model_card(card, staging)
