@@ -97,7 +97,8 @@ def _module_of(finder):
     return finder.__module__ if isinstance(finder, type) else type(finder).__module__
 sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in _module_of(f)]
 sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
-sys.path[:] = [p for p in sys.path if not p.startswith({str(REPO_ROOT)!r})]
+import os
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != {str(REPO_ROOT.resolve())!r}]
 sys.path_importer_cache.clear()
 importlib.invalidate_caches()
 for _name in ("modeling_lddu", "dataset_scripts", "mmer"):
