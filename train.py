@@ -132,7 +132,9 @@ class DataArguments:
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
     synthetic_signal_strength: float = field(
         default=1.0,
-        metadata={"help": "Scale of the label signal planted in the synthetic features (0: noise)."},
+        metadata={
+            "help": "Scale of the label signal planted in the synthetic features (0: noise)."
+        },
     )
     synthetic_num_labels: int = field(
         default=6, metadata={"help": "Synthetic emotions (6: CMU-MOSEI's, 7: M3ED's names)."}
