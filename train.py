@@ -35,11 +35,11 @@ import transformers
 from transformers import (
     EarlyStoppingCallback,
     HfArgumentParser,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
 
+from mmer.trainer import InferenceModeTrainer
 from modeling_lddu import LDDUConfig, LDDUForEmotionRecognition
 
 logger = logging.getLogger("train")
@@ -426,7 +426,7 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
     callbacks = list(extra_callbacks)
     if training_args.early_stopping_patience > 0 and training_args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
-    trainer = Trainer(
+    trainer = InferenceModeTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,

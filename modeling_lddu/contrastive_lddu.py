@@ -252,6 +252,10 @@ class LDDUContrastiveMemory(nn.Module):
         init.zeros_(self.queue_ptr)
         self._statistics = None
 
+    # Host-side bookkeeping (queue pointer, cache validity, variable row counts) would make
+    # torch.compile recompile at every step: the memory always runs eagerly, the model around it
+    # may be compiled.
+    @torch.compiler.disable
     def forward(
         self,
         features: torch.Tensor,
