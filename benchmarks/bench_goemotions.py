@@ -44,6 +44,8 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+
 logger = logging.getLogger("bench_goemotions")
 
 DEFAULT_SOURCE_DIR = REPO_ROOT.parent / "shared" / "data" / "goemotions-ekman"
@@ -123,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "removed at the end).",
     )
     parser.add_argument("--output", type=Path, default=None, help="Write the results as JSON.")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace an existing --output file."
+    )
     parser.add_argument(
         "--quick", action="store_true", help="Smoke run: tiny model, 2k samples, 1 epoch."
     )
@@ -432,6 +437,7 @@ def format_table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    check_output_file(args.output, overwrite=args.overwrite)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     import torch
 
@@ -482,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table)
     print(f"total {report['seconds_total'] / 60:.1f} min; command: {report['command']}")
     if args.output is not None:
-        args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(args.output, report)
     return report
 
 

@@ -38,6 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+
 TARGET_SAMPLES_PER_SECOND = 20_000
 
 
@@ -62,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Where to write the dataset (default: a temp dir).",
     )
     parser.add_argument("--output", type=Path, default=None, help="Write the results as JSON here.")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace an existing --output file."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--measure_only", type=Path, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -189,6 +194,8 @@ def print_table(results: dict[str, object], command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.measure_only is None:
+        check_output_file(args.output, overwrite=args.overwrite)
     logging.basicConfig(level=logging.WARNING)
     if args.measure_only is not None:  # child process: print the measurement as JSON
         print(json.dumps(measure(args, args.measure_only)))
@@ -216,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = command
     print_table(results, command)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(args.output, results)
         print(f"results written to {args.output}")
     return 0
 

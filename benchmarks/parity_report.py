@@ -12,7 +12,6 @@ For each fixture folder: the max absolute difference of every eval-mode forward 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from safetensors.torch import load_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from mmer.io import check_output_file, write_json_atomic  # noqa: E402
 from modeling_lddu.convert_original_checkpoint import (  # noqa: E402
     DEAD_PREFIXES,
     convert_original_checkpoint,
@@ -110,7 +110,11 @@ def main() -> int:
         "--fixtures", default=str(REPO_ROOT.parent / "shared" / "fixtures" / "lddu-reference")
     )
     parser.add_argument("--output", default=None, help="also write the figures as JSON")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace an existing --output file."
+    )
     args = parser.parse_args()
+    check_output_file(args.output, overwrite=args.overwrite)
     fixtures = Path(args.fixtures)
     torch.set_num_threads(2)
     results = {
@@ -124,7 +128,7 @@ def main() -> int:
         for key, value in figures.items():
             print(f"  {key:<60}{value:.2e}")
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2))
+        write_json_atomic(args.output, results)
     return 0
 
 

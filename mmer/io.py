@@ -198,3 +198,30 @@ def prepare_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False)
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def check_output_file(path: str | os.PathLike[str] | None, *, overwrite: bool = False) -> None:
+    """Refuse, before any work starts, to replace an existing result file unless `overwrite`.
+
+    Scripts that take minutes before writing their report call this first, so that a name clash is
+    reported at once rather than after the run (and nothing is replaced silently).
+
+    Raises:
+        IsADirectoryError: `path` is a folder.
+        FileExistsError: `path` exists and `overwrite` is False.
+        FileNotFoundError: the parent folder of `path` does not exist.
+    """
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"Output file {target} is a folder.")
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Output file {target} already exists. Pass --overwrite to replace it, or choose "
+            "another name."
+        )
+    if not target.parent.is_dir():
+        raise FileNotFoundError(
+            f"The folder of output file {target} does not exist: {target.parent}"
+        )

@@ -95,3 +95,20 @@ def test_prepare_output_dir(tmp_path):
     assert (nested / "config.json").read_text() == "{}"  # overwrite never deletes
     with pytest.raises(NotADirectoryError):
         prepare_output_dir(nested / "config.json")
+
+
+def test_check_output_file_refuses_an_existing_file_unless_overwrite(tmp_path):
+    from mmer.io import check_output_file
+
+    target = tmp_path / "report.json"
+    check_output_file(None)
+    check_output_file(target)  # absent: fine
+    target.write_text("{}")
+    with pytest.raises(FileExistsError, match="report.json already exists"):
+        check_output_file(target)
+    check_output_file(target, overwrite=True)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        check_output_file(tmp_path, overwrite=True)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_output_file(tmp_path / "missing" / "report.json")
+    assert target.read_text() == "{}"
