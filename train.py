@@ -197,6 +197,12 @@ class LDDUTrainingArguments(TrainingArguments):
         metadata={"help": "Epochs without validation improvement before stopping (0: off)."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every input."})
+    dataloader_pin_memory: bool = field(
+        default=torch.accelerator.is_available(),
+        metadata={
+            "help": "Pin batches in host memory (default: only when an accelerator is present)."
+        },
+    )
     ddp_find_unused_parameters: bool = field(default=False, metadata={"help": "All are used."})
     ddp_broadcast_buffers: bool = field(
         default=False,
