@@ -532,7 +532,7 @@ def build_features(
     vary; `labels` a fixed-length list of `num_labels` float32 (multi-hot).
     """
     columns: dict[str, Any] = {"id": datasets.Value("string")}
-    for modality in MODALITIES:
+    for modality in (m for m in MODALITIES if m in feature_dims):
         columns[modality] = datasets.Array2D(
             shape=(sequence_lengths[modality], feature_dims[modality]), dtype="float32"
         )
@@ -580,8 +580,9 @@ def _fingerprint(metadata_json: str, split: str, arrays: SplitArrays) -> str:
     digest.update(split.encode())
     digest.update("\n".join(arrays.ids).encode())
     digest.update(np.ascontiguousarray(arrays.labels).tobytes())
-    for modality in MODALITIES:
+    for modality in (m for m in MODALITIES if m in arrays.features):
         samples = arrays.features[modality]
+        digest.update(modality.encode())
         digest.update(_sequence_lengths(samples).tobytes())
         first = samples[0] if _num_samples(samples) else np.zeros(0, np.float32)
         digest.update(np.ascontiguousarray(first).tobytes())
@@ -599,13 +600,23 @@ def build_dataset_dict(
 
     A modality is stored at fixed length (`Array2D((L, D))`) when every sample of every split has
     the same length, else as `Array2D((None, D))`. The metadata (dataset and config name, label
-    names, feature dims, sequence lengths, report) is stored as JSON in each split's
+    names, modalities, feature dims, sequence lengths, report) is stored as JSON in each split's
     `info.description`; `metadata_from_dataset` reads it back.
+
+    A dataset may have only some of the modalities (e.g. text only): the modalities are those in
+    the splits' `features`, the same in every split; absent ones get no column.
     """
     first = next(iter(splits.values()))
+    modalities = [m for m in MODALITIES if m in first.features]
+    for split, arrays in splits.items():
+        if sorted(arrays.features) != sorted(modalities) or not modalities:
+            raise ValueError(
+                f"{dataset_name}: every split needs the same modalities among {MODALITIES}; "
+                f"split {split!r} has {sorted(arrays.features)}, the first split {modalities}"
+            )
     feature_dims: dict[str, int] = {}
     sequence_lengths: dict[str, int | None] = {}
-    for modality in MODALITIES:
+    for modality in modalities:
         dims = {
             _feature_dim(arrays.features[modality], modality, dataset_name)
             for arrays in splits.values()
@@ -631,6 +642,7 @@ def build_dataset_dict(
         "dataset_name": dataset_name,
         "config_name": config_name,
         "label_names": list(label_names),
+        "modalities": modalities,
         "feature_dims": feature_dims,
         "sequence_lengths": sequence_lengths,
         "num_samples": {split: len(arrays) for split, arrays in splits.items()},
@@ -641,7 +653,7 @@ def build_dataset_dict(
     dataset_dict = datasets.DatasetDict()
     for split, arrays in splits.items():
         columns = {"id": pa.chunked_array([pa.array(arrays.ids, type=pa.string())])}
-        for modality in MODALITIES:
+        for modality in modalities:
             columns[modality] = _array2d_column(
                 arrays.features[modality], feature_dims[modality], sequence_lengths[modality]
             )

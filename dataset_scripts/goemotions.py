@@ -336,41 +336,10 @@ def build(
             counts["empty"],
         )
     config_name = "ekman-no-neutral" if drop_neutral else "ekman"
-    dataset_dict = _text_only_dataset_dict(splits, output_names, config_name, report)
+    dataset_dict = build_dataset_dict(
+        splits, output_names, DATASET_NAME, config_name, report=report
+    )
     return ConversionResult(dataset_dict=dataset_dict, report=report)
-
-
-def _text_only_dataset_dict(
-    splits: Mapping[str, SplitArrays],
-    label_names: Sequence[str],
-    config_name: str,
-    report: Mapping[str, Any],
-):
-    """`build_dataset_dict` for splits with only a text modality (no audio/visual columns).
-
-    `build_dataset_dict` expects every modality; the absent ones are given as one-frame, one-dim
-    placeholders and their columns and metadata entries are removed afterwards.
-    """
-    absent = ("audio", "visual")
-    placeholder = np.zeros((1, 1), dtype=np.float32)
-    padded = {
-        split: SplitArrays(
-            ids=arrays.ids,
-            features={**arrays.features, **{m: [placeholder] * len(arrays) for m in absent}},
-            labels=arrays.labels,
-        )
-        for split, arrays in splits.items()
-    }
-    dataset_dict = build_dataset_dict(padded, label_names, DATASET_NAME, config_name, report=report)
-    dataset_dict = dataset_dict.remove_columns(list(absent))
-    for dataset in dataset_dict.values():
-        wrapper = json.loads(dataset.info.description)
-        metadata = wrapper["lddu_metadata"]
-        for key in ("feature_dims", "sequence_lengths"):
-            metadata[key] = {m: v for m, v in metadata[key].items() if m not in absent}
-        metadata["modalities"] = ["text"]
-        dataset.info.description = json.dumps(wrapper)
-    return dataset_dict
 
 
 # --------------------------------------------------------------------------------------------------

@@ -742,3 +742,39 @@ def test_loading_benchmark_smoke(tmp_path):
     assert "median epoch, samples/s" in completed.stdout and "command: " in completed.stdout
     results = json.loads(output.read_text())
     assert results["num_samples"] == 256 and len(results["epoch_samples_per_second"]) == 2
+
+
+def test_build_dataset_dict_with_a_subset_of_modalities():
+    from dataset_scripts.common import SplitArrays, build_dataset_dict
+
+    rng = np.random.default_rng(0)
+
+    def split(n, modalities):
+        return SplitArrays(
+            ids=[f"s{i}" for i in range(n)],
+            features={
+                m: [rng.standard_normal((3 + i % 2, 4)).astype(np.float32) for i in range(n)]
+                for m in modalities
+            },
+            labels=(rng.random((n, 2)) < 0.5).astype(np.float32),
+        )
+
+    dataset_dict = build_dataset_dict(
+        {"train": split(5, ["text", "visual"]), "test": split(3, ["text", "visual"])},
+        ["a", "b"],
+        "toy",
+        "default",
+    )
+    assert dataset_dict["train"].column_names == ["id", "text", "visual", "labels"]
+    metadata = metadata_from_dataset(dataset_dict)
+    assert metadata["modalities"] == ["text", "visual"]
+    assert set(metadata["feature_dims"]) == {"text", "visual"}
+    assert np.asarray(dataset_dict["test"][1]["visual"]).shape == (4, 4)
+
+    with pytest.raises(ValueError, match="split 'test' has \\['text'\\]"):
+        build_dataset_dict(
+            {"train": split(2, ["text", "visual"]), "test": split(2, ["text"])},
+            ["a", "b"],
+            "toy",
+            "default",
+        )
