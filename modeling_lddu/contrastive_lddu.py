@@ -357,8 +357,10 @@ class LDDUContrastiveMemory(nn.Module):
         #    Equal class values get equal ids; class-mates share their count.
         class_ids = torch.searchsorted(torch.sort(contrast_classes).values, contrast_classes)
         class_sizes = torch.zeros(total, dtype=torch.float64, device=device)
-        class_sizes.index_put_((class_ids,), torch.ones_like(class_sizes), accumulate=True)
-        class_sums = torch.zeros_like(contrast).index_put_((class_ids,), contrast, accumulate=True)
+        # index_add_ sums in a fixed order on the CPU (index_put_ with accumulate does not), so
+        # that runs repeat bit for bit.
+        class_sizes.index_add_(0, class_ids, torch.ones_like(class_sizes))
+        class_sums = torch.zeros_like(contrast).index_add_(0, class_ids, contrast)
         mates = class_sums.index_select(0, class_ids)  # [N, d], S_class(a) per row
         batch_mates = mates[:rows].clone()  # [n, d], kept for the gradient
         count = class_sizes.index_select(0, class_ids) - 1.0  # [N]

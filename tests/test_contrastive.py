@@ -287,3 +287,25 @@ def test_paper_feature_size_with_a_full_queue():
         features, classes = _features(144, 256, generator), _classes(144, generator, 36)
         _step_and_compare(fast, reference, features, classes)
     _assert_cache_matches_a_rebuild(fast)
+
+
+def test_fast_loss_repeats_bit_for_bit():
+    """Two runs of the same steps give identical losses, gradients and caches (no accumulation in
+    an order that depends on thread scheduling)."""
+
+    def run():
+        torch.manual_seed(0)
+        memory = LDDUContrastiveMemory(2048, 128, TEMPERATURE)
+        memory.reset_queue()
+        generator = torch.Generator().manual_seed(1)
+        results = []
+        for _ in range(6):
+            features = _features(576, 128, generator).requires_grad_(True)
+            loss = memory(features, _classes(576, generator))
+            (gradient,) = torch.autograd.grad(loss, features)
+            results += [loss.detach(), gradient]
+        return results, memory._statistics.exp_sums.clone()
+
+    (first, first_cache), (second, second_cache) = run(), run()
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert torch.equal(first_cache, second_cache)
