@@ -595,10 +595,13 @@ class LDDUContrastiveMemory(nn.Module):
         if not self._statistics_are_current():
             self._statistics = self._build_statistics()
         statistics = self._statistics
-        if statistics.exp_sums.is_inference() and not torch.is_inference_mode_enabled():
-            # Built under inference_mode: clone, so that training-mode updates can write into it.
+        if not torch.is_inference_mode_enabled():
+            # Parts built or replaced under inference_mode (an evaluation can raise the norm
+            # bound, which replaces the shifts): clone, so that training-mode updates can write.
             for name in ("exp_sums", "row_norms", "shifts", "norm_bound"):
-                setattr(statistics, name, getattr(statistics, name).clone())
+                value = getattr(statistics, name)
+                if value.is_inference():
+                    setattr(statistics, name, value.clone())
         return statistics
 
     def _build_statistics(self) -> _QueueStatistics:

@@ -309,3 +309,20 @@ def test_fast_loss_repeats_bit_for_bit():
     (first, first_cache), (second, second_cache) = run(), run()
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     assert torch.equal(first_cache, second_cache)
+
+
+def test_training_after_an_evaluation_that_raised_the_norm_bound():
+    """An evaluation under inference_mode with rows longer than any seen replaces parts of the
+    cache with inference tensors; the next training step must still update it (and be exact)."""
+    fast, reference = _pair(64, 16, chunk_size=16)
+    generator = torch.Generator().manual_seed(11)
+    for _ in range(2):
+        _step_and_compare(fast, reference, _features(18, 16, generator), _classes(18, generator))
+    longer, classes = _features(18, 16, generator, scale=1.5), _classes(18, generator)
+    with torch.inference_mode():
+        loss_inference = fast(longer, classes, update_queue=False)
+    loss_reference = reference(longer, classes, update_queue=False)
+    assert abs(loss_inference.item() - loss_reference.item()) <= VALUE_ATOL
+    for _ in range(3):
+        _step_and_compare(fast, reference, _features(18, 16, generator), _classes(18, generator))
+    _assert_cache_matches_a_rebuild(fast)
