@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,23 @@ importlib.invalidate_caches()
 for _name in ("modeling_lddu", "dataset_scripts", "mmer"):
     assert importlib.util.find_spec(_name) is None, f"{{_name}} must not be importable here"
 """
+
+
+def run_without_the_package(
+    script: str, tmp_path: Path, *, cwd: Path | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run `script` (dedented, after `ISOLATION_PREAMBLE`) with `python -I` in a fresh process
+    that cannot import this checkout: offline, without the caller's PYTHON* and HF_* variables,
+    and with its own remote-code module cache under `tmp_path`."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "HF_"))
+    }
+    environment.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    return subprocess.run(
+        [sys.executable, "-I", "-c", ISOLATION_PREAMBLE + textwrap.dedent(script)],
+        cwd=cwd or tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

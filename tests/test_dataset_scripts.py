@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 from unittest import mock
 
 import datasets
@@ -42,8 +41,10 @@ from dataset_scripts.synthetic import (
     make_synthetic_dataset,
     write_source,
 )
+from modeling_lddu import LDDUForEmotionRecognition
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .conftest import REPO_ROOT, tiny_config
+
 SMALL = {
     "num_train": 12,
     "num_validation": 4,
@@ -683,9 +684,6 @@ def test_in_memory_dataset_uses_the_feature_extractor(converted_unaligned):
 
 
 def test_loader_batches_go_straight_into_the_model(tmp_path):
-    modeling = pytest.importorskip("modeling_lddu")
-    if not hasattr(modeling, "LDDUForEmotionRecognition"):
-        pytest.skip("modeling_lddu has no LDDUForEmotionRecognition yet")
     dataset_dict = make_synthetic_dataset(
         num_train=16,
         num_validation=4,
@@ -699,24 +697,7 @@ def test_loader_batches_go_straight_into_the_model(tmp_path):
     )
     save_prepared(dataset_dict, tmp_path / "saved")
     train = InMemoryMultimodalDataset(load_prepared(tmp_path / "saved")["train"])
-    config = modeling.LDDUConfig(
-        text_dim=12,
-        audio_dim=7,
-        visual_dim=5,
-        hidden_size=32,
-        num_attention_heads=2,
-        intermediate_size=32,
-        text_num_layers=1,
-        audio_num_layers=1,
-        visual_num_layers=1,
-        label_attention_dim=32,
-        latent_size=8,
-        latent_hidden_sizes=[16, 8],
-        classifier_hidden_size=8,
-        queue_size=64,
-        max_position_embeddings=60,
-    )
-    model = modeling.LDDUForEmotionRecognition(config)
+    model = LDDUForEmotionRecognition(tiny_config(text_dim=12, audio_dim=7, visual_dim=5))
     loader = torch.utils.data.DataLoader(
         train, batch_size=8, shuffle=True, collate_fn=MultimodalDataCollator()
     )

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -15,7 +11,7 @@ from transformers import BatchFeature
 
 from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
 
-from .conftest import ISOLATION_PREAMBLE
+from .conftest import run_without_the_package
 
 DIMS = {"text": 6, "audio": 4, "visual": 3}
 MODEL_INPUT_NAMES = [
@@ -254,8 +250,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     }
     np.savez(tmp_path / "inputs.npz", **inputs)
 
-    script = ISOLATION_PREAMBLE + textwrap.dedent(
-        f"""
+    script = f"""
         import numpy as np
         from transformers import AutoFeatureExtractor
         extractor = AutoFeatureExtractor.from_pretrained({str(folder)!r}, trust_remote_code=True)
@@ -264,21 +259,9 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
         np.savez({str(tmp_path / "outputs.npz")!r}, **outputs)
         print(type(extractor).__name__, type(extractor).__module__)
         """
-    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "HF_"))
-    }
-    environment.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    completed = subprocess.run(
-        [sys.executable, "-I", "-c", script],
-        cwd=elsewhere,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = run_without_the_package(script, tmp_path, cwd=elsewhere, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
     name, module = completed.stdout.split()
     assert name == "LDDUFeatureExtractor" and module.startswith("transformers_modules.")

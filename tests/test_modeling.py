@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -15,7 +11,7 @@ import torch
 from modeling_lddu import LDDUConfig, LDDUForEmotionRecognition, LDDUModel
 from modeling_lddu.convert_original_checkpoint import convert_original_checkpoint
 
-from .conftest import ISOLATION_PREAMBLE, disable_dropout, tiny_config, tiny_inputs
+from .conftest import disable_dropout, run_without_the_package, tiny_config, tiny_inputs
 
 
 def _eval_model(config, seed=0):
@@ -130,8 +126,7 @@ def test_fresh_process_remote_code_loading_of_the_paper_model(reference_fixtures
     torch.save(
         {"inputs": inputs, "scores": output.scores, "means": output.means}, tmp_path / "case.pt"
     )
-    script = ISOLATION_PREAMBLE + textwrap.dedent(
-        f"""
+    script = f"""
         import torch
         from transformers import AutoModel, AutoModelForSequenceClassification
         case = torch.load({str(tmp_path / "case.pt")!r}, weights_only=True)
@@ -149,19 +144,7 @@ def test_fresh_process_remote_code_loading_of_the_paper_model(reference_fixtures
         print("SCORES_DIFF", (scores - case["scores"]).abs().max().item())
         print("MEANS_DIFF", (means - case["means"]).abs().max().item())
         """
-    )
-    environment = {
-        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")
-    }
-    environment.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", script],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_without_the_package(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert lines["MODULE"].startswith("transformers_modules."), lines["MODULE"]

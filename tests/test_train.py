@@ -17,7 +17,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 
-from .conftest import ISOLATION_PREAMBLE, REPO_ROOT
+from .conftest import REPO_ROOT, run_without_the_package
 
 sys.path.insert(0, str(REPO_ROOT))
 import train  # noqa: E402
@@ -54,12 +54,6 @@ def tiny_arguments(output_dir, *extra, model=None, epochs=2):
         "--use_cpu", "true",
         *extra,
     ]  # fmt: skip
-
-
-def _clean_environment(tmp_path) -> dict:
-    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    environment.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    return environment
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +162,7 @@ def test_refuses_to_overwrite_an_output_folder(trained):
 def test_fresh_process_pipeline_feature_extractor_and_model(trained, tmp_path):
     output_dir, results, _ = trained
     example = output_dir / results["widget_examples"][0]["src"]
-    script = ISOLATION_PREAMBLE + textwrap.dedent(
-        f"""
+    script = f"""
         import json, numpy as np, torch
         from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
         folder = {str(output_dir)!r}
@@ -187,11 +180,7 @@ def test_fresh_process_pipeline_feature_extractor_and_model(trained, tmp_path):
         batch = recognizer([{str(example)!r}, {str(example)!r}], top_k=2)
         print("BATCH", len(batch), len(batch[0]))
         """
-    )
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", script], cwd=tmp_path, env=_clean_environment(tmp_path),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = run_without_the_package(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     recorded = [
