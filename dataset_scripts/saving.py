@@ -30,6 +30,8 @@ from typing import Any
 
 import datasets
 
+from mmer.io import write_text_atomic
+
 from .common import MODALITIES, metadata_from_dataset
 
 logger = logging.getLogger(__name__)
@@ -257,9 +259,7 @@ def write_hub_layout(
     card = DatasetCard(
         f"---\n{card_data.to_yaml()}\n---\n{_merge_card_body(body, config_name, section, title)}"
     )
-    temporary_readme = readme.with_name(f".README.md.tmp-{os.getpid()}")
-    temporary_readme.write_text(str(card), encoding="utf-8")
-    os.replace(temporary_readme, readme)
+    write_text_atomic(readme, str(card))
     logger.info("Wrote the Hub layout of %r to %s", config_name, hub_dir)
     return hub_dir
 
