@@ -346,7 +346,7 @@ class LDDUContrastiveMemory(nn.Module):
         batch_norms = batch_squared_norms.sqrt()
         if rows > 0:
             self._raise_norm_bound(statistics, batch_norms.max())
-        batch_shifts = _float32_exact(batch_norms * statistics.norm_bound * scale)  # [n]
+        batch_shifts = self._shifts(batch_norms, statistics.norm_bound)  # [n]
         # Every contrast row, batch first: features, squared norms, shifts c, classes.
         contrast = torch.cat([batch, queue])  # [N, d]
         squared_norms = torch.cat([batch_squared_norms, statistics.row_norms.square()])  # [N]
@@ -471,7 +471,7 @@ class LDDUContrastiveMemory(nn.Module):
         whole = [index for index, segment in enumerate(segments) if segment[3]]
         partial_chunks = sorted({segment[2] for segment in segments if not segment[3]})
         rows = features.shape[0]
-        slots = (statistics.pointer + torch.arange(rows, device=device)) % exp_sums.shape[0]
+        slots = self._write_rows(features, classes)  # rows < queue size: one slot per row
 
         if whole:
             whole_chunks = torch.tensor([segments[i][2] for i in whole], device=device)
@@ -486,8 +486,6 @@ class LDDUContrastiveMemory(nn.Module):
         exp_sums.index_copy_(0, slots, batch_sums.row_queue_sums)
         statistics.row_norms.index_copy_(0, slots, batch_sums.norms)
         statistics.shifts.index_copy_(0, slots, batch_sums.shifts)
-
-        self._write_rows(features, classes)
         statistics.pointer = (statistics.pointer + rows) % exp_sums.shape[0]
         # c) Chunks that received new rows but keep some old ones: recompute them for everyone.
         if partial_chunks:
@@ -502,8 +500,7 @@ class LDDUContrastiveMemory(nn.Module):
         norms = torch.linalg.vector_norm(queue.index_select(0, slots), dim=1).double()
         self._raise_norm_bound(statistics, norms.max())
         statistics.row_norms.index_copy_(0, slots, norms)
-        shifts = _float32_exact(norms * statistics.norm_bound * (0.5 / self.temperature))
-        statistics.shifts.index_copy_(0, slots, shifts)
+        statistics.shifts.index_copy_(0, slots, self._shifts(norms, statistics.norm_bound))
         # The new rows as anchors, over every chunk.
         all_chunks = torch.arange(num_chunks, device=queue.device)
         for block in self._anchor_blocks(slots.shape[0], all_chunks.shape[0]):
@@ -615,7 +612,7 @@ class LDDUContrastiveMemory(nn.Module):
         statistics = _QueueStatistics(
             exp_sums=torch.zeros(size, num_chunks, dtype=torch.float64, device=device),
             row_norms=row_norms,
-            shifts=_float32_exact(row_norms * norm_bound * (0.5 / self.temperature)),
+            shifts=self._shifts(row_norms, norm_bound),
             norm_bound=norm_bound,
             chunk_size=chunk,
             pointer=int(self.queue_ptr),
@@ -629,6 +626,12 @@ class LDDUContrastiveMemory(nn.Module):
         statistics.key = self._statistics_key()
         return statistics
 
+    def _shifts(self, norms: torch.Tensor, norm_bound: torch.Tensor) -> torch.Tensor:
+        """The shifts ``c = |f| R / (2 temperature)`` of rows of norm ``norms`` (float64), rounded
+        to float32 precision (kept as float64), so that the float32 exponentials and the float64
+        sums use the same shift."""
+        return (norms * norm_bound * (0.5 / self.temperature)).float().double()
+
     def _raise_norm_bound(self, statistics: _QueueStatistics, norm: torch.Tensor) -> None:
         """Make ``R`` cover a row of norm ``norm``: new shifts, cached exponential sums rescaled
         (a no-op when ``norm <= R``; device ops only, no sync, except on the CPU where reading
@@ -636,7 +639,7 @@ class LDDUContrastiveMemory(nn.Module):
         if norm.device.type == "cpu" and not bool(norm > statistics.norm_bound):
             return
         norm_bound = torch.maximum(statistics.norm_bound, norm.double())
-        shifts = _float32_exact(statistics.row_norms * norm_bound * (0.5 / self.temperature))
+        shifts = self._shifts(statistics.row_norms, norm_bound)
         statistics.exp_sums.mul_(torch.exp(statistics.shifts - shifts)[:, None])
         statistics.shifts, statistics.norm_bound = shifts, norm_bound
 
@@ -665,12 +668,6 @@ def _anchor_terms(
 def _positive_weight(count: torch.Tensor) -> torch.Tensor:
     """``1 / (cnt + eps)`` as float32, 0 for anchors without positives (they weigh nothing)."""
     return torch.where(count > 0, 1.0 / (count + _EPS), 0.0).float()
-
-
-def _float32_exact(values: torch.Tensor) -> torch.Tensor:
-    """Round float64 values to float32 precision (kept as float64), so that the same shift is used
-    by the float32 exponentials and by the float64 sums."""
-    return values.float().double()
 
 
 def _sum_over_chunks(matrix: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -732,9 +729,7 @@ def _gather_across_processes(
     features: torch.Tensor, classes: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All-gather rows from every process (in rank order); row counts may differ per process."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return features, classes
-    world_size = torch.distributed.get_world_size()
+    world_size = _world_size()
     if world_size == 1:
         return features, classes
     count = torch.tensor([features.shape[0]], device=features.device)

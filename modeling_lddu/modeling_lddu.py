@@ -112,8 +112,8 @@ def lddu_dropout(hidden: torch.Tensor, probability: float, training: bool) -> to
     Inverted dropout: zero each element with ``probability``, scale the others by
     ``1 / (1 - probability)`` (the distribution of ``F.dropout``). On the CPU, torch's dropout draws
     its mask with ``bernoulli_`` and keeps it as float32 for backward; here the mask is drawn as
-    ``rand >= probability`` and kept as a bool (4x less memory; forward + backward about 1.6x
-    faster). Other devices use ``F.dropout``.
+    ``rand >= probability`` and kept as a bool (4x less memory). Other devices use
+    ``F.dropout``.
     """
     if not training or probability == 0.0:
         return hidden
