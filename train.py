@@ -1,16 +1,18 @@
 #!/usr/bin/env python
-"""Train LDDU with `transformers.Trainer` (one CPU, one GPU or many processes through Accelerate).
+"""Train a model family with `transformers.Trainer` (one CPU, one GPU or many processes through
+Accelerate).
 
     python train.py                                   # built-in synthetic data, then test evaluation
+    python train.py --model_type lddu ...             # the family (default: lddu)
     python train.py --dataset mosei --data_dir prepared/mosei-aligned --output_dir outputs/mosei
     accelerate launch train.py ...                    # or: torchrun --nproc_per_node 2 train.py ...
     python train.py args.yaml                         # every argument from one JSON or YAML file
 
 What the run does, in order:
 1. builds the datasets (synthetic, or a folder prepared with `dataset_scripts`);
-2. trains with the paper's optimisation (AdamW: see `docs/training.md` for the deviations from the
-   authors' BertAdam), evaluating on the VALIDATION split every epoch; the best epoch by validation
-   micro-F1 is kept, with early stopping;
+2. trains (defaults: LDDU's paper optimisation with AdamW; see `docs/training.md` for the
+   deviations from the authors' BertAdam), evaluating on the VALIDATION split every epoch; the best
+   epoch by validation micro-F1 is kept, with early stopping;
 3. tunes the decision threshold(s) on the validation split and stores them in the model's config;
 4. evaluates the TEST split once, with those thresholds: metrics, the chance level, uncertainty
    quality, one row per modality combination;
@@ -20,7 +22,6 @@ What the run does, in order:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+import yaml
 from transformers import (
     EarlyStoppingCallback,
     HfArgumentParser,
@@ -39,54 +41,35 @@ from transformers import (
     set_seed,
 )
 
-from mmer.trainer import InferenceModeTrainer
-from modeling_lddu import LDDUConfig, LDDUForEmotionRecognition
+import modeling_lddu  # noqa: F401  (importing a family registers it with the Auto classes)
+from dataset_scripts.modalities import MODALITIES
+from mmer.evaluation import MODALITY_COMBINATIONS, final_evaluation, make_compute_metrics
+from mmer.family import ModelFamily
+from mmer.trainer import EmotionTrainer
 
 logger = logging.getLogger("train")
 
-MODALITY_COMBINATIONS = ("t", "a", "v", "ta", "tv", "av", "tav")
-_LETTER_TO_MODALITY = {"t": "text", "a": "audio", "v": "visual"}
-
-#: Applied when --dataset synthetic (the default) to every argument not given explicitly, so that
-#: the default run finishes in about three minutes on a 2-core CPU. Printed at start-up.
-SYNTHETIC_PRESET = {
-    "num_train_epochs": 10,
-    "learning_rate": 5e-4,
-    "normalize_features": True,
-    "synthetic_signal_strength": 3.0,
-    "per_device_train_batch_size": 32,
-    "early_stopping_patience": 3,
-    "config_overrides": json.dumps(
-        {
-            "text_num_layers": 1,
-            "audio_num_layers": 1,
-            "visual_num_layers": 1,
-            "hidden_size": 128,
-            "intermediate_size": 128,
-            "label_attention_dim": 128,
-            "latent_hidden_sizes": [128, 64],
-            "latent_size": 64,
-            "classifier_hidden_size": 64,
-            "queue_size": 2048,
-            "hidden_dropout_prob": 0.1,
-            "attention_probs_dropout_prob": 0.1,
-        }
-    ),
-}
+#: Defaults applied when --dataset is synthetic; explicit arguments override them.
+SYNTHETIC_PRESET = Path(__file__).resolve().parent / "presets" / "synthetic.yaml"
 
 
 @dataclass
 class ModelArguments:
+    model_type: str = field(
+        default="lddu",
+        metadata={"help": "The model family of a new model (a registered config model_type)."},
+    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "A trained LDDU folder or Hub repo to start from (default: a new model)."
+            "help": "A trained model folder or Hub repo to start from (default: a new model); "
+            "its config names the family."
         },
     )
     config_overrides: str | None = field(
         default=None,
         metadata={
-            "help": "LDDUConfig fields as a JSON object, e.g. '{\"queue_size\": 4096}'. Feature "
+            "help": "Config fields of the family as a JSON object, e.g. '{\"queue_size\": 4096}'. Feature "
             "dims, labels and max positions are always taken from the data."
         },
     )
@@ -164,11 +147,11 @@ class DataArguments:
 
 
 @dataclass
-class LDDUTrainingArguments(TrainingArguments):
+class EmotionTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the paper's optimisation as defaults (see docs/training.md)."""
 
     output_dir: str = field(
-        default="outputs/lddu", metadata={"help": "Where the model folder goes."}
+        default="outputs/model", metadata={"help": "Where the model folder goes."}
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace the contents of an existing output folder."}
@@ -218,32 +201,26 @@ class LDDUTrainingArguments(TrainingArguments):
 # Arguments
 # ------------------------------------------------------------------------------------------------
 def parse_arguments(argv: list[str] | None = None):
+    """The three argument dataclasses from the command line or from one JSON/YAML file. With the
+    synthetic data, the preset file's values are the defaults that explicit arguments override."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, LDDUTrainingArguments))
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = Path(argv[0])
-        if path.suffix == ".json":
-            model_args, data_args, training_args = parser.parse_json_file(path)
-        else:
-            model_args, data_args, training_args = parser.parse_yaml_file(path)
-        given = set(_read_config_keys(path))
+    parser = HfArgumentParser((ModelArguments, DataArguments, EmotionTrainingArguments))
+    from_file = len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
+    if from_file:
+        text = Path(argv[0]).read_text()
+        given = (json.loads(text) if argv[0].endswith(".json") else yaml.safe_load(text)) or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"{argv[0]} must hold a mapping of argument names to values.")
     else:
+        given = vars(parser.parse_known_args(argv)[0])
+    preset = _synthetic_defaults(given, parser)
+    if from_file:
+        model_args, data_args, training_args = parser.parse_dict({**preset, **given})
+    else:
+        parser.set_defaults(**preset)
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
-        given = {arg.lstrip("-").split("=", 1)[0] for arg in argv if arg.startswith("--")}
-    if data_args.dataset == "synthetic":
-        applied = {}
-        for name, value in SYNTHETIC_PRESET.items():
-            if name in given or (name == "config_overrides" and model_args.model_name_or_path):
-                continue  # a trained model brings its own architecture
-            for arguments in (model_args, data_args, training_args):
-                if hasattr(arguments, name):
-                    setattr(arguments, name, value)
-                    applied[name] = value
-        if applied:
-            logger.info("Synthetic-data preset applied (give an argument to override): %s", applied)
-            if "per_device_train_batch_size" in applied:
-                # TrainingArguments derives cached values in __post_init__; rebuild to keep them true.
-                training_args = dataclasses.replace(training_args)
+    if preset:
+        logger.info("Synthetic-data preset (explicit arguments override it): %s", preset)
     if data_args.threshold_tuning not in ("global", "per_label", "none"):
         raise ValueError(
             f"--threshold_tuning must be global, per_label or none; got {data_args.threshold_tuning!r}."
@@ -251,13 +228,17 @@ def parse_arguments(argv: list[str] | None = None):
     return model_args, data_args, training_args
 
 
-def _read_config_keys(path: Path) -> list[str]:
-    text = path.read_text()
-    if path.suffix == ".json":
-        return list(json.loads(text))
-    import yaml
-
-    return list(yaml.safe_load(text) or {})
+def _synthetic_defaults(given: dict, parser: HfArgumentParser) -> dict:
+    """The preset's values for this run: none unless the dataset is synthetic."""
+    if given.get("dataset", parser.get_default("dataset")) != "synthetic":
+        return {}
+    preset = yaml.safe_load(SYNTHETIC_PRESET.read_text())
+    defaults = dict(preset["arguments"])
+    model_type = given.get("model_type") or parser.get_default("model_type")
+    overrides = preset["config_overrides"].get(model_type)
+    if overrides and not given.get("model_name_or_path"):  # a trained model brings its own
+        defaults["config_overrides"] = json.dumps(overrides)
+    return defaults
 
 
 def parse_modality_dropout(text: str | None) -> dict[str, float] | None:
@@ -328,10 +309,8 @@ def dataset_label_names(split) -> list[str]:
 
 def dataset_shapes(split) -> tuple[dict[str, int], dict[str, int]]:
     """Feature dims and the longest sequence per modality present in ``split``."""
-    import numpy as np
-
     dims, lengths = {}, {}
-    for modality in ("text", "audio", "visual"):
+    for modality in MODALITIES:
         if modality not in split.column_names:
             continue
         feature = split.features[modality]
@@ -342,43 +321,6 @@ def dataset_shapes(split) -> tuple[dict[str, int], dict[str, int]]:
             column = split.with_format("numpy", columns=[modality])[modality]
             lengths[modality] = int(max(np.asarray(sample).shape[0] for sample in column))
     return dims, lengths
-
-
-# ------------------------------------------------------------------------------------------------
-# Metrics
-# ------------------------------------------------------------------------------------------------
-def split_predictions(predictions) -> dict[str, np.ndarray]:
-    """Name the arrays Trainer collected (the model's output fields, in order, minus the ignored)."""
-    names = ("scores", "semantic_scores", "mean_scores", "spread_scores", "uncertainty")
-    if not isinstance(predictions, (tuple, list)):
-        predictions = (predictions,)
-    return {name: np.asarray(value) for name, value in zip(names, predictions)}
-
-
-def make_compute_metrics(label_names: list[str]):
-    """Validation metrics for model selection: micro-F1 etc. at the best global threshold of that
-    same validation pass (the threshold is re-tuned on validation at the end, never on test)."""
-    from mmer.metrics import multilabel_metrics, scores_to_predictions, tune_threshold
-
-    def compute_metrics(eval_prediction) -> dict[str, float]:
-        scores = split_predictions(eval_prediction.predictions)["scores"]
-        labels = np.asarray(eval_prediction.label_ids)
-        search = tune_threshold(scores, labels)
-        predictions = scores_to_predictions(scores, search.threshold)
-        metrics = multilabel_metrics(labels, predictions, label_names)
-        keep = (
-            "f1_micro",
-            "f1_macro",
-            "accuracy_jaccard",
-            "hamming_loss",
-            "precision_micro",
-            "recall_micro",
-        )
-        result = {key: float(metrics[key]) for key in keep}
-        result["threshold"] = float(search.threshold)
-        return result
-
-    return compute_metrics
 
 
 # ------------------------------------------------------------------------------------------------
@@ -395,129 +337,140 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run(model_args, data_args, training_args, extra_callbacks=()):
     """Train, evaluate and export; returns ``(trainer, results)``."""
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-    )
-    transformers.utils.logging.set_verbosity(
-        logging.INFO if training_args.should_log else logging.WARNING
-    )
+    _set_up_logging(training_args)
     output_dir = Path(training_args.output_dir)
     if training_args.process_index == 0:
         _prepare_output_dir(output_dir, training_args)
-    checkpoint_dir = output_dir / "checkpoints"
     publish = training_args.push_to_hub
-    training_args.output_dir = str(checkpoint_dir)
+    training_args.output_dir = str(output_dir / "checkpoints")
     training_args.push_to_hub = False  # we publish the whole folder ourselves, at the end
 
     set_seed(training_args.seed)
-    dataset = build_datasets(data_args)
-    from dataset_scripts.loading import InMemoryMultimodalDataset, MultimodalDataCollator
-
-    label_names = dataset_label_names(dataset["train"])
-    feature_dims, max_lengths = dataset_shapes(dataset["train"])
-    feature_extractor = _build_feature_extractor(
-        dataset["train"], feature_dims, max_lengths, data_args
-    )
-    train_dataset, validation_dataset, test_dataset = (
-        InMemoryMultimodalDataset(dataset[split], feature_extractor)
-        for split in ("train", "validation", "test")
-    )
-    collator = MultimodalDataCollator(padding_side=feature_extractor.padding_side)
-
-    model = _build_model(model_args, feature_dims, max_lengths, label_names)
+    family = _family(model_args)
+    data = prepare_data(data_args, family)
+    model = _build_model(model_args, family, data)
     n_parameters = sum(parameter.numel() for parameter in model.parameters())
-    logger.info("LDDU with %s parameters; labels %s", f"{n_parameters:,}", label_names)
+    logger.info(
+        "%s with %s parameters; labels %s", family.model_type, f"{n_parameters:,}", data.labels
+    )
 
     callbacks = list(extra_callbacks)
     if training_args.early_stopping_patience > 0 and training_args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
-    trainer = InferenceModeTrainer(
+    trainer = EmotionTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=validation_dataset,
-        data_collator=collator,
-        compute_metrics=make_compute_metrics(label_names),
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=data.collator,
+        compute_metrics=make_compute_metrics(data.labels, model.prediction_fields),
         callbacks=callbacks,
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
-    from mmer.evaluation import final_evaluation
-
-    results = final_evaluation(
+    report = final_evaluation(
         trainer=trainer,
-        validation_dataset=validation_dataset,
-        test_dataset=test_dataset,
-        train_labels=train_dataset.tensors["labels"].numpy(),
-        label_names=label_names,
+        validation_dataset=data.validation,
+        test_dataset=data.test,
+        train_labels=data.train.tensors["labels"].numpy(),
+        label_names=data.labels,
         threshold_tuning=data_args.threshold_tuning,
         modality_combinations=MODALITY_COMBINATIONS
         if data_args.evaluate_modality_combinations
         else (),
     )
-    results["train"] = {key: float(value) for key, value in train_result.metrics.items()}
-
+    report.results["train"] = {key: float(value) for key, value in train_result.metrics.items()}
     if trainer.is_world_process_zero():
-        _export(
-            output_dir,
-            trainer,
-            model_args,
-            data_args,
-            training_args,
-            feature_extractor,
-            results,
-            label_names,
-            test_dataset,
-            publish,
-        )
-    return trainer, results
+        _export(output_dir, trainer, (model_args, data_args, training_args), data, report, publish)
+    return trainer, report.results
 
 
-def _export(
-    output_dir,
-    trainer,
-    model_args,
-    data_args,
-    training_args,
-    feature_extractor,
-    results,
-    label_names,
-    test_dataset,
-    publish,
-) -> None:
+def _set_up_logging(training_args) -> None:
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+def _family(model_args: ModelArguments) -> ModelFamily:
+    """The family named by the starting model's config, else by --model_type."""
+    if model_args.model_name_or_path:
+        config = transformers.AutoConfig.from_pretrained(model_args.model_name_or_path)
+        return ModelFamily.from_model_type(config.model_type)
+    return ModelFamily.from_model_type(model_args.model_type)
+
+
+@dataclass
+class PreparedData:
+    """The three splits as model inputs, with what the model and the card need to know of them."""
+
+    labels: list[str]
+    feature_dims: dict[str, int]
+    max_lengths: dict[str, int]
+    feature_extractor: object
+    train: object
+    validation: object
+    test: object
+    collator: object
+
+
+def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
+    from dataset_scripts.loading import InMemoryMultimodalDataset, MultimodalDataCollator
+
+    dataset = build_datasets(data_args)
+    feature_dims, max_lengths = dataset_shapes(dataset["train"])
+    feature_extractor = family.feature_extractor_class(
+        feature_dims=feature_dims, max_lengths=max_lengths
+    )
+    if data_args.normalize_features:
+        feature_extractor.fit_normalization(dataset["train"])
+        feature_extractor.do_normalize = True
+    train, validation, test = (
+        InMemoryMultimodalDataset(dataset[split], feature_extractor)
+        for split in ("train", "validation", "test")
+    )
+    return PreparedData(
+        labels=dataset_label_names(dataset["train"]),
+        feature_dims=feature_dims,
+        max_lengths=max_lengths,
+        feature_extractor=feature_extractor,
+        train=train,
+        validation=validation,
+        test=test,
+        collator=MultimodalDataCollator(padding_side=feature_extractor.padding_side),
+    )
+
+
+def _export(output_dir, trainer, arguments, data: PreparedData, report, publish) -> None:
     """Main process only: write the model folder (or the LoRA adapter) and publish it."""
+    from dataset_scripts.io import write_json_atomic
     from mmer.export import write_model_folder
-    from mmer.io import write_json_atomic
+    from mmer.lora import save_adapter
 
+    model_args, data_args, training_args = arguments
     export_model = trainer.model
     if model_args.use_lora:
-        adapter_dir = output_dir / "adapter"
-        trainer.model.save_pretrained(adapter_dir)
-        # The adapted label set and thresholds, which `mmer.lora.load_adapted` needs.
-        trainer.model.base_model.model.config.to_json_file(adapter_dir / "lddu_config.json")
-        logger.info("LoRA adapter saved to %s", adapter_dir)
+        save_adapter(trainer.model, output_dir / "adapter")
+        logger.info("LoRA adapter saved to %s", output_dir / "adapter")
         if not model_args.merge_lora:
-            results.pop("_arrays", None)
-            write_json_atomic(output_dir / "all_results.json", results)
-            _print_summary(results, label_names)
-            return results
+            write_json_atomic(output_dir / "all_results.json", report.results)
+            _print_summary(report.results, export_model.config.model_type)
+            return
         export_model = trainer.model.merge_and_unload()
     write_model_folder(
         model=export_model,
         output_dir=output_dir,
         trainer=trainer,
-        feature_extractor=feature_extractor,
-        results=results,
-        label_names=label_names,
+        feature_extractor=data.feature_extractor,
+        report=report,
+        label_names=data.labels,
         dataset_name=data_args.dataset,
         synthetic=data_args.dataset == "synthetic",
-        hyperparameters=_hyperparameters(model_args, data_args, training_args, trainer),
-        test_dataset=test_dataset,
+        hyperparameters=_hyperparameters(training_args, trainer, export_model.config),
+        test_dataset=data.test,
         license=training_args.license,
         hub_model_id=training_args.hub_model_id,
     )
-    _print_summary(results, label_names)
+    _print_summary(report.results, export_model.config.model_type)
     if publish:
         from mmer.hub import publish_folder
 
@@ -532,41 +485,41 @@ def _export(
         logger.info("Published %s to %s", output_dir, training_args.hub_model_id)
 
 
-def _prepare_output_dir(output_dir: Path, training_args: LDDUTrainingArguments) -> None:
+def _prepare_output_dir(output_dir: Path, training_args: EmotionTrainingArguments) -> None:
+    """Refuse a non-empty folder unless asked to replace it. Nothing is deleted here: the export
+    replaces the files it writes, each atomically, and the trainer's checkpoints go into
+    ``checkpoints/``."""
     if training_args.resume_from_checkpoint:
         return
     if output_dir.exists() and any(output_dir.iterdir()):
         if not training_args.overwrite_output_dir:
             raise FileExistsError(
                 f"Output folder {output_dir} exists and is not empty; pass --overwrite_output_dir "
-                "to replace it, or --resume_from_checkpoint to continue a run."
+                "to replace the model in it, or --resume_from_checkpoint to continue a run."
             )
-        logger.warning("Replacing the contents of %s (--overwrite_output_dir).", output_dir)
-        shutil.rmtree(output_dir)
+        logger.warning("Replacing the model files in %s (--overwrite_output_dir).", output_dir)
+        _remove_previous_checkpoints(output_dir / "checkpoints")
     output_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _build_feature_extractor(train_split, feature_dims, max_lengths, data_args: DataArguments):
-    from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
+def _remove_previous_checkpoints(checkpoints: Path) -> None:
+    """Delete the Trainer checkpoints of a previous run (folders ``checkpoint-N`` holding a
+    ``trainer_state.json``: what this script wrote), so that they cannot mix with the new run's."""
+    for folder in sorted(checkpoints.glob("checkpoint-*")) if checkpoints.is_dir() else ():
+        if (
+            folder.name.removeprefix("checkpoint-").isdigit()
+            and (folder / "trainer_state.json").is_file()
+        ):
+            shutil.rmtree(folder)
 
-    feature_extractor = LDDUFeatureExtractor(feature_dims=feature_dims, max_lengths=max_lengths)
-    if data_args.normalize_features:
-        feature_extractor.fit_normalization(train_split)
-        feature_extractor.do_normalize = True
-    return feature_extractor
 
-
-def _build_model(model_args: ModelArguments, feature_dims, max_lengths, label_names: list[str]):
-    missing = sorted({"text", "audio", "visual"} - set(feature_dims))
+def _build_model(model_args: ModelArguments, family: ModelFamily, data: PreparedData):
+    missing = [m for m in MODALITIES if m not in data.feature_dims]
     if missing:
         logger.info("The data has no %s features: the model treats them as absent.", missing)
-    data_fields = dict(
-        text_dim=feature_dims.get("text", 1),
-        audio_dim=feature_dims.get("audio", 1),
-        visual_dim=feature_dims.get("visual", 1),
-        max_position_embeddings=max(60, *max_lengths.values()),
-        id2label=dict(enumerate(label_names)),
-    )
+    data_fields = {f"{m}_dim": data.feature_dims.get(m, 1) for m in MODALITIES}
+    data_fields["max_position_embeddings"] = max(60, *data.max_lengths.values())
+    data_fields["id2label"] = dict(enumerate(data.labels))
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
     if not isinstance(overrides, dict):
         raise ValueError(
@@ -582,12 +535,14 @@ def _build_model(model_args: ModelArguments, feature_dims, max_lengths, label_na
         from mmer.lora import load_for_adaptation
 
         return load_for_adaptation(model_args, data_fields, overrides)
-    config = LDDUConfig(**data_fields, **overrides)
-    return LDDUForEmotionRecognition(config)
+    return family.model_class(family.config_class(**data_fields, **overrides))
 
 
-def _hyperparameters(model_args, data_args, training_args, trainer) -> dict:
-    config = trainer.model.config
+#: Config fields that describe the data or the label set rather than the model (not hyperparameters).
+_NOT_HYPERPARAMETERS = {"id2label", "label2id", "label_thresholds", "decision_threshold"}
+
+
+def _hyperparameters(training_args, trainer, config) -> dict:
     values = {
         "learning_rate": training_args.learning_rate,
         "optimizer": "AdamW (torch), betas (0.9, 0.999), eps 1e-8",
@@ -605,32 +560,22 @@ def _hyperparameters(model_args, data_args, training_args, trainer) -> dict:
         else ("fp16" if training_args.fp16 else "no"),
         "processes": training_args.world_size,
     }
-    for name in (
-        "hidden_size",
-        "latent_size",
-        "queue_size",
-        "contrastive_temperature",
-        "text_num_layers",
-        "audio_num_layers",
-        "visual_num_layers",
-        "semantic_loss_weight",
-        "fused_loss_weight",
-        "contrastive_loss_weight",
-        "calibration_loss_weight",
-    ):
-        values[name] = getattr(config, name)
-    if config.modality_dropout:
-        values["modality_dropout"] = json.dumps(config.modality_dropout)
+    # The model's own hyperparameters: every config field of the family that differs from the
+    # transformers defaults, except the data-derived ones.
+    for name, value in config.to_diff_dict().items():
+        if name in _NOT_HYPERPARAMETERS or name.startswith(("auto_map", "transformers_version")):
+            continue
+        values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
     return values
 
 
-def _print_summary(results: dict, label_names: list[str]) -> None:
+def _print_summary(results: dict, model_name: str) -> None:
     test = results["test"]
     chance = results.get("chance", {})
     lines = [
         "",
         "Test split (thresholds tuned on validation):",
-        f"  {'metric':<28}{'LDDU':>10}{'chance':>10}",
+        f"  {'metric':<28}{model_name.upper():>10}{'chance':>10}",
     ]
     for key in (
         "f1_micro",

@@ -366,7 +366,7 @@ def run_lddu(
 
     import train
     from dataset_scripts.loading import InMemoryMultimodalDataset, load_prepared
-    from mmer.evaluation import predict_arrays
+    from mmer.evaluation import predict
     from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
 
     argv = train_arguments(data_dir, output_dir, config, training, seed)
@@ -378,10 +378,10 @@ def run_lddu(
     # test scores `train.run` reported) so both threshold variants can be scored.
     feature_extractor = LDDUFeatureExtractor.from_pretrained(output_dir)
     test_dataset = InMemoryMultimodalDataset(load_prepared(data_dir)["test"], feature_extractor)
-    validation, validation_labels = predict_arrays(trainer, trainer.eval_dataset)
-    test, test_labels = predict_arrays(trainer, test_dataset)
+    validation = predict(trainer, trainer.eval_dataset)
+    test = predict(trainer, test_dataset)
     variants = score_variants(
-        validation["scores"], validation_labels, test["scores"], test_labels, label_names
+        validation.scores, validation.labels, test.scores, test.labels, label_names
     )
     chosen = choose_lddu_variant(variants)
     model = trainer.model

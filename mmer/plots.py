@@ -95,35 +95,11 @@ def plot_training_curves(
     if isinstance(log_history, (str, bytes)) or not isinstance(log_history, Sequence):
         raise TypeError(f"`log_history` must be a list of dicts, got {type(log_history).__name__}.")
     metric_names = DEFAULT_EVAL_METRICS if eval_metrics is None else tuple(eval_metrics)
-
-    train_series: dict[str, list[tuple[float, float]]] = {}
-    eval_loss_series: dict[str, list[tuple[float, float]]] = {}
-    eval_metric_series: dict[str, list[tuple[float, float]]] = {}
-    for entry in log_history:
-        if not isinstance(entry, Mapping):
-            raise TypeError(f"Every log entry must be a dict, got {type(entry).__name__}.")
-        if "train_runtime" in entry or x_axis not in entry:
-            continue
-        position = float(entry[x_axis])
-        is_eval_entry = any(key.startswith("eval_") for key in entry)
-        for key, value in entry.items():
-            if not _is_curve_value(value) or key.endswith(_NON_CURVE_SUFFIXES):
-                continue
-            if is_eval_entry and key.startswith("eval_"):
-                name = key[len("eval_") :]
-                if "loss" in name:
-                    eval_loss_series.setdefault(key, []).append((position, float(value)))
-                elif name in metric_names:
-                    eval_metric_series.setdefault(name, []).append((position, float(value)))
-            elif not is_eval_entry and "loss" in key:
-                train_series.setdefault(key, []).append((position, float(value)))
-
     panels = [
-        ("training losses", "loss", train_series),
-        ("evaluation losses", "loss", eval_loss_series),
-        ("evaluation metrics", "value", eval_metric_series),
+        panel
+        for panel in _curve_panels(log_history, x_axis, metric_names)
+        if panel[2]  # a panel with no series is not drawn
     ]
-    panels = [panel for panel in panels if panel[2]]
     if not panels:
         raise ValueError(
             f"`log_history` has no training loss, evaluation loss or evaluation metric keyed by "
@@ -147,6 +123,37 @@ def plot_training_curves(
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     return _save_png(figure, path, dpi)
+
+
+def _curve_panels(log_history, x_axis: str, metric_names) -> list[tuple[str, str, dict]]:
+    """``(title, y label, {series name: [(x, y), ...]})`` for the three panels."""
+    train_series: dict[str, list[tuple[float, float]]] = {}
+    eval_loss_series: dict[str, list[tuple[float, float]]] = {}
+    eval_metric_series: dict[str, list[tuple[float, float]]] = {}
+    for entry in log_history:
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"Every log entry must be a dict, got {type(entry).__name__}.")
+        if "train_runtime" in entry or x_axis not in entry:
+            continue
+        position = float(entry[x_axis])
+        is_eval_entry = any(key.startswith("eval_") for key in entry)
+        for key, value in entry.items():
+            if not _is_curve_value(value) or key.endswith(_NON_CURVE_SUFFIXES):
+                continue
+            if is_eval_entry and key.startswith("eval_"):
+                name = key[len("eval_") :]
+                if "loss" in name:
+                    eval_loss_series.setdefault(key, []).append((position, float(value)))
+                elif name in metric_names:
+                    eval_metric_series.setdefault(name, []).append((position, float(value)))
+            elif not is_eval_entry and "loss" in key:
+                train_series.setdefault(key, []).append((position, float(value)))
+
+    return [
+        ("training losses", "loss", train_series),
+        ("evaluation losses", "loss", eval_loss_series),
+        ("evaluation metrics", "value", eval_metric_series),
+    ]
 
 
 def plot_per_label_f1(

@@ -6,15 +6,34 @@ import torch
 from transformers import Trainer
 
 
-class InferenceModeTrainer(Trainer):
-    """`Trainer` whose evaluation and prediction steps run under `torch.inference_mode()`.
+class EmotionTrainer(Trainer):
+    """`Trainer` that collects the model's predictions BY NAME and evaluates in inference mode.
 
-    `Trainer.prediction_step` only disables gradient recording (`torch.no_grad`); inference mode
-    also skips version counting and view tracking. Training steps are unchanged.
+    ``prediction_step`` returns the output fields the model declares in ``prediction_fields`` (the
+    family contract, mmer/family.py), in that order, so ``predictions[i]`` is always the field
+    ``prediction_fields[i]`` whatever else the model's output holds. It runs under
+    `torch.inference_mode()` (`Trainer`'s own step only disables gradient recording; inference
+    mode also skips version counting and view tracking). Training steps are unchanged.
     """
 
+    @property
+    def prediction_fields(self) -> tuple[str, ...]:
+        return tuple(self.accelerator.unwrap_model(self.model).prediction_fields)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        with torch.inference_mode():
-            return super().prediction_step(
-                model, inputs, prediction_loss_only, ignore_keys=ignore_keys
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        with torch.inference_mode(), self.compute_loss_context_manager():
+            outputs = model(**inputs)
+        loss = outputs.get("loss")
+        loss = None if loss is None else loss.detach().mean()
+        if prediction_loss_only:
+            return loss, None, None
+        missing = [name for name in self.prediction_fields if outputs.get(name) is None]
+        if missing:
+            raise KeyError(
+                f"The model's output lacks the prediction field(s) {missing} that its class "
+                f"declares in prediction_fields {self.prediction_fields}."
             )
+        predictions = tuple(outputs[name].detach() for name in self.prediction_fields)
+        return loss, predictions, labels

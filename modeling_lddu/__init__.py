@@ -5,9 +5,15 @@ model folders carry the same files as remote code, so loading them needs only
 ``trust_remote_code=True`` and no install of this package.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForSequenceClassification,
+)
 
 from .configuration_lddu import MODALITIES, MOSEI_EMOTIONS, LDDUConfig
+from .feature_extraction_lddu import LDDUFeatureExtractor
 from .modeling_lddu import (
     LDDUEmotionRecognitionOutput,
     LDDUForEmotionRecognition,
@@ -15,16 +21,20 @@ from .modeling_lddu import (
     LDDUModelOutput,
     LDDUPreTrainedModel,
 )
+from .pipeline_lddu import LDDUEmotionPipeline  # registers the pipeline task
 
 AutoConfig.register(LDDUConfig.model_type, LDDUConfig, exist_ok=True)
 AutoModel.register(LDDUConfig, LDDUModel, exist_ok=True)
 AutoModelForSequenceClassification.register(LDDUConfig, LDDUForEmotionRecognition, exist_ok=True)
+AutoFeatureExtractor.register(LDDUConfig, LDDUFeatureExtractor, exist_ok=True)
 
 __all__ = [
     "MODALITIES",
     "MOSEI_EMOTIONS",
     "LDDUConfig",
+    "LDDUEmotionPipeline",
     "LDDUEmotionRecognitionOutput",
+    "LDDUFeatureExtractor",
     "LDDUForEmotionRecognition",
     "LDDUModel",
     "LDDUModelOutput",

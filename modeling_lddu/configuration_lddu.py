@@ -13,9 +13,16 @@ from dataclasses import field
 
 from transformers import PreTrainedConfig
 
-#: The modality order used everywhere in LDDU: module containers, concatenations, stacked outputs
-#: and the contrastive class ids. It is the authors' order (v, a, t).
-MODALITIES: tuple[str, ...] = ("visual", "audio", "text")
+#: The modalities in the package's one order: forward signatures, loops over inputs, the feature
+#: extractor, the pipeline and every table.
+MODALITIES: tuple[str, ...] = ("text", "audio", "visual")
+
+#: The order of the modality axis INSIDE the model: module construction (and so the order in which
+#: initialisation draws random numbers), concatenations, the stacked outputs (``means``, ``spreads``,
+#: ``label_features``, ``modality_presence``) and the contrastive class ids. It is the authors'
+#: (visual, audio, text): their checkpoints' classifier weights and memory queues are laid out in it,
+#: so parity with their code keeps it. Nothing outside this folder depends on it.
+LATENT_MODALITY_ORDER: tuple[str, ...] = ("visual", "audio", "text")
 
 #: CMU-MOSEI's six emotions in the authors' class order (their ``emotion_dict`` maps tgt tokens
 #: 4..9 to these indices).
@@ -258,4 +265,4 @@ class LDDUConfig(PreTrainedConfig):
 
 LDDUConfig.register_for_auto_class()
 
-__all__ = ["LDDUConfig", "MODALITIES", "MOSEI_EMOTIONS"]
+__all__ = ["LATENT_MODALITY_ORDER", "LDDUConfig", "MODALITIES", "MOSEI_EMOTIONS"]

@@ -4,8 +4,8 @@ It pads or truncates every modality to a common length, builds the frame masks (
 replaces non-finite values (MOSEI's COVAREP audio holds -inf) by 0 and, optionally, standardises
 each feature dimension with statistics fitted on the training split.
 
-This file is shipped as remote code next to a checkpoint: it imports only numpy, torch and
-transformers.
+This file is shipped as remote code next to a checkpoint: it imports only numpy, torch,
+transformers and its sibling configuration file.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
+from .configuration_lddu import MODALITIES
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["LDDUFeatureExtractor"]
 
-MODALITIES = ("text", "audio", "visual")
 _DEFAULT_FEATURE_DIMS = {"text": 768, "audio": 74, "visual": 35}
 _DEFAULT_MAX_LENGTHS = {"text": 50, "audio": 50, "visual": 50}
 _MIN_STD = 1e-6

@@ -3,7 +3,8 @@
 Huang et al., 2025, "Latent Distribution Decoupling: A Probabilistic Framework for Uncertainty-Aware
 Multimodal Emotion Recognition" (arXiv 2502.13954).
 
-The forward pass, in the paper's order (modality order (visual, audio, text) throughout):
+The forward pass, in the paper's order (inputs in the package order (text, audio, visual); the
+modality axis of every stacked tensor in the authors' (visual, audio, text), ``LATENT_MODALITY_ORDER``):
 
 1. **Modality encoders** - per modality, a LayerNorm over the input features, a linear projection
    plus learned positions, and a post-LN transformer encoder.
@@ -32,7 +33,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_lddu import MODALITIES, LDDUConfig
+from .configuration_lddu import LATENT_MODALITY_ORDER, MODALITIES, LDDUConfig
 from .contrastive_lddu import LDDUContrastiveMemory
 
 logger = logging.get_logger(__name__)
@@ -44,7 +45,7 @@ logger = logging.get_logger(__name__)
 @dataclass
 class LDDUModelOutput(ModelOutput):
     """
-    Output of :class:`LDDUModel`. Modality axis in the order (visual, audio, text).
+    Output of :class:`LDDUModel`. Modality axis in ``LATENT_MODALITY_ORDER``: (visual, audio, text).
 
     Args:
         label_features (`torch.FloatTensor` of shape `(batch, 3, num_labels, label_attention_dim)`):
@@ -84,6 +85,9 @@ class LDDUEmotionRecognitionOutput(ModelOutput):
             mixture ``scores``. It splits exactly into the gate-weighted entropies of the two
             experts, ``g * H(mean_scores) + (1 - g) * H(spread_scores)``, plus their gate-weighted
             disagreement (a Jensen-Shannon term): see :func:`gated_mixture_uncertainty`.
+        gate_uncertainty (`torch.FloatTensor` of shape `(batch, num_labels)`):
+            ``1 - |2 * semantic_scores - 1|``: how undecided the gate is (1 = an even mix of the two
+            experts). A diagnostic of whether the gate alone says when the model is wrong.
         means / spreads / label_features: as in :class:`LDDUModelOutput`.
         semantic_loss / fused_loss / contrastive_loss / calibration_loss (`torch.FloatTensor`):
             The four unweighted loss terms (only with `labels`).
@@ -95,6 +99,7 @@ class LDDUEmotionRecognitionOutput(ModelOutput):
     mean_scores: torch.FloatTensor | None = None
     spread_scores: torch.FloatTensor | None = None
     uncertainty: torch.FloatTensor | None = None
+    gate_uncertainty: torch.FloatTensor | None = None
     means: torch.FloatTensor | None = None
     spreads: torch.FloatTensor | None = None
     label_features: torch.FloatTensor | None = None
@@ -310,7 +315,7 @@ class LDDUSemanticClassifier(nn.Module):
     def __init__(self, config: LDDUConfig):
         super().__init__()
         self.hidden = nn.Linear(
-            len(MODALITIES) * config.label_attention_dim, config.classifier_hidden_size
+            len(LATENT_MODALITY_ORDER) * config.label_attention_dim, config.classifier_hidden_size
         )
         self.dropout = LDDUDropout(config.classifier_dropout)
         self.output = nn.Linear(config.classifier_hidden_size, 1)
@@ -350,7 +355,7 @@ class LDDUGatedUncertaintyFusion(nn.Module):
 
     def __init__(self, config: LDDUConfig):
         super().__init__()
-        latent_input = len(MODALITIES) * config.latent_size
+        latent_input = len(LATENT_MODALITY_ORDER) * config.latent_size
         self.semantic_classifier = LDDUSemanticClassifier(config)
         self.mean_classifier = LDDUPerLabelClassifier(config, latent_input)
         self.spread_classifier = LDDUPerLabelClassifier(config, latent_input)
@@ -511,13 +516,15 @@ class LDDUModel(LDDUPreTrainedModel):
 
     def __init__(self, config: LDDUConfig):
         super().__init__(config)
-        self.encoders = nn.ModuleDict({m: LDDUModalityEncoder(config, m) for m in MODALITIES})
+        self.encoders = nn.ModuleDict(
+            {m: LDDUModalityEncoder(config, m) for m in LATENT_MODALITY_ORDER}
+        )
         self.label_embeddings = nn.Embedding(config.num_labels, config.hidden_size)
         self.label_attention = nn.ModuleDict(
-            {m: LDDULabelWiseAttention(config) for m in MODALITIES}
+            {m: LDDULabelWiseAttention(config) for m in LATENT_MODALITY_ORDER}
         )
         self.latent_encoders = nn.ModuleDict(
-            {m: LDDULatentGaussianEncoder(config) for m in MODALITIES}
+            {m: LDDULatentGaussianEncoder(config) for m in LATENT_MODALITY_ORDER}
         )
         self.post_init()
 
@@ -529,7 +536,6 @@ class LDDUModel(LDDUPreTrainedModel):
         audio_mask: torch.Tensor | None = None,
         visual_features: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
-        **kwargs,
     ) -> LDDUModelOutput:
         r"""
         Args:
@@ -551,7 +557,7 @@ class LDDUModel(LDDUPreTrainedModel):
         num_labels = label_embeddings.shape[0]
 
         label_features, means, spreads, presence = [], [], [], []
-        for modality in MODALITIES:
+        for modality in LATENT_MODALITY_ORDER:
             features, mask = inputs[modality]
             if features is None:
                 width = self.config.label_attention_dim
@@ -590,7 +596,7 @@ class LDDUModel(LDDUPreTrainedModel):
 
     @staticmethod
     def _batch_size_and_device(inputs: dict) -> tuple[int, torch.device]:
-        for modality in ("text", "audio", "visual"):
+        for modality in MODALITIES:
             features = inputs[modality][0]
             if features is not None:
                 return features.shape[0], features.device
@@ -649,6 +655,16 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
     over a memory queue that is updated in training mode.
     """
 
+    # The family contract of the shared layer (mmer/family.py).
+    prediction_fields = ("scores", "uncertainty", "gate_uncertainty")
+    lora_target_modules = (
+        r".*encoders\.\w+\.layers\.\d+\.(attention\.(query|key|value)|attention_output|intermediate|output)"
+        r"|.*label_attention\.\w+\.(label|sequence|output)_projection"
+        r"|.*latent_encoders\.\w+\.(layers\.\d+|mean_projection|log_variance_projection)"
+        r"|.*semantic_classifier\.(hidden|output)"
+    )
+    lora_modules_to_save = ("label_embeddings", "mean_classifier", "spread_classifier")
+
     def __init__(self, config: LDDUConfig):
         super().__init__(config)
         self.lddu = LDDUModel(config)
@@ -669,7 +685,6 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
         visual_features: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
     ) -> LDDUEmotionRecognitionOutput:
         r"""
         Args:
@@ -730,6 +745,7 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
             mean_scores=mean_scores,
             spread_scores=spread_scores,
             uncertainty=gated_mixture_uncertainty(scores),
+            gate_uncertainty=1.0 - (2.0 * semantic_scores - 1.0).abs(),
             means=base.means,
             spreads=base.spreads,
             label_features=base.label_features,
@@ -745,8 +761,8 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
         ``config.modality_dropout[modality]``. A sample that would be left with no modality keeps
         one of those it had, chosen at random. Returns the three masks (text, audio, visual).
         """
-        names = [m for m in ("text", "audio", "visual") if inputs[m][0] is not None]
-        masks = {m: inputs[m][1] for m in ("text", "audio", "visual")}
+        names = [m for m in MODALITIES if inputs[m][0] is not None]
+        masks = {m: inputs[m][1] for m in MODALITIES}
         if not names:
             return masks["text"], masks["audio"], masks["visual"]
         first = inputs[names[0]][0]
@@ -778,6 +794,30 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
         auto_map.setdefault("AutoModel", f"{LDDUModel.__module__.rsplit('.', 1)[-1]}.LDDUModel")
         self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.no_grad()
+    def reset_label_set(self, id2label: dict[int, str]) -> None:
+        """
+        Switch to a new label set: re-create every label-indexed module (the label embeddings and
+        the per-emotion mean and spread classifiers), initialise them with :meth:`_init_weights`,
+        drop tuned per-label thresholds and reset the contrastive queue (its class ids are
+        label-indexed).
+        """
+        config = self.config
+        old = [config.id2label[index] for index in range(config.num_labels)]
+        config.id2label = {int(key): value for key, value in id2label.items()}
+        config.label2id = {value: key for key, value in config.id2label.items()}
+        config.label_thresholds = None
+        logger.info("Replacing the label set %s with %s", old, list(config.id2label.values()))
+        device = self.lddu.label_embeddings.weight.device
+        self.lddu.label_embeddings = nn.Embedding(config.num_labels, config.hidden_size).to(device)
+        init.xavier_uniform_(self.lddu.label_embeddings.weight)
+        latent_input = len(LATENT_MODALITY_ORDER) * config.latent_size
+        for name in ("mean_classifier", "spread_classifier"):
+            head = LDDUPerLabelClassifier(config, latent_input).to(device)
+            self._init_weights(head)
+            setattr(self.fusion, name, head)
+        self.contrastive_memory.reset_queue()
 
     def predict(self, scores: torch.Tensor) -> torch.Tensor:
         """Binary predictions from fused scores at the config's threshold(s)."""

@@ -26,8 +26,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .configuration_lddu import MODALITIES
+
 TASK = "multimodal-emotion-recognition"
-MODALITY_KEYS = ("text", "audio", "visual")
 
 
 class LDDUEmotionPipeline(Pipeline):
@@ -55,11 +56,14 @@ class LDDUEmotionPipeline(Pipeline):
 
     def _forward(self, model_inputs):
         output = self.model(**model_inputs)
-        return {"scores": output.scores, "uncertainty": output.uncertainty}
+        return {"scores": output.scores, "uncertainty": output.get("uncertainty")}
 
     def postprocess(self, model_outputs, threshold=None, top_k=None):
         scores = model_outputs["scores"].float().cpu().numpy()
-        uncertainty = model_outputs["uncertainty"].float().cpu().numpy()
+        uncertainty = model_outputs["uncertainty"]  # None for a model that has no uncertainty
+        uncertainty = (
+            [None] * len(scores) if uncertainty is None else uncertainty.float().cpu().numpy()
+        )
         config = self.model.config
         thresholds = (
             np.full(scores.shape[-1], threshold)
@@ -73,8 +77,12 @@ class LDDUEmotionPipeline(Pipeline):
                     "label": config.id2label[index],
                     "score": float(sample_scores[index]),
                     "predicted": bool(sample_scores[index] > thresholds[index]),
-                    "uncertainty": float(sample_uncertainty[index]),
                 }
+                | (
+                    {}
+                    if sample_uncertainty is None
+                    else {"uncertainty": float(sample_uncertainty[index])}
+                )
                 for index in range(sample_scores.shape[0])
             ]
             entries.sort(key=lambda entry: entry["score"], reverse=True)
@@ -97,9 +105,9 @@ def load_sample(inputs) -> dict:
             "Each input must be a dict with any of the keys 'text', 'audio', 'visual' (arrays of shape "
             f"[frames, dim]) or a path to an .npz file; got {type(inputs).__name__}."
         )
-    unknown = sorted(set(inputs) - set(MODALITY_KEYS))
+    unknown = sorted(set(inputs) - set(MODALITIES))
     if unknown:
-        raise ValueError(f"Unknown input key(s) {unknown}; expected any of {list(MODALITY_KEYS)}.")
+        raise ValueError(f"Unknown input key(s) {unknown}; expected any of {list(MODALITIES)}.")
     features = {key: value for key, value in inputs.items() if value is not None}
     if not features:
         raise ValueError(

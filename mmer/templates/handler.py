@@ -1,4 +1,4 @@
-"""Inference Endpoints handler for an LDDU model folder (copied into every published folder).
+"""Inference Endpoints handler for a model folder of any family (copied into every published folder).
 
 Request body (JSON)::
 

@@ -1,0 +1,113 @@
+"""The contract between a model family and the shared layer.
+
+The shared layer (training, evaluation, export, publishing, LoRA) never imports a model folder.
+A *family* (``modeling_lddu/`` and the folders beside it) joins by registering its classes with
+the transformers Auto classes when its package is imported, as any transformers model does::
+
+    AutoConfig.register(config_class.model_type, config_class)
+    AutoModel.register(config_class, base_model_class)
+    AutoModelForSequenceClassification.register(config_class, model_class)
+    AutoFeatureExtractor.register(config_class, feature_extractor_class)
+    PIPELINE_REGISTRY.register_pipeline(EMOTION_TASK, pipeline_class, pt_model=...)
+
+and by following these conventions (:meth:`ModelFamily.from_model_type` checks the classes):
+
+* **Config.** Takes ``<modality>_dim`` for every modality in :data:`MODALITIES`,
+  ``max_position_embeddings`` and ``id2label``; holds ``decision_threshold`` and
+  ``label_thresholds`` (None or one per label) and the property ``thresholds`` (one per label).
+* **Model** (``AutoModelForSequenceClassification``). ``forward`` takes ``<modality>_features``
+  ``[batch, frames, dim]`` and ``<modality>_mask`` ``[batch, frames]`` (an all-zero mask row marks
+  the modality absent for that sample) and ``labels``, and returns a ``ModelOutput`` with ``loss``
+  (when labels are given) and ``scores``, the probabilities ``[batch, labels]``. Class attributes:
+
+  - ``prediction_fields``: the output fields the evaluation collects, by name; ``scores`` first.
+    A field named ``uncertainty`` or ``<name>_uncertainty`` (``[batch, labels]``, higher = less
+    sure) is scored by the AUROC of telling wrong decisions from right ones.
+  - ``lora_target_modules`` (a regex over module names) and ``lora_modules_to_save`` (the
+    label-indexed modules, trained in full under LoRA).
+
+  Method ``reset_label_set(id2label)``: re-create and re-initialise every label-indexed part for a
+  new label set (and anything keyed by label, such as a memory queue).
+* **Feature extractor.** ``__init__(feature_dims=..., max_lengths=...)``, ``fit_normalization
+  (train_split)``, ``do_normalize``, ``padding_side``, ``save_pretrained``; called with
+  ``<modality>=[frames, dim] arrays`` it returns the model's inputs.
+* **Model card text.** ``model_cards/<model_type>.yaml`` (see ``model_cards/``).
+
+``tests/test_family_contract.py`` builds a minimal family from this contract alone and trains it
+through ``train.py``'s code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import AutoModelForSequenceClassification
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
+
+from dataset_scripts.modalities import MODALITIES
+
+#: The pipeline task every family serves.
+EMOTION_TASK = "multimodal-emotion-recognition"
+
+REQUIRED_MODEL_ATTRIBUTES = (
+    "prediction_fields",
+    "lora_target_modules",
+    "lora_modules_to_save",
+    "reset_label_set",
+)
+
+__all__ = ["EMOTION_TASK", "MODALITIES", "ModelFamily"]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A family's classes, found through the transformers registries by ``model_type``."""
+
+    model_type: str
+    config_class: type
+    model_class: type
+    feature_extractor_class: type
+
+    @classmethod
+    def from_model_type(cls, model_type: str) -> ModelFamily:
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(
+                f"Unknown model_type {model_type!r}: no config class is registered under that "
+                "name. Import the family's package first (train.py imports every family it ships)."
+            )
+        config_class = CONFIG_MAPPING[model_type]
+        model_mapping = AutoModelForSequenceClassification._model_mapping
+        missing = [
+            name
+            for name, mapping in (
+                ("AutoModelForSequenceClassification", model_mapping),
+                ("AutoFeatureExtractor", FEATURE_EXTRACTOR_MAPPING),
+            )
+            if config_class not in mapping
+        ]
+        if missing:
+            raise ValueError(f"model_type {model_type!r} registers no class with {missing}.")
+        model_class = model_mapping[config_class]
+        for name in REQUIRED_MODEL_ATTRIBUTES:
+            if not hasattr(model_class, name):
+                raise TypeError(
+                    f"{model_class.__name__} lacks {name!r}, which the family contract asks for "
+                    "(see mmer/family.py)."
+                )
+        if model_class.prediction_fields[:1] != ("scores",):
+            raise TypeError(
+                f"{model_class.__name__}.prediction_fields must start with 'scores'; got "
+                f"{model_class.prediction_fields!r}."
+            )
+        return cls(
+            model_type=model_type,
+            config_class=config_class,
+            model_class=model_class,
+            feature_extractor_class=FEATURE_EXTRACTOR_MAPPING[config_class],
+        )
+
+    @classmethod
+    def of(cls, model) -> ModelFamily:
+        """The family of a model instance."""
+        return cls.from_model_type(model.config.model_type)
