@@ -487,8 +487,8 @@ def _export(
     publish,
 ) -> None:
     """Main process only: write the model folder (or the LoRA adapter) and publish it."""
+    from dataset_scripts.io import write_json_atomic
     from mmer.export import write_model_folder
-    from mmer.io import write_json_atomic
 
     export_model = trainer.model
     if model_args.use_lora:

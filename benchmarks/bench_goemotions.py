@@ -44,7 +44,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 
 logger = logging.getLogger("bench_goemotions")
 

@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 
 TARGET_SAMPLES_PER_SECOND = 20_000
 

@@ -30,9 +30,8 @@ from typing import Any
 
 import datasets
 
-from mmer.io import write_text_atomic
-
 from .common import MODALITIES, metadata_from_dataset
+from .io import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import write_json_atomic
+from dataset_scripts.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
