@@ -31,8 +31,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .common import MODALITIES, SPLITS, SplitArrays, build_dataset_dict, clean_splits
+from .building import build_dataset_dict
 from .labels import M3ED_LABELS, MOSEI_LABELS, LabelSpec, multi_hot_to_target_tokens
+from .modalities import MODALITIES, SPLITS
+from .saving import save_prepared, write_hub_layout
+from .sources import SplitArrays, clean_splits
 
 logger = logging.getLogger(__name__)
 
@@ -381,8 +384,6 @@ def _length_argument(text: str) -> LengthSpec:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .saving import save_prepared, write_hub_layout
-
     parser = argparse.ArgumentParser(
         prog="python -m dataset_scripts.synthetic",
         description="Write the built-in synthetic dataset (MOSEI shapes and label statistics).",
@@ -392,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num_validation", type=int, default=256)
     parser.add_argument("--num_test", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    for modality, dim in (("text", 768), ("audio", 74), ("visual", 35)):
+    for modality, dim in zip(MODALITIES, (768, 74, 35), strict=True):
         parser.add_argument(f"--{modality}_dim", type=int, default=dim)
         parser.add_argument(
             f"--{modality}_length", type=_length_argument, default=50, metavar="L or MIN-MAX"
