@@ -14,7 +14,7 @@ from .conversion import ConversionResult, convert_source
 from .modalities import MODALITIES
 from .sources import DatasetSpec
 
-__all__ = ["build_argument_parser", "run_conversion_cli"]
+__all__ = ["run_conversion_cli"]
 
 
 def _parse_feature_dims(text: str) -> dict[str, int]:
@@ -30,7 +30,7 @@ def _parse_feature_dims(text: str) -> dict[str, int]:
     return dims
 
 
-def build_argument_parser(
+def _build_argument_parser(
     prog: str, description: str, source_help: str, config_names: Sequence[str], default_config: str
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -126,7 +126,7 @@ def run_conversion_cli(
     default_config: str,
 ) -> int:
     """The command line shared by `python -m dataset_scripts.mosei` and `... .m3ed`."""
-    parser = build_argument_parser(prog, description, source_help, list(specs), default_config)
+    parser = _build_argument_parser(prog, description, source_help, list(specs), default_config)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
