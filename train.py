@@ -297,7 +297,7 @@ def _synthetic_dims(text: str) -> dict[str, int]:
 
 
 def dataset_label_names(split) -> list[str]:
-    from dataset_scripts.common import metadata_from_dataset
+    from dataset_scripts.building import metadata_from_dataset
 
     metadata = metadata_from_dataset(split)
     if metadata and metadata.get("label_names"):

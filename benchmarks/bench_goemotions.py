@@ -44,7 +44,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 
 logger = logging.getLogger("bench_goemotions")
 
@@ -203,8 +203,12 @@ def prepare_data(args: argparse.Namespace, work_dir: Path, max_train_samples: in
 def mean_pooled(split) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's real word vectors averaged, `[N, dim]`, and its labels `[N, labels]`."""
     from dataset_scripts.loading import InMemoryMultimodalDataset
+    from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
 
-    tensors = InMemoryMultimodalDataset(split, modalities=["text"]).tensors
+    extractor = LDDUFeatureExtractor(
+        feature_dims={"text": split.features["text"].shape[1]}, max_lengths={"text": None}
+    )
+    tensors = InMemoryMultimodalDataset(split, extractor, modalities=["text"]).tensors
     features = tensors["text_features"].numpy().astype(np.float64)
     mask = tensors["text_mask"].numpy().astype(np.float64)
     pooled = (features * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)[:, None]

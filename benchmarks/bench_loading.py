@@ -38,7 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
+from dataset_scripts.modalities import MODALITIES  # noqa: E402
 
 TARGET_SAMPLES_PER_SECOND = 20_000
 
@@ -103,10 +104,16 @@ def measure(args: argparse.Namespace, dataset_dir: Path) -> dict[str, object]:
         MultimodalDataCollator,
         load_prepared,
     )
+    from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
 
     start = time.perf_counter()
     dataset_dict = load_prepared(dataset_dir)
-    train = InMemoryMultimodalDataset(dataset_dict["train"])
+    split = dataset_dict["train"]
+    feature_extractor = LDDUFeatureExtractor(
+        feature_dims={m: split.features[m].shape[1] for m in MODALITIES},
+        max_lengths={m: None for m in MODALITIES},
+    )
+    train = InMemoryMultimodalDataset(split, feature_extractor)
     load_seconds = time.perf_counter() - start
 
     generator = torch.Generator().manual_seed(args.seed)
@@ -117,9 +124,9 @@ def measure(args: argparse.Namespace, dataset_dir: Path) -> dict[str, object]:
         collate_fn=MultimodalDataCollator(),
         generator=generator,
     )
-    expected_keys = {
-        f"{m}_{kind}" for m in ("text", "audio", "visual") for kind in ("features", "mask")
-    } | {"labels"}
+    expected_keys = {f"{m}_{kind}" for m in MODALITIES for kind in ("features", "mask")} | {
+        "labels"
+    }
     epoch_seconds = []
     for _ in range(args.epochs):
         start = time.perf_counter()
@@ -133,9 +140,7 @@ def measure(args: argparse.Namespace, dataset_dir: Path) -> dict[str, object]:
 
     arrow_rate = None
     if args.arrow_batches > 0:
-        arrow = dataset_dict["train"].with_format(
-            "torch", columns=["text", "audio", "visual", "labels"]
-        )
+        arrow = dataset_dict["train"].with_format("torch", columns=[*MODALITIES, "labels"])
         arrow_loader = torch.utils.data.DataLoader(
             arrow, batch_size=args.batch_size, shuffle=True, generator=generator
         )
@@ -149,9 +154,7 @@ def measure(args: argparse.Namespace, dataset_dir: Path) -> dict[str, object]:
 
     return {
         "num_samples": len(train),
-        "shapes": {
-            m: list(train.tensors[f"{m}_features"].shape[1:]) for m in ("text", "audio", "visual")
-        },
+        "shapes": {m: list(train.tensors[f"{m}_features"].shape[1:]) for m in MODALITIES},
         "batch_size": args.batch_size,
         "torch_threads": torch.get_num_threads(),
         "load_seconds": load_seconds,

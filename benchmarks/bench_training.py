@@ -56,7 +56,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 
 #: The authors' code on this machine type (reference-lddu.md §9), for the table.
 AUTHORS = {"train": 11.0, "eval": 220.0, "train_peak_mb": 7300.0, "eval_peak_mb": 460.0}

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from mmer.io import check_output_file, write_json_atomic  # noqa: E402
+from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 from modeling_lddu.convert_original_checkpoint import (  # noqa: E402
     DEAD_PREFIXES,
     convert_original_checkpoint,

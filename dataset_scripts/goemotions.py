@@ -1,4 +1,4 @@
-"""GoEmotions (Reddit comments, Ekman grouping) as a text-only LDDU dataset of GloVe word vectors.
+"""GoEmotions (Reddit comments, Ekman grouping) as a text-only dataset of GloVe word vectors.
 
 Usage::
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import re
@@ -49,13 +48,16 @@ from typing import Any
 
 import numpy as np
 
-from .common import ConversionResult, SplitArrays, build_dataset_dict
+from .building import build_dataset_dict, metadata_from_dataset
+from .conversion import ConversionResult
+from .labels import GOEMOTIONS_LABELS
+from .saving import save_prepared
+from .sources import SplitArrays
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "GLOVE_PACKAGE",
-    "GOEMOTIONS_LABELS",
     "NEUTRAL",
     "SOURCE_FILES",
     "TOKEN_PATTERN",
@@ -67,16 +69,6 @@ __all__ = [
     "tokenize",
 ]
 
-#: The Ekman grouping's classes, in the order of the label ids in the TSV files.
-GOEMOTIONS_LABELS: tuple[str, ...] = (
-    "anger",
-    "disgust",
-    "fear",
-    "joy",
-    "neutral",
-    "sadness",
-    "surprise",
-)
 NEUTRAL = "neutral"
 #: Output split -> source file.
 SOURCE_FILES: dict[str, str] = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
@@ -349,8 +341,7 @@ def build(
 
 def _summary(result: ConversionResult, output: Path) -> str:
     report = result.report
-    names = next(iter(result.dataset_dict.values())).info.description
-    label_names = json.loads(names)["lddu_metadata"]["label_names"]
+    label_names = metadata_from_dataset(result.dataset_dict)["label_names"]
     lines = [
         f"GoEmotions (Ekman) from {report['source_dir']}",
         f"labels: {', '.join(label_names)}",
@@ -370,8 +361,6 @@ def _summary(result: ConversionResult, output: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .saving import save_prepared
-
     parser = argparse.ArgumentParser(
         prog="python -m dataset_scripts.goemotions",
         description="Build the text-only GoEmotions (Ekman) dataset of 50-d GloVe word vectors.",

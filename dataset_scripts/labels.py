@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "GOEMOTIONS_LABELS",
     "LabelSpec",
     "M3ED_LABELS",
     "MOSEI_LABELS",
@@ -68,6 +69,12 @@ class LabelSpec:
     def class_to_token(self) -> dict[int, int]:
         return {class_index: token for token, class_index in self.token_to_class.items()}
 
+    def token_summary(self) -> str:
+        """The emotion tokens and their names for help texts, e.g. `"4..9 = happy, sad, ..."`."""
+        tokens = sorted(self.token_to_class)
+        names = ", ".join(self.label_names[self.token_to_class[token]] for token in tokens)
+        return f"{tokens[0]}..{tokens[-1]} = {names}"
+
 
 # CMU-MOSEI: emotion_dict {4:0, 5:1, 6:2, 7:3, 8:4, 9:5} of the reference loader. The class order
 # is the one the reference's docstring gives (the label.csv that would confirm it is missing
@@ -84,6 +91,19 @@ M3ED_LABELS = LabelSpec(
     dataset_name="m3ed",
     label_names=("happy", "neutral", "sad", "disgust", "anger", "fear", "surprise"),
     token_to_class={4: 0, 5: 1, 6: 2, 7: 3, 8: 4, 9: 5, 10: 6},
+)
+
+
+# GoEmotions, Ekman grouping: the classes in the order of the label ids of its TSV files. Its labels
+# are id lists, not `tgt` token lists, so they need no `LabelSpec`.
+GOEMOTIONS_LABELS: tuple[str, ...] = (
+    "anger",
+    "disgust",
+    "fear",
+    "joy",
+    "neutral",
+    "sadness",
+    "surprise",
 )
 
 

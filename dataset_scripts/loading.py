@@ -7,7 +7,7 @@ Random access into Arrow costs about 2-3k samples/s, so a split is materialised 
 Typical use (also with `transformers.Trainer(train_dataset=..., data_collator=...)`)::
 
     dataset_dict = load_prepared("data/mosei_aligned")
-    train = InMemoryMultimodalDataset(dataset_dict["train"])
+    train = InMemoryMultimodalDataset(dataset_dict["train"], feature_extractor)
     loader = DataLoader(train, batch_size=64, shuffle=True, collate_fn=MultimodalDataCollator())
     for batch in loader:
         outputs = model(**batch)   # text_features, text_mask, ..., visual_mask, labels
@@ -20,18 +20,18 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import datasets
 import numpy as np
 import torch
 
-from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
-
-from .common import MODALITIES, metadata_from_dataset
+from .building import metadata_from_dataset, metadata_to_description
+from .modalities import MODALITIES
 from .saving import CLEANING_REPORT_FILENAME, METADATA_FILENAME
 
 __all__ = [
+    "FeatureExtractor",
     "InMemoryMultimodalDataset",
     "MultimodalDataCollator",
     "load_label_names",
@@ -59,13 +59,19 @@ def load_metadata(
     """The dataset metadata, with the conversion report under `report`.
 
     Keys: `dataset_name`, `config_name`, `label_names`, `feature_dims`, `sequence_lengths`,
-    `num_samples`, `report`. Works for a folder written by `save_prepared`, a Hub layout folder
-    (`write_hub_layout`) and, with network access, a dataset repository on the Hub.
+    `num_samples`, `report`. Works for a folder written by `save_prepared` (the metadata is in the
+    splits' `info.description`), a Hub layout folder (`write_hub_layout`: `dataset_metadata.json`
+    and `cleaning_report.json`) and, with network access, a dataset repository on the Hub.
     """
     path = Path(path_or_repo)
     if (path / "dataset_dict.json").is_file():
-        folder = path
-    elif (path / "README.md").is_file():
+        metadata = metadata_from_dataset(datasets.load_from_disk(str(path)))
+        if metadata is None:
+            raise FileNotFoundError(
+                f"{path} holds no dataset metadata; was the dataset written by dataset_scripts?"
+            )
+        return metadata
+    if (path / "README.md").is_file():
         folder = path / (config_name or _default_hub_config(path / "README.md"))
     elif path.exists():
         raise ValueError(
@@ -110,7 +116,7 @@ def load_prepared(
     a Hub dataset repository (read with `load_dataset(path_or_repo, config_name)`; `config_name`
     defaults to the README's default configuration).
 
-    The metadata is attached to every split, so `common.metadata_from_dataset(split)` (and
+    The metadata is attached to every split, so `building.metadata_from_dataset(split)` (and
     `InMemoryMultimodalDataset.label_names`) work whatever the origin.
     """
     path = Path(path_or_repo)
@@ -127,10 +133,25 @@ def load_prepared(
         metadata = load_metadata(path_or_repo, config_name)
     except (FileNotFoundError, OSError, ValueError):
         return dataset_dict
-    description = json.dumps({"lddu_metadata": metadata})
+    description = metadata_to_description(metadata)
     for split in dataset_dict.values():
         split.info.description = description
     return dataset_dict
+
+
+class FeatureExtractor(Protocol):
+    """What the loader needs of a feature extractor (a model family's, passed in by the caller).
+
+    `padding_side` is `"right"` or `"left"`. Called with one `[N, L, D]` array (or list of `[L, D]`
+    arrays) per modality name, it returns `{modality}_features` `[N, L', D]` float32 and
+    `{modality}_mask` `[N, L']` int64 numpy arrays, padded or truncated as asked.
+    """
+
+    padding_side: str
+
+    def __call__(
+        self, *, padding: str, truncation: bool, return_tensors: str, **modalities: Any
+    ) -> Mapping[str, np.ndarray]: ...
 
 
 def _owns_memory(array: np.ndarray) -> bool:
@@ -156,17 +177,17 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
     Args:
         dataset: One split of a prepared `DatasetDict`.
         feature_extractor: Decides max lengths, padding/truncation sides, padding value and
-            normalisation. Defaults to one without length limits and without normalisation.
+            normalisation (see `FeatureExtractor`); the model family's, built by the caller.
         padding: `"longest"` trims each batch to its longest real sequence (variable-length
             splits); `"max_length"` keeps every batch at the feature extractor's (or the split's)
             full length.
-        modalities: Subset of `("text", "audio", "visual")` to load; defaults to all present.
+        modalities: Subset of `MODALITIES` to load; defaults to all present.
     """
 
     def __init__(
         self,
         dataset: datasets.Dataset,
-        feature_extractor: LDDUFeatureExtractor | None = None,
+        feature_extractor: FeatureExtractor,
         padding: str = "longest",
         modalities: Sequence[str] | None = None,
     ) -> None:
@@ -177,11 +198,6 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
         if missing:
             raise ValueError(
                 f"The dataset lacks the columns {missing}; it has {dataset.column_names}"
-            )
-        if feature_extractor is None:
-            feature_extractor = LDDUFeatureExtractor(
-                feature_dims={m: dataset.features[m].shape[1] for m in self.modalities},
-                max_lengths={m: None for m in self.modalities},
             )
         self.padding = padding
         self.padding_side = feature_extractor.padding_side

@@ -11,8 +11,10 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from .common import ConversionResult, DatasetSpec, convert_source, run_conversion_cli
+from .cli import run_conversion_cli
+from .conversion import ConversionResult, convert_source
 from .labels import M3ED_LABELS
+from .sources import DatasetSpec
 
 __all__ = ["M3ED_SPEC", "SOURCE_FORMAT_HELP", "convert_m3ed", "main"]
 
@@ -24,7 +26,7 @@ M3ED_SPEC = DatasetSpec(
     expected_dims={"text": 768, "audio": 1024, "visual": 342},
     # CARAT pads each dialogue's utterance sequence to 60 steps and stores the real length here.
     length_keys={"text": "len_list", "audio": "len_list", "visual": "len_list"},
-    pretty_name="M3ED emotions (LDDU features)",
+    pretty_name="M3ED emotions (pre-extracted features)",
     description=(
         "M3ED dialogues as utterance-level feature sequences (text RoBERTa 768, audio wav2vec "
         "1024, visual DenseFace 342); the labels are the set of emotions that occur in the "
@@ -32,15 +34,18 @@ M3ED_SPEC = DatasetSpec(
     ),
 )
 
-SOURCE_FORMAT_HELP = """\
+SOURCE_FORMAT_HELP = (
+    """\
 expected source format
   CARAT's torch file (m3ed_data_60.pt, written by CARAT's utils/m3ed_reader.py):
       {'train': SPLIT, 'valid': SPLIT, 'test': SPLIT, 'dict': {'tgt': {...}, ...}, 'settings': ...}
   where each SPLIT is a dict with
       'src-text', 'src-audio', 'src-visual' : N arrays [60, D] (one row per utterance, zero-padded)
       'len_list' : N real lengths (utterances per dialogue)
-      'tgt'      : N token lists [2, emotion tokens..., 3]; tokens 4..10 = happy, neutral, sad,
-                   disgust, anger, fear, surprise (dataset_scripts/labels.py)
+      'tgt'      : N token lists [2, emotion tokens..., 3]; tokens """
+    + M3ED_LABELS.token_summary()
+    + """
+                   (dataset_scripts/labels.py)
   MMSA-style keys ('text', 'audio', 'vision') are accepted too.
 
   Which modality is which is decided from the dims, not the key names: the expected dims are
@@ -54,6 +59,7 @@ expected source format
   argparse.Namespace (CARAT's 'settings') are allowed in it. Non-finite values are replaced by 0 and
   counted in cleaning_report.json.
 """
+)
 
 
 def convert_m3ed(

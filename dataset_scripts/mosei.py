@@ -14,8 +14,10 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from .common import ConversionResult, DatasetSpec, convert_source, run_conversion_cli
+from .cli import run_conversion_cli
+from .conversion import ConversionResult, convert_source
 from .labels import MOSEI_LABELS
+from .sources import DatasetSpec
 
 __all__ = ["MOSEI_SPECS", "SOURCE_FORMAT_HELP", "convert_mosei", "main"]
 
@@ -30,7 +32,7 @@ MOSEI_SPECS: dict[str, DatasetSpec] = {
         config_name="aligned",
         label_spec=MOSEI_LABELS,
         expected_dims={"text": None, "audio": 74, "visual": 35},
-        pretty_name="CMU-MOSEI emotions (LDDU features)",
+        pretty_name="CMU-MOSEI emotions (pre-extracted features)",
         description=_DESCRIPTION + " Word-aligned: all three sequences have 50 steps.",
     ),
     "unaligned": DatasetSpec(
@@ -40,22 +42,25 @@ MOSEI_SPECS: dict[str, DatasetSpec] = {
         expected_dims={"text": None, "audio": 74, "visual": 35},
         # MMSA's unaligned file stores the real audio/vision lengths of its zero-padded sequences.
         length_keys={"audio": "audio_lengths", "visual": "vision_lengths"},
-        pretty_name="CMU-MOSEI emotions (LDDU features)",
+        pretty_name="CMU-MOSEI emotions (pre-extracted features)",
         description=_DESCRIPTION + " Unaligned: each modality keeps its own frame rate.",
     ),
 }
 
-SOURCE_FORMAT_HELP = """\
+SOURCE_FORMAT_HELP = (
+    """\
 expected source format
-  A pickle (MMSA aligned_50.pkl / unaligned_50.pkl with a `tgt` entry added per sample, as the LDDU
-  authors' data_process.py does) or a torch .pt file (TAILOR/CARAT), holding
+  A pickle (MMSA aligned_50.pkl / unaligned_50.pkl with a `tgt` entry added per sample, as the
+  reference implementation's data_process.py does) or a torch .pt file (TAILOR/CARAT), holding
       {'train': SPLIT, 'valid': SPLIT, 'test': SPLIT}        ('validation' is accepted for 'valid')
   where each SPLIT is a dict with
       text   : 'src-text'   or 'text'    [N, L, D] array, or a list of N [L_i, D] arrays
       audio  : 'src-audio'  or 'audio'   idem (COVAREP, dim 74)
       visual : 'src-visual' or 'vision'  idem (Facet, dim 35)
-      tgt    : N token lists [2, emotion tokens..., 3]; tokens 4..9 = happy, sad, anger, surprise,
-               disgust, fear (dataset_scripts/labels.py)
+      tgt    : N token lists [2, emotion tokens..., 3]; tokens """
+    + MOSEI_LABELS.token_summary()
+    + """
+               (dataset_scripts/labels.py)
       id     : optional sample ids (MMSA)
   Other keys (raw_text, regression_labels, ...) are ignored. With --config unaligned, MMSA's
   'audio_lengths' / 'vision_lengths' cut the zero-padded sequences to their real length (turn off
@@ -66,6 +71,7 @@ expected source format
   only accepts numpy arrays and Python containers, .pt files with torch.load(weights_only=True).
   Non-finite values (COVAREP has -inf) are replaced by 0 and counted in cleaning_report.json.
 """
+)
 
 
 def convert_mosei(

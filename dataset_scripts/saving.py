@@ -3,8 +3,8 @@
 Saved dataset folder (`save_prepared`)::
 
     OUTPUT/
-        dataset_dict.json, train/, validation/, test/  # datasets' save_to_disk (Arrow)
-        lddu_metadata.json                             # names, label names, dims, lengths
+        dataset_dict.json, train/, validation/, test/  # datasets' save_to_disk (Arrow); the
+                                                       # metadata is in each split's description
         cleaning_report.json                           # non-finite counts, lengths cut, swap
 
 Hub layout (`write_hub_layout`), loadable with `datasets.load_dataset(HUB_DIR, CONFIG)`::
@@ -12,7 +12,13 @@ Hub layout (`write_hub_layout`), loadable with `datasets.load_dataset(HUB_DIR, C
     HUB_DIR/
         README.md                                      # YAML `configs:` with data_files
         CONFIG/train-00000-of-00001.parquet, validation-..., test-...
-        CONFIG/lddu_metadata.json, CONFIG/cleaning_report.json
+        CONFIG/dataset_metadata.json                   # names, label names, dims, lengths
+        CONFIG/cleaning_report.json
+
+The metadata is stored once per layout (see `building`): in the split's `DatasetInfo.description`
+for `save_to_disk` folders, in `dataset_metadata.json` for the Hub layout, whose parquet files cannot
+carry a description. `cleaning_report.json` is the conversion report written out for people to
+read (the command lines point to it); the loader reads it back only for the Hub layout.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ from typing import Any
 
 import datasets
 
-from mmer.io import write_text_atomic
-
-from .common import MODALITIES, metadata_from_dataset
+from .building import metadata_from_dataset
+from .io import write_text_atomic
+from .modalities import MODALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +51,12 @@ __all__ = [
     "write_hub_layout",
 ]
 
-METADATA_FILENAME = "lddu_metadata.json"
+METADATA_FILENAME = "dataset_metadata.json"
 CLEANING_REPORT_FILENAME = "cleaning_report.json"
 DEFAULT_MAX_SHARD_BYTES = 500 * 2**20
 
-_CONFIG_SECTION_START = "<!-- lddu-config:{} -->"
-_CONFIG_SECTION_END = "<!-- /lddu-config:{} -->"
+_CONFIG_SECTION_START = "<!-- dataset-config:{} -->"
+_CONFIG_SECTION_END = "<!-- /dataset-config:{} -->"
 
 
 @contextlib.contextmanager
@@ -91,20 +97,28 @@ def _write_json(path: Path, content: Any) -> None:
     path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
+def _write_report_file(folder: Path, metadata: Mapping[str, Any] | None) -> None:
+    if metadata is not None:
+        _write_json(folder / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
+
+
 def _write_metadata_files(folder: Path, metadata: Mapping[str, Any] | None) -> None:
+    """The Hub layout's metadata file (without the report) and its report file."""
     if metadata is None:
         return
     _write_json(
         folder / METADATA_FILENAME,
         {key: value for key, value in metadata.items() if key != "report"},
     )
-    _write_json(folder / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
+    _write_report_file(folder, metadata)
 
 
 def save_prepared(
     dataset_dict: datasets.DatasetDict, output_dir: str | os.PathLike, overwrite: bool = False
 ) -> Path:
-    """`save_to_disk` into `output_dir` atomically, plus the metadata and cleaning report files.
+    """`save_to_disk` into `output_dir` atomically, plus the cleaning report file.
+
+    The metadata needs no file here: `save_to_disk` keeps each split's `info.description`.
 
     Raises:
         FileExistsError: If `output_dir` exists and `overwrite` is False.
@@ -112,7 +126,7 @@ def save_prepared(
     output_dir = Path(output_dir)
     with atomic_output_dir(output_dir, overwrite=overwrite) as temporary:
         dataset_dict.save_to_disk(str(temporary))
-        _write_metadata_files(temporary, metadata_from_dataset(dataset_dict))
+        _write_report_file(temporary, metadata_from_dataset(dataset_dict))
     logger.info(
         "Saved %s to %s", {split: ds.num_rows for split, ds in dataset_dict.items()}, output_dir
     )
@@ -177,7 +191,7 @@ def _merge_card_body(old_body: str, config_name: str, section: str, pretty_name:
         old_body = (
             f"# {pretty_name}\n\n"
             "Pre-extracted text/audio/visual feature sequences with multi-hot emotion labels, "
-            "converted with `dataset_scripts` of the LDDU package. Check the license of the "
+            "converted with `dataset_scripts`. Check the license of the "
             "original features before you share this dataset.\n\n"
             "```python\nfrom datasets import load_dataset\n"
             "dataset = load_dataset(REPO_OR_FOLDER, CONFIG)\n```\n"

@@ -27,7 +27,7 @@ __all__ = ["IGNORE_PATTERNS", "REQUIRED_FILES", "list_upload_files", "publish_fo
 REQUIRED_FILES: tuple[str, ...] = ("config.json", "model.safetensors", "README.md")
 
 #: Never uploaded: Trainer checkpoints and TensorBoard runs, temporary files (including the hidden
-#: `.<name>.*.tmp` files of `mmer.io`), Python caches. huggingface_hub adds its own defaults
+#: `.<name>.*.tmp` files of `dataset_scripts.io`), Python caches. huggingface_hub adds its own defaults
 #: (`.git`, `.cache/huggingface`).
 IGNORE_PATTERNS: tuple[str, ...] = (
     ".staging/**",

@@ -28,7 +28,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .io import write_bytes_atomic
+from dataset_scripts.io import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 

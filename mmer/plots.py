@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .io import write_bytes_atomic
+from dataset_scripts.io import write_bytes_atomic
+
 from .metrics import expected_calibration_error, reliability_curve
 
 logger = logging.getLogger(__name__)

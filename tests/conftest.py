@@ -57,6 +57,18 @@ def tiny_config(**overrides):
     return LDDUConfig(**values)
 
 
+def plain_feature_extractor(split, modalities=None):
+    """The feature extractor for `InMemoryMultimodalDataset`: no length limits, no normalisation."""
+    from dataset_scripts.modalities import MODALITIES
+    from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
+
+    modalities = modalities or [m for m in MODALITIES if m in split.column_names]
+    return LDDUFeatureExtractor(
+        feature_dims={m: split.features[m].shape[1] for m in modalities},
+        max_lengths={m: None for m in modalities},
+    )
+
+
 def tiny_inputs(
     config, batch_size: int = 3, lengths=(10, 6, 4), seed: int = 0, labels: bool = False
 ):

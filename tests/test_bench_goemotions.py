@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from dataset_scripts.goemotions import GOEMOTIONS_LABELS, build
+from dataset_scripts.goemotions import build
+from dataset_scripts.labels import GOEMOTIONS_LABELS
 from dataset_scripts.saving import save_prepared
 from tests.conftest import REPO_ROOT
 

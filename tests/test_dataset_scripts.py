@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dataset_scripts import m3ed, mosei
-from dataset_scripts.common import SPLITS, metadata_from_dataset, parse_source
+from dataset_scripts.building import build_dataset_dict, metadata_from_dataset
 from dataset_scripts.labels import (
     M3ED_LABELS,
     MOSEI_LABELS,
@@ -29,6 +29,7 @@ from dataset_scripts.loading import (
     load_metadata,
     load_prepared,
 )
+from dataset_scripts.modalities import MODALITIES, SPLITS
 from dataset_scripts.saving import (
     CLEANING_REPORT_FILENAME,
     atomic_output_dir,
@@ -36,6 +37,7 @@ from dataset_scripts.saving import (
     save_prepared,
     write_hub_layout,
 )
+from dataset_scripts.sources import SplitArrays, parse_source
 from dataset_scripts.synthetic import (
     generate_synthetic_splits,
     make_synthetic_dataset,
@@ -43,7 +45,7 @@ from dataset_scripts.synthetic import (
 )
 from modeling_lddu import LDDUForEmotionRecognition
 
-from .conftest import REPO_ROOT, tiny_config
+from .conftest import REPO_ROOT, plain_feature_extractor, tiny_config
 
 SMALL = {
     "num_train": 12,
@@ -64,12 +66,10 @@ SMALL_M3ED = {
     "text_dim": 12,
     "audio_dim": 10,
     "visual_dim": 6,
-    **{f"{m}_length": (2, 12) for m in ("text", "audio", "visual")},
+    **{f"{m}_length": (2, 12) for m in MODALITIES},
 }
 SMALL_M3ED_DIMS = {"text": 12, "audio": 10, "visual": 6}
-MODEL_INPUT_NAMES = [
-    f"{m}_{kind}" for m in ("text", "audio", "visual") for kind in ("features", "mask")
-]
+MODEL_INPUT_NAMES = [f"{m}_{kind}" for m in MODALITIES for kind in ("features", "mask")]
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +86,7 @@ def _assert_matches_generated(dataset_dict, generated, modalities_with_lengths=(
         converted = dataset_dict[split].with_format("numpy")
         want = generated[split]
         np.testing.assert_array_equal(converted["labels"], want.labels)
-        for modality in ("text", "audio", "visual"):
+        for modality in MODALITIES:
             column = converted[modality]
             for index in (0, len(want) - 1):
                 np.testing.assert_array_equal(column[index], want.features[modality][index])
@@ -171,7 +171,7 @@ def test_m3ed_converts_carat_file(tmp_path, caplog, array_type):
         converted = dataset_dict[split].with_format("numpy")
         np.testing.assert_array_equal(converted["labels"], generated[split].labels)
         for index in range(len(generated[split])):
-            for modality in ("text", "audio", "visual"):
+            for modality in MODALITIES:
                 # Cut to len_list, which is at most the stored 10 steps.
                 want = generated[split].features[modality][index][:10]
                 np.testing.assert_array_equal(converted[modality][index], want)
@@ -464,7 +464,7 @@ def _assert_same_dataset(left: datasets.DatasetDict, right: datasets.DatasetDict
         assert left[split].features == right[split].features
         a, b = left[split].with_format("numpy")[:], right[split].with_format("numpy")[:]
         assert list(a["id"]) == list(b["id"])
-        for column in ("text", "audio", "visual", "labels"):
+        for column in (*MODALITIES, "labels"):
             for x, y in zip(a[column], b[column], strict=True):
                 np.testing.assert_array_equal(x, y)
 
@@ -497,7 +497,7 @@ def test_hub_layout_round_trip_and_configs(tmp_path, converted_unaligned):
 
     assert sorted(p.name for p in (hub / "aligned").iterdir()) == [
         "cleaning_report.json",
-        "lddu_metadata.json",
+        "dataset_metadata.json",
         "test-00000-of-00001.parquet",
         "train-00000-of-00001.parquet",
         "validation-00000-of-00001.parquet",
@@ -625,7 +625,7 @@ def test_cli_help_explains_the_source_format(module, capsys):
 
 def test_in_memory_dataset_yields_model_ready_batches(converted_unaligned):
     split = converted_unaligned.dataset_dict["train"]
-    dataset = InMemoryMultimodalDataset(split)
+    dataset = InMemoryMultimodalDataset(split, plain_feature_extractor(split))
     assert len(dataset) == 12 and dataset.label_names == list(MOSEI_LABELS.label_names)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -652,7 +652,8 @@ def test_in_memory_dataset_yields_model_ready_batches(converted_unaligned):
 
 
 def test_collator_list_path_matches_batched_path(converted_unaligned):
-    dataset = InMemoryMultimodalDataset(converted_unaligned.dataset_dict["validation"])
+    split = converted_unaligned.dataset_dict["validation"]
+    dataset = InMemoryMultimodalDataset(split, plain_feature_extractor(split))
     collator = MultimodalDataCollator()
     from_list = collator([dataset[i] for i in (3, 0, 2)])
     batched = collator(dataset.__getitems__([3, 0, 2]))
@@ -696,7 +697,8 @@ def test_loader_batches_go_straight_into_the_model(tmp_path):
         visual_length=8,
     )
     save_prepared(dataset_dict, tmp_path / "saved")
-    train = InMemoryMultimodalDataset(load_prepared(tmp_path / "saved")["train"])
+    train_split = load_prepared(tmp_path / "saved")["train"]
+    train = InMemoryMultimodalDataset(train_split, plain_feature_extractor(train_split))
     model = LDDUForEmotionRecognition(tiny_config(text_dim=12, audio_dim=7, visual_dim=5))
     loader = torch.utils.data.DataLoader(
         train, batch_size=8, shuffle=True, collate_fn=MultimodalDataCollator()
@@ -726,8 +728,6 @@ def test_loading_benchmark_smoke(tmp_path):
 
 
 def test_build_dataset_dict_with_a_subset_of_modalities():
-    from dataset_scripts.common import SplitArrays, build_dataset_dict
-
     rng = np.random.default_rng(0)
 
     def split(n, modalities):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 import pytest
 
 from dataset_scripts import goemotions
+from dataset_scripts.building import metadata_from_dataset
 from dataset_scripts.goemotions import WordVectors, build, read_split, tokenize
+from dataset_scripts.labels import GOEMOTIONS_LABELS
+
+from .conftest import plain_feature_extractor
 
 DIM = 4
 WORDS = ("i", "do", "n't", "like", "it", "love", "this", "!", "so", "sad", "wow", "what", "?")
@@ -42,7 +45,7 @@ def write_source(folder, rows=ROWS, labels_txt: bool = True):
         lines = [f"{text}\t{labels}\tid{index}" for index, (text, labels) in enumerate(split_rows)]
         (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     if labels_txt:
-        (folder / "labels.txt").write_text("\n".join(goemotions.GOEMOTIONS_LABELS))
+        (folder / "labels.txt").write_text("\n".join(GOEMOTIONS_LABELS))
     return folder
 
 
@@ -72,8 +75,8 @@ def test_build_text_only_columns_labels_and_metadata(source):
     np.testing.assert_array_equal(labels[2], [0, 1, 0, 0, 0, 1, 0])  # "5,1": disgust + sadness
     np.testing.assert_array_equal(labels[4], [0, 0, 0, 1, 0, 0, 1])
 
-    metadata = json.loads(train.info.description)["lddu_metadata"]
-    assert metadata["label_names"] == list(goemotions.GOEMOTIONS_LABELS)
+    metadata = metadata_from_dataset(train)
+    assert metadata["label_names"] == list(GOEMOTIONS_LABELS)
     assert metadata["feature_dims"] == {"text": DIM}
     assert metadata["dataset_name"] == "goemotions"
 
@@ -106,7 +109,7 @@ def test_max_length_truncates_and_loader_masks_padding(source):
     assert lengths == [3, 3, 2, 1, 3]
     assert result.report["splits"]["train"]["truncated"] == 1
 
-    loaded = InMemoryMultimodalDataset(train)
+    loaded = InMemoryMultimodalDataset(train, plain_feature_extractor(train))
     assert loaded.modalities == ("text",)
     np.testing.assert_array_equal(loaded.tensors["text_mask"].sum(dim=1).numpy(), lengths)
     batch = loaded.__getitems__([2, 3])
@@ -117,7 +120,7 @@ def test_max_length_truncates_and_loader_masks_padding(source):
 def test_drop_neutral_gives_six_labels_and_empty_targets(source):
     result = build(source, vectors=fake_vectors(), drop_neutral=True)
     train = result.dataset_dict["train"]
-    metadata = json.loads(train.info.description)["lddu_metadata"]
+    metadata = metadata_from_dataset(train)
     assert metadata["label_names"] == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
     labels = np.asarray(train["labels"])
     assert labels.shape == (5, 6)
@@ -183,6 +186,6 @@ def test_command_line_writes_a_folder_train_py_reads(tmp_path, source, monkeypat
 
     data_args = train.DataArguments(dataset="goemotions", data_dir=str(output))
     dataset = train.build_datasets(data_args)
-    assert train.dataset_label_names(dataset["train"]) == list(goemotions.GOEMOTIONS_LABELS)
+    assert train.dataset_label_names(dataset["train"]) == list(GOEMOTIONS_LABELS)
     assert train.dataset_shapes(dataset["train"]) == ({"text": DIM}, {"text": 5})
     assert load_prepared(output)["test"].num_rows == 3

@@ -1,4 +1,4 @@
-"""Tests of mmer.io: atomic writes and output-folder preparation."""
+"""Tests of dataset_scripts.io: atomic writes and output-folder preparation."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmer.io import (
+from dataset_scripts.io import (
     atomic_write,
     prepare_output_dir,
     write_bytes_atomic,
@@ -98,7 +98,7 @@ def test_prepare_output_dir(tmp_path):
 
 
 def test_check_output_file_refuses_an_existing_file_unless_overwrite(tmp_path):
-    from mmer.io import check_output_file
+    from dataset_scripts.io import check_output_file
 
     target = tmp_path / "report.json"
     check_output_file(None)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from dataset_scripts import synthetic
-from dataset_scripts.common import metadata_from_dataset
+from dataset_scripts.building import metadata_from_dataset
 from dataset_scripts.labels import MOSEI_LABELS
 from dataset_scripts.loading import load_prepared
+from dataset_scripts.modalities import MODALITIES
 from dataset_scripts.safe_load import load_source_file
 from dataset_scripts.synthetic import (
     MOSEI_LABEL_PREVALENCE,
@@ -41,7 +42,7 @@ def _assert_same_splits(left, right):
     for split in left:
         np.testing.assert_array_equal(left[split].labels, right[split].labels)
         assert left[split].ids == right[split].ids
-        for modality in ("text", "audio", "visual"):
+        for modality in MODALITIES:
             for a, b in zip(
                 left[split].features[modality], right[split].features[modality], strict=True
             ):
@@ -75,7 +76,7 @@ def test_dataset_has_the_builders_columns_and_features():
     )
     assert list(dataset_dict) == ["train", "validation", "test"]
     features = dataset_dict["train"].features
-    assert list(features) == ["id", "text", "audio", "visual", "labels"]
+    assert list(features) == ["id", *MODALITIES, "labels"]
     assert features["text"] == datasets.Array2D((10, 32), "float32")
     assert features["visual"] == datasets.Array2D((None, 8), "float32")
     assert features["labels"] == datasets.List(datasets.Value("float32"), length=6)
@@ -94,12 +95,12 @@ def test_dataset_has_the_builders_columns_and_features():
 def test_default_shapes_are_moseis():
     dataset_dict = make_synthetic_dataset(num_train=2, num_validation=1, num_test=1)
     features = dataset_dict["train"].features
-    shapes = [features[m].shape for m in ("text", "audio", "visual")]
+    shapes = [features[m].shape for m in MODALITIES]
     assert shapes == [(50, 768), (50, 74), (50, 35)]
 
 
 def test_label_statistics_follow_mosei():
-    tiny = {f"{m}_{kind}": 1 for m in ("text", "audio", "visual") for kind in ("dim", "length")}
+    tiny = {f"{m}_{kind}": 1 for m in MODALITIES for kind in ("dim", "length")}
     splits = generate_synthetic_splits(num_train=6000, num_validation=1, num_test=1, **tiny)
     labels = splits["train"].labels
     np.testing.assert_allclose(labels.mean(axis=0), MOSEI_LABEL_PREVALENCE, atol=0.02)
@@ -161,16 +162,16 @@ def _logistic_regression_auc(splits, modalities) -> float:
 
 def test_data_is_learnable_through_each_modality():
     splits = generate_synthetic_splits(num_train=1000, num_validation=1, num_test=500, **SMALL)
-    all_modalities = _logistic_regression_auc(splits, ("text", "audio", "visual"))
+    all_modalities = _logistic_regression_auc(splits, MODALITIES)
     assert all_modalities > 0.8  # chance is 0.5
-    for modality in ("text", "audio", "visual"):
+    for modality in MODALITIES:
         alone = _logistic_regression_auc(splits, (modality,))
         assert 0.62 < alone < all_modalities, modality
 
     noise_only = generate_synthetic_splits(
         num_train=1000, num_validation=1, num_test=500, signal_strength=0.0, **SMALL
     )
-    assert abs(_logistic_regression_auc(noise_only, ("text", "audio", "visual")) - 0.5) < 0.06
+    assert abs(_logistic_regression_auc(noise_only, MODALITIES) - 0.5) < 0.06
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,7 @@ def prepare_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False)
     An existing non-empty folder is refused unless `overwrite=True`. Even then nothing is deleted:
     files are replaced one by one as they are written, and files that the new run does not write stay
     in place (as with transformers' `overwrite_output_dir`). Use a fresh folder for anything that will
-    be published with `mmer.hub.publish_folder`, which uploads every file it finds.
+    be published with a tool that uploads every file it finds (such as the Hub publisher).
 
     Args:
         path: Output folder.

@@ -1,0 +1,175 @@
+"""The command line shared by the source-file builders (`python -m dataset_scripts.mosei`, `.m3ed`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import saving
+from .conversion import ConversionResult, convert_source
+from .modalities import MODALITIES
+from .sources import DatasetSpec
+
+__all__ = ["run_conversion_cli"]
+
+
+def _parse_feature_dims(text: str) -> dict[str, int]:
+    dims = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        modality, _, value = item.partition("=")
+        if modality not in MODALITIES or not value.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"expected MODALITY=DIM pairs with MODALITY in {MODALITIES}, e.g. "
+                f"text=768,audio=74; got {item!r}"
+            )
+        dims[modality] = int(value)
+    return dims
+
+
+def _build_argument_parser(
+    prog: str, description: str, source_help: str, config_names: Sequence[str], default_config: str
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=source_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--source", required=True, type=Path, help="The downloaded .pkl or .pt file."
+    )
+    parser.add_argument(
+        "--output", required=True, type=Path, help="Folder for the saved dataset (save_to_disk)."
+    )
+    if len(config_names) > 1:
+        parser.add_argument(
+            "--config", choices=config_names, default=default_config, help="Dataset configuration."
+        )
+    parser.add_argument(
+        "--hub_layout",
+        type=Path,
+        default=None,
+        help="Also write the Hub layout here: <config>/<split>-*.parquet and a README.md dataset "
+        "card. Other configurations already in that folder are kept.",
+    )
+    parser.add_argument(
+        "--push_to_hub",
+        metavar="REPO",
+        default=None,
+        help="Upload the Hub layout to this dataset repository (needs a token with write access).",
+    )
+    parser.add_argument(
+        "--private", action="store_true", help="Create the Hub repository as private."
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing --output (and Hub config folder).",
+    )
+    parser.add_argument(
+        "--feature_dims",
+        type=_parse_feature_dims,
+        default=None,
+        metavar="M=D,...",
+        help="Expected feature dims, overriding the configuration's (e.g. text=300 for GloVe).",
+    )
+    parser.add_argument(
+        "--keep_padding",
+        action="store_true",
+        help="Do not cut padded sequences to the real lengths the source stores (len_list, "
+        "audio_lengths, vision_lengths).",
+    )
+    parser.add_argument(
+        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    return parser
+
+
+def _summary(result: ConversionResult, spec: DatasetSpec, written: Mapping[str, str]) -> str:
+    report = result.report
+    lines = [f"{spec.name} ({spec.config_name}) from {report['source_path']}"]
+    lines.append(f"labels: {', '.join(spec.label_spec.label_names)}")
+    lines.append(
+        "feature dims: " + ", ".join(f"{m} {d}" for m, d in report["feature_dims"].items())
+    )
+    if report["swapped_audio_visual"]:
+        lines.append(
+            "audio and visual features were stored swapped in the source and have been exchanged"
+        )
+    header = f"{'split':<12}{'samples':>9}" + "".join(f"{m + ' length':>16}" for m in MODALITIES)
+    header += f"{'non-finite -> 0':>18}"
+    lines += [header, "-" * len(header)]
+    for split, dataset in result.dataset_dict.items():
+        row = f"{split:<12}{dataset.num_rows:>9}"
+        for modality in MODALITIES:
+            length = dataset.features[modality].shape[0]
+            row += f"{'variable' if length is None else length:>16}"
+        replaced = sum(
+            counts["nan"] + counts["posinf"] + counts["neginf"]
+            for counts in report["non_finite"][split].values()
+        )
+        lines.append(row + f"{replaced:>18}")
+    lines += [f"{name}: {path}" for name, path in written.items()]
+    return "\n".join(lines)
+
+
+def run_conversion_cli(
+    argv: Sequence[str] | None,
+    specs: Mapping[str, DatasetSpec],
+    prog: str,
+    description: str,
+    source_help: str,
+    default_config: str,
+) -> int:
+    """The command line shared by `python -m dataset_scripts.mosei` and `... .m3ed`."""
+    parser = _build_argument_parser(prog, description, source_help, list(specs), default_config)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    spec = specs[getattr(args, "config", default_config)]
+
+    # Fail before the (long) conversion if an output exists.
+    if args.output.exists() and not args.overwrite:
+        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    hub_config_dir = args.hub_layout / spec.config_name if args.hub_layout else None
+    if hub_config_dir is not None and hub_config_dir.exists() and not args.overwrite:
+        parser.error(f"{hub_config_dir} exists; pass --overwrite to replace it")
+
+    result = convert_source(
+        args.source, spec, feature_dims=args.feature_dims, use_lengths=not args.keep_padding
+    )
+    written = {
+        "saved dataset": str(
+            saving.save_prepared(result.dataset_dict, args.output, overwrite=args.overwrite)
+        )
+    }
+    card_text = {"pretty_name": spec.pretty_name, "card_description": spec.description}
+    if args.hub_layout is not None:
+        saving.write_hub_layout(
+            result.dataset_dict,
+            args.hub_layout,
+            spec.config_name,
+            overwrite=args.overwrite,
+            **card_text,
+        )
+        written["hub layout"] = str(args.hub_layout)
+    if args.push_to_hub:
+        if args.hub_layout is not None:
+            written["pushed"] = saving.push_hub_layout(
+                args.hub_layout, args.push_to_hub, spec.config_name, private=args.private
+            )
+        else:
+            with tempfile.TemporaryDirectory() as hub_dir:
+                saving.write_hub_layout(
+                    result.dataset_dict, Path(hub_dir), spec.config_name, **card_text
+                )
+                written["pushed"] = saving.push_hub_layout(
+                    Path(hub_dir), args.push_to_hub, spec.config_name, private=args.private
+                )
+    print(_summary(result, spec, written), file=sys.stdout)
+    return 0
