@@ -37,14 +37,14 @@ from pathlib import Path
 
 import torch
 
-from .configuration_lddu import MODALITIES, MOSEI_EMOTIONS, LDDUConfig
+from .configuration_lddu import LATENT_MODALITY_ORDER, MOSEI_EMOTIONS, LDDUConfig
 
 logger = logging.getLogger(__name__)
 
 #: The authors' encoder attribute per modality.
 ORIGINAL_ENCODER = {"text": "bert", "audio": "audio", "visual": "visual"}
 #: Index of each modality in the authors' ModuleLists.
-ORIGINAL_INDEX = {modality: index for index, modality in enumerate(MODALITIES)}
+ORIGINAL_INDEX = {modality: index for index, modality in enumerate(LATENT_MODALITY_ORDER)}
 #: Modules that exist in the authors' model but never take part in its forward pass.
 DEAD_PREFIXES = (
     "bert.pooler.",
@@ -180,7 +180,7 @@ def convert_original_state_dict(
         converted[target] = transform(tensor) if transform is not None else tensor
         consumed.add(source)
 
-    for modality in MODALITIES:
+    for modality in LATENT_MODALITY_ORDER:
         source = ORIGINAL_ENCODER[modality]
         target = f"lddu.encoders.{modality}"
         norm = {
