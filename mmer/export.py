@@ -31,16 +31,6 @@ logger = logging.getLogger(__name__)
 ENDPOINT_FILES = ("handler.py", "requirements.txt")
 NUM_WIDGET_EXAMPLES = 3
 
-UNCERTAINTY_DEFINITION = (
-    "`uncertainty` is the binary entropy, in bits, of the fused score of each emotion (0 = certain, "
-    "1 = a coin flip). The fused score is a two-expert mixture, `score = g * p_mean + (1 - g) * "
-    "p_spread`, where `g` is the semantic gate, `p_mean` the prediction from the latent means and "
-    "`p_spread` the one from the latent spreads; its entropy splits exactly into the gate-weighted "
-    "entropies of the two experts plus a gate-weighted Jensen-Shannon disagreement between them. "
-    "`error_auroc` is the AUROC of this uncertainty for telling wrong (sample, emotion) decisions "
-    "from right ones on the test split (0.5 = uninformative)."
-)
-
 
 def write_model_folder(
     *,
@@ -58,7 +48,9 @@ def write_model_folder(
     model=None,
 ) -> Path:
     """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``."""
-    from .model_card import build_model_card, save_model_card
+    from model_cards import load_family_card_text
+
+    from .model_card import ModelCardInputs, UncertaintyResults, build_model_card, save_model_card
     from .plots import plot_per_label_f1, plot_reliability_diagram, plot_training_curves
 
     output_dir = Path(output_dir)
@@ -93,42 +85,32 @@ def write_model_folder(
     results["widget_examples"] = widget_examples
     write_json_atomic(staging / "all_results.json", results)
 
-    uncertainty = results.get("uncertainty", {})
     card = build_model_card(
-        model_name=f"LDDU ({dataset_name})",
-        metrics={key: value for key, value in results["test"].items()},
-        per_label_f1={label: results["test"][f"f1_{label}"] for label in label_names},
-        dataset_name=_dataset_display_name(dataset_name),
-        hyperparameters=hyperparameters,
-        threshold=results["thresholds"]["value"],
-        widget_examples=widget_examples,
-        uncertainty={
-            "definition": UNCERTAINTY_DEFINITION,
-            **(
-                {"error_auroc": uncertainty["uncertainty_error_auroc"]}
-                if uncertainty.get("uncertainty_error_auroc") is not None
-                else {}
+        ModelCardInputs(
+            model_type=model.config.model_type,
+            model_name=f"{load_family_card_text(model.config.model_type).display_name} "
+            f"({dataset_name})",
+            dataset_name=_dataset_display_name(dataset_name),
+            metrics=dict(results["test"]),
+            per_label_f1={label: results["test"][f"f1_{label}"] for label in label_names},
+            thresholds=results["thresholds"]["per_label"],
+            threshold_tuned_on=results["thresholds"]["tuned_on"]
+            if results["thresholds"]["mode"] != "none"
+            else None,
+            synthetic_data=synthetic,
+            hyperparameters=hyperparameters,
+            widget_examples=widget_examples,
+            uncertainty=UncertaintyResults(
+                error_auroc=results["uncertainty"].get("uncertainty_error_auroc"),
+                expected_calibration_error=results["uncertainty"]["expected_calibration_error"],
             ),
-            "expected_calibration_error": uncertainty.get("expected_calibration_error"),
-        },
-        per_combination=results.get("modality_combinations") or None,
-        images=images,
-        synthetic_data=synthetic,
-        repo_id=hub_model_id,
-        license=license,
-        threshold_tuned_on=results["thresholds"]["tuned_on"]
-        if results["thresholds"]["mode"] != "none"
-        else None,
-        differences_from_reference=(
-            "This implementation reproduces the authors' forward pass, losses, queue update and "
-            "gradients to float precision (tested against tensors produced by their code). It drops "
-            "their dead modules, selects checkpoints and tunes thresholds on the validation split "
-            "(the authors used the test split), and trains with AdamW instead of their BertAdam "
-            "without bias correction. The project's `docs/design.md` and `docs/training.md` list "
-            "every difference."
-        ),
-        feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
-        feature_extractors=FEATURE_EXTRACTORS.get(dataset_name),
+            per_combination=results["modality_combinations"],
+            images=images,
+            repo_id=hub_model_id,
+            license=license,
+            feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
+            feature_extractors=FEATURE_EXTRACTORS.get(dataset_name) or {},
+        )
     )
     save_model_card(card, staging)
 

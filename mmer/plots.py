@@ -169,7 +169,7 @@ def plot_per_label_f1(
 
     Args:
         metrics_dict: Output of `mmer.metrics.multilabel_metrics` (keys `f1_<label>`), or a
-            `{label: f1}` dict such as the `per_label_f1` of `mmer.model_card.build_model_card`.
+            `{label: f1}` dict such as the `per_label_f1` of `mmer.model_card.ModelCardInputs`.
         label_names: Labels to draw, in order.
         path: Output PNG path.
         title: Figure title.

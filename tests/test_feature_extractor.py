@@ -241,6 +241,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     folder = tmp_path / "lddu-model"
     extractor.save_pretrained(folder)
     assert sorted(p.name for p in folder.iterdir()) == [
+        "configuration_lddu.py",  # the one definition of the modalities, imported by the extractor
         "feature_extraction_lddu.py",
         "preprocessor_config.json",
     ]

@@ -1,14 +1,24 @@
 """Tests of mmer.model_card (and of the figures it links, mmer.plots)."""
 
+import dataclasses
 import math
 import re
+from importlib import resources
 
 import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from mmer.model_card import DEFAULT_TAGS, build_model_card, save_model_card
+from mmer.model_card import (
+    DEFAULT_TAGS,
+    ModelCardInputs,
+    UncertaintyResults,
+    build_model_card,
+    save_model_card,
+    template_resource,
+)
 from mmer.plots import plot_per_label_f1, plot_reliability_diagram, plot_training_curves
+from model_cards import load_family_card_text
 
 LABELS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
 
@@ -33,12 +43,10 @@ WIDGET = [
         "output": [{"label": "happy", "score": 0.8125}, {"label": "sad", "score": 0.0625}],
     }
 ]
-UNCERTAINTY = {
-    "definition": "The uncertainty of an emotion is the norm of its standard-deviation vectors.",
-    "error_auroc": 0.6931471,
-    "expected_calibration_error": 0.0457721,
-    "n_bins": 15,
-}
+UNCERTAINTY = UncertaintyResults(
+    error_auroc=0.6931471, expected_calibration_error=0.0457721, n_bins=15
+)
+LDDU_TEXT = load_family_card_text("lddu")
 PER_COMBINATION = {
     "text": {"f1_micro": 0.4441441},
     "text + audio + visual": {"f1_micro": 0.5123456},
@@ -52,26 +60,32 @@ ALLOWED_CONSTANTS = {"2502.13954"}  # the arXiv id in the citation
 LICENSE = "apache-2.0"  # its "2.0" is a name, not a number
 
 
-def full_card(**overrides):
-    arguments = {
-        "model_name": "lddu-mosei-test",
-        "metrics": METRICS,
-        "per_label_f1": PER_LABEL_F1,
-        "dataset_name": "CMU-MOSEI",
-        "dataset_id": "someone/cmu-mosei-features",
-        "hyperparameters": HYPERPARAMETERS,
-        "threshold": 0.235,
-        "widget_examples": WIDGET,
-        "uncertainty": UNCERTAINTY,
-        "per_combination": PER_COMBINATION,
-        "images": IMAGES,
-        "synthetic_data": False,
-        "repo_id": "someone/lddu-mosei",
-        "extra_sections": {"Compute": "One CPU run."},
-        "differences_from_reference": "See the project documentation.",
-    }
-    arguments.update(overrides)
-    return build_model_card(**arguments)
+FULL_INPUTS = {
+    "model_type": "lddu",
+    "model_name": "lddu-mosei-test",
+    "metrics": METRICS,
+    "per_label_f1": PER_LABEL_F1,
+    "dataset_name": "CMU-MOSEI",
+    "dataset_id": "someone/cmu-mosei-features",
+    "hyperparameters": HYPERPARAMETERS,
+    "thresholds": [0.235] * len(LABELS),
+    "widget_examples": WIDGET,
+    "uncertainty": UNCERTAINTY,
+    "per_combination": PER_COMBINATION,
+    "images": IMAGES,
+    "synthetic_data": False,
+    "repo_id": "someone/lddu-mosei",
+    "extra_sections": {"Compute": "One CPU run."},
+}
+
+
+def full_card(family=None, **overrides):
+    return build_model_card(ModelCardInputs(**{**FULL_INPUTS, **overrides}), family=family)
+
+
+def without(**fields):
+    """The LDDU card text with some optional fields removed (as a family without them would be)."""
+    return dataclasses.replace(LDDU_TEXT, **dict.fromkeys(fields))
 
 
 def input_numbers(*sources):
@@ -84,6 +98,8 @@ def input_numbers(*sources):
             numbers += input_numbers(*source)
         elif isinstance(source, float):
             numbers.append(source)
+        elif dataclasses.is_dataclass(source):
+            numbers += input_numbers(dataclasses.asdict(source))
     return numbers
 
 
@@ -164,7 +180,8 @@ def test_sections_present_when_data_is_given():
         "## Citation",
     ):
         assert heading in text, heading
-    assert UNCERTAINTY["definition"] in text
+    assert LDDU_TEXT.uncertainty_definition in text
+    assert LDDU_TEXT.differences_from_reference in text
     assert "| disgust | 0.3492 |" in text
     assert "| text + audio + visual | 0.5123 |" in text
     assert "0.6931" in text and "0.0458" in text and "(15 equal-width bins)" in text
@@ -182,14 +199,18 @@ def test_sections_present_when_data_is_given():
 def test_minimal_card_omits_sections_without_data(tmp_path):
     metrics = {"f1_micro": 0.5123456}
     card = build_model_card(
-        model_name="lddu-minimal",
-        metrics=metrics,
-        per_label_f1={"a": 0.25, "b": 0.75},
-        dataset_name="M3ED",
-        threshold=0.5,
-        threshold_tuned_on=None,
-        synthetic_data=False,
-        endpoint_handler=False,
+        ModelCardInputs(
+            model_type="lddu",
+            model_name="lddu-minimal",
+            metrics=metrics,
+            per_label_f1={"a": 0.25, "b": 0.75},
+            dataset_name="M3ED",
+            thresholds=[0.5, 0.5],
+            threshold_tuned_on=None,
+            synthetic_data=False,
+            endpoint_handler=False,
+        ),
+        family=without(differences_from_reference=True),
     )
     text = str(card)
     for absent in (
@@ -222,13 +243,12 @@ def test_synthetic_data_warnings():
 def test_per_label_thresholds_and_full_metric_dict():
     metrics = dict(METRICS, f1_happy=PER_LABEL_F1["happy"], precision_happy=0.9)
     thresholds = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45]
-    card = full_card(metrics=metrics, threshold=np.array(thresholds))
+    card = full_card(metrics=metrics, thresholds=thresholds)
     text = str(card)
     assert "| fear | 0.45 |" in text
+    assert "own decision threshold (table below)" in text
     assert "| happy | 0.3000 | 0.9000 |" in text  # per-label keys go to the per-emotion table
     assert len(card.data.eval_results) == len(METRICS)  # ... and not to model-index
-    mapping_card = full_card(threshold=dict(zip(LABELS, thresholds, strict=True)))
-    assert "| fear | 0.45 |" in str(mapping_card)
 
 
 @pytest.mark.parametrize("undefined", [float("nan"), None])
@@ -239,13 +259,9 @@ def test_undefined_metric_is_reported_but_not_indexed(undefined):
 
 
 def test_uncertainty_values_given_as_none_are_left_out():
-    uncertainty = {
-        "definition": "Entropy of the score.",
-        "error_auroc": None,
-        "expected_calibration_error": 0.0457721,
-    }
+    uncertainty = UncertaintyResults(error_auroc=None, expected_calibration_error=0.0457721)
     text = str(full_card(uncertainty=uncertainty))
-    assert "Entropy of the score." in text and "| Expected calibration error" in text
+    assert LDDU_TEXT.uncertainty_definition in text and "| Expected calibration error" in text
     assert "AUROC of the uncertainty" not in text
 
 
@@ -272,11 +288,19 @@ def test_uncertainty_values_given_as_none_are_left_out():
             ValueError,
             "input description",
         ),
-        ({"threshold": {"happy": 0.2}}, ValueError, "differ from the labels"),
-        ({"threshold": [0.1, 0.2]}, ValueError, "2 values but there are 6 labels"),
+        ({"thresholds": {"happy": 0.2}}, TypeError, "list of per-label floats"),
+        ({"thresholds": 0.5}, TypeError, "list of per-label floats"),
+        ({"thresholds": np.full(6, 0.5)}, TypeError, "list of per-label floats"),
+        ({"thresholds": [0.1, 0.2]}, ValueError, "2 values but there are 6 labels"),
+        ({"thresholds": [0.5] * 5 + ["high"]}, TypeError, "must be a number"),
         ({"images": {"training_curves": "/abs/plot.png"}}, ValueError, "relative"),
         ({"images": {"confusion": "images/c.png"}}, ValueError, "Unknown image key"),
-        ({"uncertainty": {"error_auroc": 0.7}}, ValueError, "'definition'"),
+        (
+            {"family": without(uncertainty_definition=True)},
+            ValueError,
+            "lddu.yaml has no 'uncertainty_definition'",
+        ),
+        ({"uncertainty": {"error_auroc": 0.7}}, TypeError, "UncertaintyResults"),
         ({"metrics": dict(METRICS, f1_happy=0.99)}, ValueError, "disagrees with per_label_f1"),
         ({"metrics": {"f1_micro": "high"}}, TypeError, "must be a number"),
     ],
@@ -294,6 +318,54 @@ def test_save_is_atomic_and_verbatim(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
     with pytest.raises(FileNotFoundError):
         save_model_card(card, tmp_path / "missing")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Where the card's text comes from
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_template_is_package_data_and_names_no_family():
+    template = template_resource()
+    assert template == resources.files("mmer") / "templates" / "model_card.md"
+    assert template.is_file()
+    text = template.read_text(encoding="utf-8")
+    assert "{{ card_data }}" in text
+    assert "lddu" not in text.lower()
+
+
+@pytest.mark.parametrize("family", [None, without(uncertainty_definition=True)])
+def test_template_uses_only_variables_the_builder_passes(family):
+    # ModelCard.from_template renders with a lenient jinja2.Template, where a misspelt variable
+    # silently renders as nothing. Rendered strictly, the same context must give the same card.
+    import jinja2
+
+    from mmer.model_card import _template_context
+
+    overrides = {"uncertainty": None, "per_combination": {}} if family else {}
+    inputs = ModelCardInputs(**{**FULL_INPUTS, **overrides})
+    context = _template_context(inputs, family or LDDU_TEXT)
+    card_data = context.pop("card_data")
+    strict = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(
+        template_resource().read_text(encoding="utf-8")
+    )
+    text = strict.render(card_data=card_data.to_yaml(), **card_data.to_dict(), **context)
+    assert text == str(build_model_card(inputs, family=family))
+
+
+def test_family_text_is_package_data():
+    assert (resources.files("model_cards") / "lddu.yaml").is_file()
+    assert (
+        LDDU_TEXT.display_name == "LDDU" and LDDU_TEXT.paper.arxiv_id in LDDU_TEXT.citation_bibtex
+    )
+    assert LDDU_TEXT.paper.url in str(full_card())
+
+
+def test_unknown_model_type_names_the_missing_file():
+    with pytest.raises(FileNotFoundError, match=r"model_cards/nonexistent\.yaml does not exist"):
+        load_family_card_text("nonexistent")
+    with pytest.raises(FileNotFoundError, match=r"nonexistent\.yaml.*available: \['lddu'"):
+        full_card(model_type="nonexistent")
 
 
 # ---------------------------------------------------------------------------------------------------
