@@ -51,7 +51,6 @@ def write_model_folder(
     from model_cards import load_family_card_text
 
     from .model_card import ModelCardInputs, UncertaintyResults, build_model_card, save_model_card
-    from .plots import plot_per_label_f1, plot_reliability_diagram, plot_training_curves
 
     output_dir = Path(output_dir)
     staging = output_dir / ".staging"
@@ -69,18 +68,7 @@ def write_model_folder(
         (staging / name).write_bytes((templates / name).read_bytes())
 
     results = dict(report.results)
-    images = {}
-    (staging / "images").mkdir()
-    if trainer is not None and trainer.state.log_history:
-        plot_training_curves(trainer.state.log_history, staging / "images" / "training_curves.png")
-        images["training_curves"] = "images/training_curves.png"
-    plot_per_label_f1(results["test"], label_names, staging / "images" / "per_emotion_f1.png")
-    images["per_label_f1"] = "images/per_emotion_f1.png"
-    plot_reliability_diagram(
-        report.test.scores, report.test.labels, staging / "images" / "reliability_diagram.png"
-    )
-    images["reliability_diagram"] = "images/reliability_diagram.png"
-
+    images = _write_figures(staging / "images", trainer, report, label_names)
     widget_examples = _write_widget_examples(staging, recognizer, test_dataset, label_names)
     results["widget_examples"] = widget_examples
     write_json_atomic(staging / "all_results.json", results)
@@ -135,6 +123,24 @@ def _dataset_display_name(dataset: str) -> str:
         "m3ed": "M3ED",
         "goemotions": "GoEmotions (Ekman)",
     }.get(dataset, dataset)
+
+
+def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names) -> dict:
+    """The card's figures, as ``{image key: path relative to the model folder}``."""
+    from .plots import plot_per_label_f1, plot_reliability_diagram, plot_training_curves
+
+    folder.mkdir()
+    images = {}
+    if trainer is not None and trainer.state.log_history:
+        plot_training_curves(trainer.state.log_history, folder / "training_curves.png")
+        images["training_curves"] = "images/training_curves.png"
+    plot_per_label_f1(report.results["test"], label_names, folder / "per_emotion_f1.png")
+    images["per_label_f1"] = "images/per_emotion_f1.png"
+    plot_reliability_diagram(
+        report.test.scores, report.test.labels, folder / "reliability_diagram.png"
+    )
+    images["reliability_diagram"] = "images/reliability_diagram.png"
+    return images
 
 
 def _write_widget_examples(staging: Path, recognizer, test_dataset, label_names) -> list[dict]:

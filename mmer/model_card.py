@@ -32,9 +32,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from model_cards import FamilyCardText, load_family_card_text
-
 from dataset_scripts.io import write_bytes_atomic
+from model_cards import FamilyCardText, load_family_card_text
 
 logger = logging.getLogger(__name__)
 
