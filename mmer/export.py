@@ -89,9 +89,11 @@ def write_model_folder(
             hyperparameters=hyperparameters,
             widget_examples=widget_examples,
             uncertainty=UncertaintyResults(
-                error_auroc=results["uncertainty"].get("uncertainty_error_auroc"),
+                error_auroc=results["uncertainty"]["uncertainty_error_auroc"],
                 expected_calibration_error=results["uncertainty"]["expected_calibration_error"],
-            ),
+            )
+            if "uncertainty_error_auroc" in results["uncertainty"]  # the model has uncertainty
+            else None,
             per_combination=results["modality_combinations"],
             images=images,
             repo_id=hub_model_id,

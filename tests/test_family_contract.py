@@ -133,12 +133,21 @@ def test_a_model_without_the_contract_is_refused():
         ModelFamily.from_model_type("incomplete_test_family")
 
 
-def test_a_second_family_trains_and_exports_through_train_py(tmp_path, monkeypatch):
-    monkeypatch.setenv("MMER_MODEL_CARDS", str(tmp_path / "cards"))
-    (tmp_path / "cards").mkdir()
-    (tmp_path / "cards" / "mean_pool_test_family.yaml").write_text(
-        "display_name: MeanPool\npaper_title: none\ndescription: Mean pooling and a linear layer.\n"
+@pytest.fixture
+def card_text():
+    """The family's card text, where the contract says it lives (removed afterwards)."""
+    path = REPO_ROOT / "model_cards" / "mean_pool_test_family.yaml"
+    path.write_text(
+        "display_name: MeanPool\nfull_name: Mean pooling\ndescription: a test family\n"
+        "architecture: The masked mean of each modality, one linear layer.\n"
+        "citation_bibtex: none\npaper: {title: none, authors: none, year: 2026, arxiv_id: none, "
+        "url: none}\n"
     )
+    yield path
+    path.unlink()
+
+
+def test_a_second_family_trains_and_exports_through_train_py(tmp_path, card_text):
     output_dir = tmp_path / "run"
     arguments = [
         "--model_type", "mean_pool_test_family",
@@ -162,5 +171,6 @@ def test_a_second_family_trains_and_exports_through_train_py(tmp_path, monkeypat
     assert saved["model_type"] == "mean_pool_test_family"
     assert len(saved["label_thresholds"] or [saved["decision_threshold"]]) >= 1
     assert json.loads((output_dir / "all_results.json").read_text())["test"] == results["test"]
+    assert "MeanPool" in (output_dir / "README.md").read_text()
     reloaded = MeanPoolModel.from_pretrained(output_dir)
     assert torch.equal(reloaded.classifier.weight, trainer.model.classifier.weight)
