@@ -100,7 +100,12 @@ def test_save_and_load_round_trip(tmp_path):
         "AutoModel": "modeling_lddu.LDDUModel",
         "AutoModelForSequenceClassification": "modeling_lddu.LDDUForEmotionRecognition",
     }
-    for code_file in ("configuration_lddu.py", "modeling_lddu.py", "contrastive_lddu.py"):
+    for code_file in (
+        "configuration_lddu.py",
+        "modeling_lddu.py",
+        "contrastive_lddu.py",
+        "contrastive_cache_lddu.py",
+    ):
         assert (tmp_path / code_file).is_file()
     loaded = LDDUForEmotionRecognition.from_pretrained(tmp_path).eval()
     inputs = tiny_inputs(config, seed=3)
