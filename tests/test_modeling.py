@@ -302,6 +302,11 @@ def test_wrong_feature_dim_and_mask_shape_are_refused():
         ("hidden_size", 31, "hidden_size .* divisible by num_attention_heads"),
         ("classifier_dropout", 1.5, "classifier_dropout must be in"),
         ("contrastive_temperature", 0.0, "contrastive_temperature must be > 0"),
+        (
+            "contrastive_implementation",
+            "fast",
+            "contrastive_implementation must be one of .*'fast'",
+        ),
         ("decision_threshold", 1.0, "decision_threshold must be in"),
         ("queue_size", 0, "queue_size must be a positive integer"),
         ("latent_hidden_sizes", [], "latent_hidden_sizes must be a non-empty list"),
