@@ -10,7 +10,7 @@ its own fresh process, so that peak memory figures do not contaminate each other
   steps) and build the contrastive statistics; then ``--repeats`` timings of ``--steps`` steps.
 * ``eval``: ``model.eval()`` under ``torch.inference_mode()``, no labels.
 * ``train_reference`` (``--reference_loss``): ``train`` with the direct ``N x N`` contrastive loss
-  (``LDDUContrastiveMemory.use_reference_loss = True``): the before figure.
+  (``LDDUConfig(contrastive_implementation="direct")``): the before figure.
 * ``train_compiled`` / ``eval_compiled`` (``--compile``): the same with ``torch.compile(model)``.
 
 Per phase: samples/s (median over repeats), peak resident memory of the process (``VmHWM``, i.e.
@@ -171,14 +171,14 @@ def run_phase(args: argparse.Namespace) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from modeling_lddu import LDDUConfig, LDDUForEmotionRecognition
-    from modeling_lddu.contrastive_lddu import LDDUContrastiveMemory
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     phase = args.phase
     training = phase.startswith("train")
-    LDDUContrastiveMemory.use_reference_loss = phase == "train_reference"
-    config = LDDUConfig()
+    config = LDDUConfig(
+        contrastive_implementation="direct" if phase == "train_reference" else "cached"
+    )
     model = LDDUForEmotionRecognition(config)
     model.train(training)
     runner = torch.compile(model) if phase.endswith("compiled") else model

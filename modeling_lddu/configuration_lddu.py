@@ -28,6 +28,10 @@ LATENT_MODALITY_ORDER: tuple[str, ...] = ("visual", "audio", "text")
 #: 4..9 to these indices).
 MOSEI_EMOTIONS: tuple[str, ...] = ("happy", "sad", "anger", "surprise", "disgust", "fear")
 
+#: The values of ``LDDUConfig.contrastive_implementation``: how the supervised contrastive loss is
+#: computed (same value and gradients either way).
+CONTRASTIVE_IMPLEMENTATIONS: tuple[str, ...] = ("cached", "direct")
+
 
 class LDDUConfig(PreTrainedConfig):
     r"""
@@ -62,6 +66,11 @@ class LDDUConfig(PreTrainedConfig):
         classifier_dropout (`float`): Dropout inside those classifiers.
         queue_size (`int`): Length of the supervised-contrastive memory queue.
         contrastive_temperature (`float`): Temperature of the supervised contrastive loss.
+        contrastive_implementation (`str`): How that loss is computed; both give the same value
+            and gradients. ``"cached"`` (default): the exact fast path, which keeps statistics of
+            the queue between steps (``contrastive_cache_lddu.py``). ``"direct"``: the authors'
+            computation over the ``N x N`` matrix (``N`` = batch rows + ``queue_size``), slower
+            and larger, e.g. for an A/B comparison.
         semantic_loss_weight (`float`): Weight of the BCE on the semantic (gate) score (``cml``).
         fused_loss_weight (`float`): Weight of the BCE on the fused score (``final_loss``).
         contrastive_loss_weight (`float`): Weight of the supervised contrastive loss (``cdl``).
@@ -110,6 +119,7 @@ class LDDUConfig(PreTrainedConfig):
     classifier_dropout: float = 0.1
     queue_size: int = 8192
     contrastive_temperature: float = 0.07
+    contrastive_implementation: str = "cached"
     semantic_loss_weight: float = 0.3
     fused_loss_weight: float = 1.0
     contrastive_loss_weight: float = 1.0
@@ -141,6 +151,8 @@ class LDDUConfig(PreTrainedConfig):
             raise ValueError(f"Unknown modality {modality!r}; expected one of {MODALITIES}.")
         return getattr(self, f"{modality}_num_layers")
 
+    # Long (one check per field, in the fields' order) but flat: splitting it would only scatter
+    # the checks that a reader compares with the field list above.
     def _validate_lddu(self) -> None:
         def positive_int(name: str) -> None:
             value = getattr(self, name)
@@ -212,6 +224,11 @@ class LDDUConfig(PreTrainedConfig):
             raise ValueError(
                 f"LDDUConfig.contrastive_temperature must be > 0, got {temperature!r}."
             )
+        if self.contrastive_implementation not in CONTRASTIVE_IMPLEMENTATIONS:
+            raise ValueError(
+                f"LDDUConfig.contrastive_implementation must be one of "
+                f"{CONTRASTIVE_IMPLEMENTATIONS}, got {self.contrastive_implementation!r}."
+            )
         for name in (
             "semantic_loss_weight",
             "fused_loss_weight",
@@ -265,4 +282,10 @@ class LDDUConfig(PreTrainedConfig):
 
 LDDUConfig.register_for_auto_class()
 
-__all__ = ["LATENT_MODALITY_ORDER", "LDDUConfig", "MODALITIES", "MOSEI_EMOTIONS"]
+__all__ = [
+    "CONTRASTIVE_IMPLEMENTATIONS",
+    "LATENT_MODALITY_ORDER",
+    "LDDUConfig",
+    "MODALITIES",
+    "MOSEI_EMOTIONS",
+]

@@ -673,6 +673,7 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
             queue_size=config.queue_size,
             feature_dim=2 * config.latent_size,
             temperature=config.contrastive_temperature,
+            implementation=config.contrastive_implementation,
         )
         self.post_init()
 

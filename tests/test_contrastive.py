@@ -1,7 +1,7 @@
 """The exact fast contrastive loss against the direct N x N computation (the authors' mathematics).
 
 Each test drives two memories with identical buffers, one computing the loss directly
-(``use_reference_loss=True``) and one with the fast path (cached queue statistics), through the
+(``implementation="direct"``) and one with the fast path (``"cached"``), through the
 same steps, and compares values and gradients of the batch features after every step.
 """
 
@@ -13,10 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from modeling_lddu import LDDUForEmotionRecognition
 from modeling_lddu.contrastive_lddu import (
     LDDUContrastiveMemory,
     supervised_contrastive_loss_reference,
 )
+
+from .conftest import tiny_config
 
 VALUE_ATOL = 1e-5
 GRAD_ATOL = 1e-5
@@ -47,8 +50,8 @@ def _pair(queue_size: int, dim: int, seed: int = 0, chunk_size: int | None = Non
     fast = LDDUContrastiveMemory(queue_size, dim, TEMPERATURE)
     fast.reset_queue()
     if chunk_size is not None:
-        fast.statistics_chunk_size = chunk_size
-    reference = LDDUContrastiveMemory(queue_size, dim, TEMPERATURE, use_reference_loss=True)
+        fast.cache.chunk_size = chunk_size
+    reference = LDDUContrastiveMemory(queue_size, dim, TEMPERATURE, implementation="direct")
     reference.load_state_dict(fast.state_dict())
     return fast, reference
 
@@ -76,9 +79,9 @@ def _step_and_compare(fast, reference, features, classes, keep=None, update_queu
 
 def _assert_cache_matches_a_rebuild(memory: LDDUContrastiveMemory) -> None:
     """The incrementally updated statistics equal freshly rebuilt ones (to float rounding)."""
-    assert memory._statistics_are_current()
-    incremental = memory._statistics
-    rebuilt = memory._build_statistics()
+    assert memory.cache.is_current(memory)
+    incremental = memory.cache.statistics
+    rebuilt = memory.cache.build(memory)
     torch.testing.assert_close(incremental.row_norms, rebuilt.row_norms, rtol=1e-6, atol=1e-7)
     # The norm bound only grows within a cache generation: compare at the same shifts.
     rescale = torch.exp(rebuilt.shifts - incremental.shifts)[:, None]
@@ -132,7 +135,7 @@ def test_rows_without_positives_and_a_zero_queue():
     buffers before ``reset_queue``) has rows of norm 0."""
     torch.manual_seed(0)
     fast = LDDUContrastiveMemory(32, 16, TEMPERATURE)
-    reference = LDDUContrastiveMemory(32, 16, TEMPERATURE, use_reference_loss=True)
+    reference = LDDUContrastiveMemory(32, 16, TEMPERATURE, implementation="direct")
     generator = torch.Generator().manual_seed(3)
     features = _features(10, 16, generator)
     unique_classes = torch.arange(100, 110)
@@ -161,7 +164,7 @@ def test_longer_rows_raise_the_norm_bound():
     for scale in (1.0, 1.3, 1.0, 1.6, 0.5):
         features = _features(20, 16, generator, scale=scale)
         _step_and_compare(fast, reference, features, _classes(20, generator))
-    assert fast._statistics.norm_bound.item() == pytest.approx(1.6 * 2**0.5, rel=1e-5)
+    assert fast.cache.statistics.norm_bound.item() == pytest.approx(1.6 * 2**0.5, rel=1e-5)
     _assert_cache_matches_a_rebuild(fast)
 
 
@@ -210,7 +213,7 @@ def test_cache_is_rebuilt_after_the_buffers_change_from_outside():
     generator = torch.Generator().manual_seed(7)
     for _ in range(3):
         _step_and_compare(fast, reference, _features(18, 16, generator), _classes(18, generator))
-    assert fast._statistics is not None
+    assert fast.cache.statistics is not None
 
     # load_state_dict with another queue (same shapes), e.g. from_pretrained or a checkpoint.
     other, _ = _pair(64, 16, seed=11)
@@ -218,7 +221,7 @@ def test_cache_is_rebuilt_after_the_buffers_change_from_outside():
         other(_features(18, 16, generator), _classes(18, generator))
     fast.load_state_dict(other.state_dict())
     reference.load_state_dict(other.state_dict())
-    assert not fast._statistics_are_current()
+    assert not fast.cache.is_current(fast)
     _step_and_compare(fast, reference, _features(18, 16, generator), _classes(18, generator))
 
     # An in-place write into the buffer; a moved pointer.
@@ -257,19 +260,24 @@ def test_cache_is_not_state_and_survives_deepcopy():
     _step_and_compare(fast, reference, features, classes)
 
 
-def test_fast_loss_in_float64_model_and_class_switch():
-    """Float64 features (the loss is float32, as the reference's); the class-level switch."""
+def test_fast_loss_in_float64_model_and_config_switch():
+    """Float64 features (the loss is float32, as the reference's); the config field chooses the
+    implementation of the model's memory, and an unknown value is refused."""
     fast, reference = _pair(64, 16)
     generator = torch.Generator().manual_seed(9)
     features = _features(18, 16, generator).double()
     _step_and_compare(fast, reference, features, _classes(18, generator))
-    try:
-        LDDUContrastiveMemory.use_reference_loss = True
-        switched = LDDUContrastiveMemory(64, 16, TEMPERATURE)
-        assert switched.use_reference_loss
-    finally:
-        LDDUContrastiveMemory.use_reference_loss = False
-    assert not LDDUContrastiveMemory(64, 16, TEMPERATURE).use_reference_loss
+    switched = LDDUForEmotionRecognition(tiny_config(contrastive_implementation="direct"))
+    assert switched.contrastive_memory.implementation == "direct"
+    assert switched.contrastive_memory.cache is None
+    default = LDDUForEmotionRecognition(tiny_config())
+    assert default.config.contrastive_implementation == "cached"
+    assert default.contrastive_memory.implementation == "cached"
+    assert default.contrastive_memory.cache is not None
+    with pytest.raises(ValueError, match="'fast'"):
+        tiny_config(contrastive_implementation="fast")
+    with pytest.raises(ValueError, match="'fast'"):
+        LDDUContrastiveMemory(64, 16, TEMPERATURE, implementation="fast")
 
 
 def test_paper_feature_size_with_a_full_queue():
@@ -281,7 +289,7 @@ def test_paper_feature_size_with_a_full_queue():
     with torch.no_grad():
         fast.queue.copy_(_features(2048, 256, generator))
         fast.queue_classes.copy_(_classes(2048, generator, num_classes=36).float())
-    reference = LDDUContrastiveMemory(2048, 256, TEMPERATURE, use_reference_loss=True)
+    reference = LDDUContrastiveMemory(2048, 256, TEMPERATURE, implementation="direct")
     reference.load_state_dict(fast.state_dict())
     for _ in range(3):
         features, classes = _features(144, 256, generator), _classes(144, generator, 36)
@@ -304,7 +312,7 @@ def test_fast_loss_repeats_bit_for_bit():
             loss = memory(features, _classes(576, generator))
             (gradient,) = torch.autograd.grad(loss, features)
             results += [loss.detach(), gradient]
-        return results, memory._statistics.exp_sums.clone()
+        return results, memory.cache.statistics.exp_sums.clone()
 
     (first, first_cache), (second, second_cache) = run(), run()
     assert all(torch.equal(a, b) for a, b in zip(first, second))

@@ -100,7 +100,12 @@ def test_save_and_load_round_trip(tmp_path):
         "AutoModel": "modeling_lddu.LDDUModel",
         "AutoModelForSequenceClassification": "modeling_lddu.LDDUForEmotionRecognition",
     }
-    for code_file in ("configuration_lddu.py", "modeling_lddu.py", "contrastive_lddu.py"):
+    for code_file in (
+        "configuration_lddu.py",
+        "modeling_lddu.py",
+        "contrastive_lddu.py",
+        "contrastive_cache_lddu.py",
+    ):
         assert (tmp_path / code_file).is_file()
     loaded = LDDUForEmotionRecognition.from_pretrained(tmp_path).eval()
     inputs = tiny_inputs(config, seed=3)
@@ -297,6 +302,11 @@ def test_wrong_feature_dim_and_mask_shape_are_refused():
         ("hidden_size", 31, "hidden_size .* divisible by num_attention_heads"),
         ("classifier_dropout", 1.5, "classifier_dropout must be in"),
         ("contrastive_temperature", 0.0, "contrastive_temperature must be > 0"),
+        (
+            "contrastive_implementation",
+            "fast",
+            "contrastive_implementation must be one of .*'fast'",
+        ),
         ("decision_threshold", 1.0, "decision_threshold must be in"),
         ("queue_size", 0, "queue_size must be a positive integer"),
         ("latent_hidden_sizes", [], "latent_hidden_sizes must be a non-empty list"),

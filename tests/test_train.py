@@ -86,6 +86,7 @@ def test_output_folder_is_complete(trained):
     expected = {
         "config.json", "model.safetensors", "preprocessor_config.json", "README.md",
         "configuration_lddu.py", "modeling_lddu.py", "contrastive_lddu.py",
+        "contrastive_cache_lddu.py",
         "feature_extraction_lddu.py", "pipeline_lddu.py", "handler.py", "requirements.txt",
         "all_results.json", "images/training_curves.png", "images/per_emotion_f1.png",
         "images/reliability_diagram.png",
