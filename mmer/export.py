@@ -67,7 +67,7 @@ def write_model_folder(
     for name in ENDPOINT_FILES:
         (staging / name).write_bytes((templates / name).read_bytes())
 
-    results = dict(report.results)
+    results = report.results  # the widget examples join the results written and returned
     images = _write_figures(staging / "images", trainer, report, label_names)
     widget_examples = _write_widget_examples(staging, recognizer, test_dataset, label_names)
     results["widget_examples"] = widget_examples
