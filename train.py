@@ -538,8 +538,12 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
     return family.model_class(family.config_class(**data_fields, **overrides))
 
 
-#: Config fields that describe the data or the label set rather than the model (not hyperparameters).
-_NOT_HYPERPARAMETERS = {"id2label", "label2id", "label_thresholds", "decision_threshold"}
+#: Config fields read from the data or tuned after training: not hyperparameters.
+_DATA_FIELDS = {f"{m}_dim" for m in MODALITIES} | {
+    "max_position_embeddings",
+    "decision_threshold",
+    "label_thresholds",
+}
 
 
 def _hyperparameters(training_args, trainer, config) -> dict:
@@ -560,12 +564,11 @@ def _hyperparameters(training_args, trainer, config) -> dict:
         else ("fp16" if training_args.fp16 else "no"),
         "processes": training_args.world_size,
     }
-    # The model's own hyperparameters: every config field of the family that differs from the
-    # transformers defaults, except the data-derived ones.
-    for name, value in config.to_diff_dict().items():
-        if name in _NOT_HYPERPARAMETERS or name.startswith(("auto_map", "transformers_version")):
-            continue
-        values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    # The model's own hyperparameters: the fields its family's config class declares.
+    for name in type(config).__annotations__:
+        value = getattr(config, name)
+        if name not in _DATA_FIELDS and value is not None:
+            values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
     return values
 
 
