@@ -397,3 +397,27 @@ def test_modality_dropout_drops_pairs_but_never_a_whole_sample():
         second = model(**tiny_inputs(config, batch_size=4, seed=2)).scores
     assert torch.equal(first, second)
     assert int(model.contrastive_memory.queue_ptr) == pointer
+
+
+def test_misspelled_arguments_are_refused():
+    config = tiny_config()
+    inputs = tiny_inputs(config)
+    inputs["text_masks"] = inputs.pop("text_mask")
+    for model in (LDDUModel(config), LDDUForEmotionRecognition(config)):
+        with pytest.raises(TypeError, match="text_masks"):
+            model(**inputs)
+
+
+def test_reset_label_set_initialises_every_label_indexed_part():
+    torch.manual_seed(0)
+    model = LDDUForEmotionRecognition(tiny_config())
+    model.contrastive_memory.queue_ptr.fill_(5)
+    model.reset_label_set({0: "calm", 1: "tense", 2: "bored", 3: "glad"})
+    assert model.config.num_labels == 4 and model.config.label2id["bored"] == 2
+    assert model.lddu.label_embeddings.weight.shape[0] == 4
+    assert model.fusion.mean_classifier.hidden_weight.shape[0] == 4
+    assert int(model.contrastive_memory.queue_ptr) == 0
+    for parameter in model.parameters():
+        assert torch.isfinite(parameter).all() and parameter.abs().max() < 10
+    output = model(**tiny_inputs(model.config, labels=True))
+    assert output.scores.shape == (3, 4) and torch.isfinite(output.loss)

@@ -346,3 +346,21 @@ def test_bf16_mixed_precision_runs_with_fp32_losses(tmp_path):
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(np.isfinite(losses))
     assert np.isfinite(results["test"]["f1_micro"])
+
+
+def test_the_synthetic_preset_gives_defaults_that_arguments_override(tmp_path):
+    model_args, data_args, training_args = train.parse_arguments(["--learning_rate", "0.01"])
+    assert training_args.learning_rate == 0.01  # given
+    assert training_args.num_train_epochs == 10  # from presets/synthetic.yaml
+    assert training_args.per_device_train_batch_size == 32
+    assert json.loads(model_args.config_overrides)["hidden_size"] == 128
+    # From an argument file, the same rule.
+    path = tmp_path / "args.yaml"
+    path.write_text("num_train_epochs: 3\noutput_dir: somewhere\n")
+    _, _, training_args = train.parse_arguments([str(path)])
+    assert training_args.num_train_epochs == 3 and training_args.learning_rate == 5e-4
+    # Other data, or a trained model: no preset, no architecture override.
+    _, _, training_args = train.parse_arguments(["--dataset", "mosei", "--data_dir", "d"])
+    assert training_args.num_train_epochs == 30 and training_args.learning_rate == 2e-4
+    model_args, _, _ = train.parse_arguments(["--model_name_or_path", "some/model"])
+    assert model_args.config_overrides is None
