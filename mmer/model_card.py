@@ -105,69 +105,44 @@ class UncertaintyResults:
 
 @dataclass
 class ModelCardInputs:
-    """Everything a model card shows that a run measured or a caller chose.
+    """Everything a model card shows that a run measured or a caller chose."""
 
-    Attributes:
-        model_type: The model's `config.model_type`; selects `model_cards/<model_type>.yaml`.
-        model_name: Display name, also the `model-index` name.
-        dataset_name: Human-readable dataset name (e.g. "CMU-MOSEI").
-        metrics: Measured metrics on `dataset_split` (typically the output of
-            `mmer.metrics.multilabel_metrics_from_scores`). Each aggregate entry becomes one
-            `EvalResult` and one row of the results table; per-label keys (`f1_<label>`,
-            `precision_<label>`, `recall_<label>`) go to the per-emotion table. Non-finite (or None)
-            values are shown as "undefined" and left out of `model-index`.
-        per_label_f1: Measured F1 per emotion, `{label: f1}`; its keys define the label order.
-        thresholds: The decision threshold of each label, in label order (a global threshold is
-            passed repeated once per label).
-        synthetic_data: Whether the model was trained and evaluated on synthetic features (adds
-            prominent warnings).
-        dataset_id: Hub dataset id, added to `datasets` and used as the `model-index` dataset type.
-        dataset_config: Dataset configuration (e.g. "mosei"), for `model-index`.
-        dataset_split: The split the metrics were measured on.
-        threshold_tuned_on: Split the thresholds were tuned on, or None if fixed in advance.
-        feature_dims: `{modality: input dimension}` for the intended-use table.
-        feature_extractors: `{modality: description of the features}` for the same table.
-        hyperparameters: `{name: value}` shown as a table (omitted when empty).
-        uncertainty: Measured uncertainty quality; the section is omitted when None.
-        per_combination: `{modality combination: {metric: value}}`, e.g. from masked modalities.
-        images: Repository-relative PNG paths under the keys of `IMAGE_KEYS`.
-        widget_examples: Static widget examples: dicts with `example_title`, a `text` (description
-            of the input) or `src` (repository-relative file), and `output` =
-            `[{"label": str, "score": float}, ...]` recorded from the model.
-        extra_sections: `{title: markdown}` appended before the citation.
-        repo_id: Hub repo id used in the loading snippet (a placeholder path otherwise).
-        license: License id for the metadata.
-        base_model: Optional `base_model` metadata.
-        tags: Extra tags added after the shared and the family's tags.
-        auto_model_class: Auto class shown in the loading snippet.
-        endpoint_handler: Whether the repository ships `handler.py` for Inference Endpoints.
-    """
-
-    model_type: str
-    model_name: str
-    dataset_name: str
+    model_type: str  # the model's `config.model_type`; selects `model_cards/<model_type>.yaml`
+    model_name: str  # display name, also the `model-index` name
+    dataset_name: str  # human-readable dataset name (e.g. "CMU-MOSEI")
+    # Measured metrics on `dataset_split` (typically `mmer.metrics.multilabel_metrics_from_scores`).
+    # Each aggregate entry becomes one `EvalResult` and one row of the results table; per-label keys
+    # (`f1_<label>`, `precision_<label>`, `recall_<label>`) go to the per-emotion table. Non-finite
+    # (or None) values are shown as "undefined" and left out of `model-index`.
     metrics: Mapping[str, float | None]
-    per_label_f1: Mapping[str, float]
+    per_label_f1: Mapping[str, float]  # measured `{label: f1}`; its keys define the label order
+    # The decision threshold of each label, in label order (a global one repeated once per label).
     thresholds: Sequence[float]
-    synthetic_data: bool
-    dataset_id: str | None = None
-    dataset_config: str | None = None
-    dataset_split: str = "test"
-    threshold_tuned_on: str | None = "validation"
+    synthetic_data: bool  # trained and evaluated on synthetic features (adds prominent warnings)
+    dataset_id: str | None = None  # Hub id: added to `datasets`, the `model-index` dataset type
+    dataset_config: str | None = None  # dataset configuration (e.g. "mosei"), for `model-index`
+    dataset_split: str = "test"  # the split the metrics were measured on
+    threshold_tuned_on: str | None = "validation"  # None if the thresholds were fixed in advance
+    # `{modality: input dimension}` and `{modality: description of the features}`, for the
+    # intended-use table.
     feature_dims: Mapping[str, int] = field(default_factory=dict)
     feature_extractors: Mapping[str, str] = field(default_factory=dict)
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    uncertainty: UncertaintyResults | None = None
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # table, omitted when empty
+    uncertainty: UncertaintyResults | None = None  # the section is omitted when None
+    # `{modality combination: {metric: value}}`, e.g. from masked modalities.
     per_combination: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    images: Mapping[str, str] = field(default_factory=dict)
+    images: Mapping[str, str] = field(default_factory=dict)  # relative PNG paths by `IMAGE_KEYS`
+    # Static widget examples: dicts with `example_title`, a `text` (description of the input) or
+    # `src` (repository-relative file), and `output` = `[{"label": str, "score": float}, ...]`
+    # recorded from the model.
     widget_examples: Sequence[Mapping[str, Any]] = ()
-    extra_sections: Mapping[str, str] = field(default_factory=dict)
-    repo_id: str | None = None
+    extra_sections: Mapping[str, str] = field(default_factory=dict)  # appended before the citation
+    repo_id: str | None = None  # Hub repo id in the loading snippet (a placeholder otherwise)
     license: str = "apache-2.0"
     base_model: str | list[str] | None = None
-    tags: Sequence[str] = ()
-    auto_model_class: str = "AutoModelForSequenceClassification"
-    endpoint_handler: bool = True
+    tags: Sequence[str] = ()  # added after the shared and the family's tags
+    auto_model_class: str = "AutoModelForSequenceClassification"  # in the loading snippet
+    endpoint_handler: bool = True  # the repository ships `handler.py` for Inference Endpoints
 
     def __post_init__(self) -> None:
         for name in ("model_type", "model_name", "dataset_name"):
