@@ -5,7 +5,7 @@ samples on the first axis and labels on the second: `y_true` / predictions `[n_s
 values in {0, 1}, `scores` `[n_samples, n_labels]` with one probability per (sample, label).
 
 Conventions, and how they relate to the reference code of the MMER papers
-(see `docs/reference-lddu.md` §5 in the project):
+(see §5 of the reference notes on the first family in the shared docs):
 
 * **Precision and recall are the standard way round**: precision = TP / predicted positives, recall
   = TP / gold positives. The authors' `get_metrics(pred, gold)` passes the predictions as `y_true`
