@@ -5,7 +5,7 @@ samples on the first axis and labels on the second: `y_true` / predictions `[n_s
 values in {0, 1}, `scores` `[n_samples, n_labels]` with one probability per (sample, label).
 
 Conventions, and how they relate to the reference code of the MMER papers
-(see `docs/reference-lddu.md` §5 in the project):
+(see §5 of the reference notes on the first family in the shared docs):
 
 * **Precision and recall are the standard way round**: precision = TP / predicted positives, recall
   = TP / gold positives. The authors' `get_metrics(pred, gold)` passes the predictions as `y_true`
@@ -91,7 +91,9 @@ def _to_numpy(values: Any, name: str) -> np.ndarray:
         raise ValueError(f"`{name}` could not be converted to an array: {error}") from error
 
 
-def _as_matrix(values: Any, name: str) -> np.ndarray:
+def _as_matrix(values: Any, name: str, *, binary: bool = False, probabilities: bool = False):
+    """A 2-D array: booleans for `binary` (checked to hold only 0 and 1), float64 otherwise (checked
+    finite, and in [0, 1] for `probabilities`)."""
     array = _to_numpy(values, name)
     if array.ndim != 2:
         raise ValueError(
@@ -101,25 +103,18 @@ def _as_matrix(values: Any, name: str) -> np.ndarray:
         raise ValueError(
             f"`{name}` must have at least one sample and one label, got {array.shape}."
         )
-    return array
-
-
-def _as_binary_matrix(values: Any, name: str) -> np.ndarray:
-    """Validate a 0/1 (or boolean) matrix and return it as a boolean array."""
-    array = _as_matrix(values, name)
-    if array.dtype == np.bool_:
-        return array
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"`{name}` must be numeric or boolean, got dtype {array.dtype}.")
-    if not np.isin(array, (0, 1)).all():
-        bad = np.unique(array[~np.isin(array, (0, 1))])[:5]
-        raise ValueError(f"`{name}` must contain only 0 and 1, found e.g. {bad.tolist()}.")
-    return array.astype(bool)
-
-
-def _as_score_matrix(values: Any, name: str, *, probabilities: bool = False) -> np.ndarray:
-    array = _as_matrix(values, name)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+    numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    if binary:
+        if array.dtype == np.bool_:
+            return array
+        if not numeric:
+            raise ValueError(f"`{name}` must be numeric or boolean, got dtype {array.dtype}.")
+        is_binary = np.isin(array, (0, 1))
+        if not is_binary.all():
+            bad = np.unique(array[~is_binary])[:5]
+            raise ValueError(f"`{name}` must contain only 0 and 1, found e.g. {bad.tolist()}.")
+        return array.astype(bool)
+    if not numeric:
         raise ValueError(f"`{name}` must be numeric, got dtype {array.dtype}.")
     array = array.astype(np.float64)
     if not np.isfinite(array).all():
@@ -138,6 +133,14 @@ def _check_same_shape(first: np.ndarray, first_name: str, second: np.ndarray, se
             f"`{first_name}` and `{second_name}` must have the same shape, got {first.shape} and "
             f"{second.shape}."
         )
+
+
+def _scores_and_labels(scores: Any, y_true: Any, *, probabilities: bool = False):
+    """`scores` as float64 and `y_true` as booleans, validated and of the same shape."""
+    score_matrix = _as_matrix(scores, "scores", probabilities=probabilities)
+    true = _as_matrix(y_true, "y_true", binary=True)
+    _check_same_shape(score_matrix, "scores", true, "y_true")
+    return score_matrix, true
 
 
 def _resolve_label_names(label_names: Sequence[str] | None, num_labels: int) -> list[str]:
@@ -165,16 +168,11 @@ def _resolve_label_names(label_names: Sequence[str] | None, num_labels: int) -> 
 
 def _resolve_threshold(threshold: Any, num_labels: int) -> float | np.ndarray:
     """Return a float, or a float64 array of shape [num_labels]."""
-    if isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(
-        threshold, bool
-    ):
-        value = float(threshold)
-        if not np.isfinite(value):
-            raise ValueError(f"`threshold` must be finite, got {value}.")
-        return value
     array = _to_numpy(threshold, "threshold").astype(np.float64)
     if array.ndim == 0:
-        return _resolve_threshold(float(array), num_labels)
+        if not np.isfinite(array):
+            raise ValueError(f"`threshold` must be finite, got {float(array)}.")
+        return float(array)
     if array.shape != (num_labels,):
         raise ValueError(
             f"`threshold` must be a number or an array of shape ({num_labels},) (one per label), "
@@ -200,7 +198,7 @@ def scores_to_predictions(scores: Any, threshold: Any) -> np.ndarray:
     Returns:
         `np.ndarray` of dtype int64 and shape `[n_samples, n_labels]`.
     """
-    score_matrix = _as_score_matrix(scores, "scores")
+    score_matrix = _as_matrix(scores, "scores")
     resolved = _resolve_threshold(threshold, score_matrix.shape[1])
     return (score_matrix > resolved).astype(np.int64)
 
@@ -229,8 +227,8 @@ def multilabel_metrics(
         label. See the module docstring for the conventions (empty sets, zero division, the authors'
         precision/recall swap).
     """
-    true = _as_binary_matrix(y_true, "y_true")
-    pred = _as_binary_matrix(y_pred_binary, "y_pred_binary")
+    true = _as_matrix(y_true, "y_true", binary=True)
+    pred = _as_matrix(y_pred_binary, "y_pred_binary", binary=True)
     _check_same_shape(true, "y_true", pred, "y_pred_binary")
     names = _resolve_label_names(label_names, true.shape[1])
 
@@ -253,12 +251,8 @@ def multilabel_metrics(
     precision, recall, f1, _ = precision_recall_fscore_support(
         true_int, pred_int, average=None, labels=list(range(true.shape[1])), zero_division=0
     )
-    for index, name in enumerate(names):
-        results[f"f1_{name}"] = float(f1[index])
-    for index, name in enumerate(names):
-        results[f"precision_{name}"] = float(precision[index])
-    for index, name in enumerate(names):
-        results[f"recall_{name}"] = float(recall[index])
+    for prefix, values in (("f1", f1), ("precision", precision), ("recall", recall)):
+        results.update({f"{prefix}_{name}": float(value) for name, value in zip(names, values)})
     return results
 
 
@@ -275,9 +269,7 @@ def global_average_precision(scores: Any, y_true: Any) -> float:
     order), so nothing global is touched and the result is deterministic. The two differ only when
     tied scores have different gold values.
     """
-    score_matrix = _as_score_matrix(scores, "scores")
-    true = _as_binary_matrix(y_true, "y_true")
-    _check_same_shape(score_matrix, "scores", true, "y_true")
+    score_matrix, true = _scores_and_labels(scores, y_true)
 
     flat_scores = score_matrix.ravel()
     flat_true = true.ravel()
@@ -300,9 +292,7 @@ def multilabel_metrics_from_scores(
 ) -> dict[str, float]:
     """`multilabel_metrics` at `threshold`, plus the threshold-free `global_average_precision` and
     `expected_calibration_error` (with `n_bins` bins; only when the scores lie in [0, 1])."""
-    score_matrix = _as_score_matrix(scores, "scores")
-    true = _as_binary_matrix(y_true, "y_true")
-    _check_same_shape(score_matrix, "scores", true, "y_true")
+    score_matrix, true = _scores_and_labels(scores, y_true)
     results = multilabel_metrics(true, scores_to_predictions(score_matrix, threshold), label_names)
     results["global_average_precision"] = global_average_precision(score_matrix, true)
     if score_matrix.min() >= 0.0 and score_matrix.max() <= 1.0:
@@ -317,30 +307,6 @@ def multilabel_metrics_from_scores(
 # ----------------------------------------------------------------------------------------------------
 
 
-def _count_statistics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """The tunable metrics from confusion counts (vectorised; equal to `multilabel_metrics`)."""
-    true_positive = np.logical_and(true, pred).sum(axis=0)
-    false_positive = np.logical_and(~true, pred).sum(axis=0)
-    false_negative = np.logical_and(true, ~pred).sum(axis=0)
-    f1_denominator = 2 * true_positive + false_positive + false_negative
-    f1_per_label = np.divide(
-        2.0 * true_positive,
-        f1_denominator,
-        out=np.zeros(true.shape[1], dtype=np.float64),
-        where=f1_denominator > 0,
-    )
-    micro_denominator = int(f1_denominator.sum())
-    return {
-        "f1_micro": float(2.0 * true_positive.sum() / micro_denominator)
-        if micro_denominator
-        else 0.0,
-        "f1_macro": float(f1_per_label.mean()),
-        "accuracy_jaccard": float(_jaccard_per_sample(true, pred, 1.0).mean()),
-        "accuracy_jaccard_reference": float(_jaccard_per_sample(true, pred, 0.0).mean()),
-        "hamming_loss": float((false_positive.sum() + false_negative.sum()) / true.size),
-    }
-
-
 def _per_label_f1(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     true_positive = np.logical_and(true, pred).sum(axis=0)
     denominator = 2 * true_positive + np.logical_xor(true, pred).sum(axis=0)
@@ -350,6 +316,20 @@ def _per_label_f1(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
         out=np.zeros(true.shape[1], dtype=np.float64),
         where=denominator > 0,
     )
+
+
+def _count_statistics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The tunable metrics from confusion counts (vectorised; equal to `multilabel_metrics`)."""
+    true_positive = int(np.logical_and(true, pred).sum())
+    errors = int(np.logical_xor(true, pred).sum())  # false positives + false negatives
+    micro_denominator = 2 * true_positive + errors
+    return {
+        "f1_micro": 2.0 * true_positive / micro_denominator if micro_denominator else 0.0,
+        "f1_macro": float(_per_label_f1(true, pred).mean()),
+        "accuracy_jaccard": float(_jaccard_per_sample(true, pred, 1.0).mean()),
+        "accuracy_jaccard_reference": float(_jaccard_per_sample(true, pred, 0.0).mean()),
+        "hamming_loss": errors / true.size,
+    }
 
 
 #: Metrics `tune_threshold` can optimise, with `True` where larger is better.
@@ -364,22 +344,14 @@ TUNABLE_METRICS: Mapping[str, bool] = {
 
 @dataclass(frozen=True)
 class ThresholdSearchResult:
-    """Outcome of `tune_threshold`.
+    """Outcome of `tune_threshold`."""
 
-    Attributes:
-        threshold: The chosen threshold: a float (global search) or a float64 array `[n_labels]`
-            (per-label search).
-        metric_name: The metric reported in `metric_value` (and optimised by a global search).
-        metric_value: `metric_name` on the tuning data at `threshold`.
-        grid: The candidate thresholds, in the order searched.
-        curve: Global search: `metric_name` at each grid value, `[len(grid)]`. Per-label search: each
-            label's F1 at each grid value, `[len(grid), n_labels]`.
-    """
-
-    threshold: float | np.ndarray
-    metric_name: str
-    metric_value: float
-    grid: np.ndarray
+    threshold: float | np.ndarray  # a float (global search) or float64 `[n_labels]` (per label)
+    metric_name: str  # reported in `metric_value` (and optimised by a global search)
+    metric_value: float  # `metric_name` on the tuning data at `threshold`
+    grid: np.ndarray  # the candidate thresholds, in the order searched
+    # Global search: `metric_name` at each grid value, `[len(grid)]`. Per-label search: each label's
+    # F1 at each grid value, `[len(grid), n_labels]`.
     curve: np.ndarray
 
 
@@ -392,11 +364,6 @@ def _validate_grid(grid: Any) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError("`grid` contains NaN or infinite values.")
     return values
-
-
-def _best_index(values: np.ndarray, larger_is_better: bool, axis: int = 0) -> np.ndarray:
-    """Index of the best value; the FIRST one in grid order wins ties (np.argmax/argmin semantics)."""
-    return np.argmax(values, axis=axis) if larger_is_better else np.argmin(values, axis=axis)
 
 
 def tune_threshold(
@@ -431,16 +398,14 @@ def tune_threshold(
     """
     if metric not in TUNABLE_METRICS:
         raise ValueError(f"`metric` must be one of {sorted(TUNABLE_METRICS)}, got {metric!r}.")
-    score_matrix = _as_score_matrix(scores, "scores")
-    true = _as_binary_matrix(y_true, "y_true")
-    _check_same_shape(score_matrix, "scores", true, "y_true")
+    score_matrix, true = _scores_and_labels(scores, y_true)
     candidates = _validate_grid(grid)
-    larger_is_better = TUNABLE_METRICS[metric]
 
     global_curve = np.array(
         [_count_statistics(true, score_matrix > value)[metric] for value in candidates]
     )
-    global_best = int(_best_index(global_curve, larger_is_better))
+    # np.argmax / np.argmin return the FIRST best index: ties go to the earliest grid value.
+    global_best = int((np.argmax if TUNABLE_METRICS[metric] else np.argmin)(global_curve))
     if not per_label:
         return ThresholdSearchResult(
             threshold=float(candidates[global_best]),
@@ -451,7 +416,7 @@ def tune_threshold(
         )
 
     label_curves = np.stack([_per_label_f1(true, score_matrix > value) for value in candidates])
-    thresholds = candidates[_best_index(label_curves, larger_is_better=True, axis=0)]
+    thresholds = candidates[np.argmax(label_curves, axis=0)]
     labels_without_positives = np.flatnonzero(true.sum(axis=0) == 0)
     if labels_without_positives.size:
         warnings.warn(
@@ -494,11 +459,9 @@ def uncertainty_error_auroc(uncertainty: Any, scores: Any, y_true: Any, threshol
         The AUROC as a float, or `nan` (with a `RuntimeWarning`) when all decisions are right or all
         are wrong, because the AUROC is then undefined.
     """
-    uncertainty_matrix = _as_score_matrix(uncertainty, "uncertainty")
-    score_matrix = _as_score_matrix(scores, "scores")
-    true = _as_binary_matrix(y_true, "y_true")
+    uncertainty_matrix = _as_matrix(uncertainty, "uncertainty")
+    score_matrix, true = _scores_and_labels(scores, y_true)
     _check_same_shape(uncertainty_matrix, "uncertainty", score_matrix, "scores")
-    _check_same_shape(score_matrix, "scores", true, "y_true")
     is_wrong = (scores_to_predictions(score_matrix, threshold).astype(bool) != true).ravel()
     if is_wrong.all() or not is_wrong.any():
         warnings.warn(
@@ -514,19 +477,12 @@ def uncertainty_error_auroc(uncertainty: Any, scores: Any, y_true: Any, threshol
 
 @dataclass(frozen=True)
 class ReliabilityCurve:
-    """Per-bin calibration statistics of `reliability_curve`.
+    """Per-bin calibration statistics of `reliability_curve`."""
 
-    Attributes:
-        bin_edges: `[n_bins + 1]` equal-width edges from 0 to 1.
-        confidence: `[n_bins]` mean predicted probability in each bin (`nan` for an empty bin).
-        accuracy: `[n_bins]` fraction of gold positives in each bin (`nan` for an empty bin).
-        count: `[n_bins]` number of (sample, label) pairs in each bin.
-    """
-
-    bin_edges: np.ndarray
-    confidence: np.ndarray
-    accuracy: np.ndarray
-    count: np.ndarray
+    bin_edges: np.ndarray  # [n_bins + 1] equal-width edges from 0 to 1
+    confidence: np.ndarray  # [n_bins] mean predicted probability in each bin (nan when empty)
+    accuracy: np.ndarray  # [n_bins] fraction of gold positives in each bin (nan when empty)
+    count: np.ndarray  # [n_bins] number of (sample, label) pairs in each bin
 
 
 def reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> ReliabilityCurve:
@@ -540,9 +496,7 @@ def reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> Reliability
     """
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"`n_bins` must be a positive integer, got {n_bins!r}.")
-    score_matrix = _as_score_matrix(scores, "scores", probabilities=True)
-    true = _as_binary_matrix(y_true, "y_true")
-    _check_same_shape(score_matrix, "scores", true, "y_true")
+    score_matrix, true = _scores_and_labels(scores, y_true, probabilities=True)
 
     probabilities = score_matrix.ravel()
     outcomes = true.ravel().astype(np.float64)
@@ -578,10 +532,6 @@ def expected_calibration_error(scores: Any, y_true: Any, n_bins: int = 15) -> fl
 # ----------------------------------------------------------------------------------------------------
 
 
-def _average_metric_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.mean([entry[key] for entry in dicts])) for key in dicts[0]}
-
-
 def chance_level_metrics(
     y_train: Any,
     y_test: Any,
@@ -613,8 +563,8 @@ def chance_level_metrics(
     Returns:
         A dict mapping each predictor name to its metrics dict.
     """
-    train = _as_binary_matrix(y_train, "y_train")
-    test = _as_binary_matrix(y_test, "y_test")
+    train = _as_matrix(y_train, "y_train", binary=True)
+    test = _as_matrix(y_test, "y_test", binary=True)
     if train.shape[1] != test.shape[1]:
         raise ValueError(
             f"`y_train` and `y_test` must have the same number of labels, got shapes {train.shape} "
@@ -654,7 +604,9 @@ def chance_level_metrics(
         return np.broadcast_to(row, test.shape)
 
     return {
-        "prior_sampling": _average_metric_dicts(sampled),
+        "prior_sampling": {
+            key: float(np.mean([draw[key] for draw in sampled])) for key in sampled[0]
+        },
         "all_positive": multilabel_metrics(test, constant(np.ones(num_labels, bool)), names),
         "most_frequent": multilabel_metrics(test, constant(prevalence > 0.5), names),
         "best_constant": multilabel_metrics(test, constant(best_constant_row), names),

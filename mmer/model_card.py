@@ -105,69 +105,44 @@ class UncertaintyResults:
 
 @dataclass
 class ModelCardInputs:
-    """Everything a model card shows that a run measured or a caller chose.
+    """Everything a model card shows that a run measured or a caller chose."""
 
-    Attributes:
-        model_type: The model's `config.model_type`; selects `model_cards/<model_type>.yaml`.
-        model_name: Display name, also the `model-index` name.
-        dataset_name: Human-readable dataset name (e.g. "CMU-MOSEI").
-        metrics: Measured metrics on `dataset_split` (typically the output of
-            `mmer.metrics.multilabel_metrics_from_scores`). Each aggregate entry becomes one
-            `EvalResult` and one row of the results table; per-label keys (`f1_<label>`,
-            `precision_<label>`, `recall_<label>`) go to the per-emotion table. Non-finite (or None)
-            values are shown as "undefined" and left out of `model-index`.
-        per_label_f1: Measured F1 per emotion, `{label: f1}`; its keys define the label order.
-        thresholds: The decision threshold of each label, in label order (a global threshold is
-            passed repeated once per label).
-        synthetic_data: Whether the model was trained and evaluated on synthetic features (adds
-            prominent warnings).
-        dataset_id: Hub dataset id, added to `datasets` and used as the `model-index` dataset type.
-        dataset_config: Dataset configuration (e.g. "mosei"), for `model-index`.
-        dataset_split: The split the metrics were measured on.
-        threshold_tuned_on: Split the thresholds were tuned on, or None if fixed in advance.
-        feature_dims: `{modality: input dimension}` for the intended-use table.
-        feature_extractors: `{modality: description of the features}` for the same table.
-        hyperparameters: `{name: value}` shown as a table (omitted when empty).
-        uncertainty: Measured uncertainty quality; the section is omitted when None.
-        per_combination: `{modality combination: {metric: value}}`, e.g. from masked modalities.
-        images: Repository-relative PNG paths under the keys of `IMAGE_KEYS`.
-        widget_examples: Static widget examples: dicts with `example_title`, a `text` (description
-            of the input) or `src` (repository-relative file), and `output` =
-            `[{"label": str, "score": float}, ...]` recorded from the model.
-        extra_sections: `{title: markdown}` appended before the citation.
-        repo_id: Hub repo id used in the loading snippet (a placeholder path otherwise).
-        license: License id for the metadata.
-        base_model: Optional `base_model` metadata.
-        tags: Extra tags added after the shared and the family's tags.
-        auto_model_class: Auto class shown in the loading snippet.
-        endpoint_handler: Whether the repository ships `handler.py` for Inference Endpoints.
-    """
-
-    model_type: str
-    model_name: str
-    dataset_name: str
+    model_type: str  # the model's `config.model_type`; selects `model_cards/<model_type>.yaml`
+    model_name: str  # display name, also the `model-index` name
+    dataset_name: str  # human-readable dataset name (e.g. "CMU-MOSEI")
+    # Measured metrics on `dataset_split` (typically `mmer.metrics.multilabel_metrics_from_scores`).
+    # Each aggregate entry becomes one `EvalResult` and one row of the results table; per-label keys
+    # (`f1_<label>`, `precision_<label>`, `recall_<label>`) go to the per-emotion table. Non-finite
+    # (or None) values are shown as "undefined" and left out of `model-index`.
     metrics: Mapping[str, float | None]
-    per_label_f1: Mapping[str, float]
+    per_label_f1: Mapping[str, float]  # measured `{label: f1}`; its keys define the label order
+    # The decision threshold of each label, in label order (a global one repeated once per label).
     thresholds: Sequence[float]
-    synthetic_data: bool
-    dataset_id: str | None = None
-    dataset_config: str | None = None
-    dataset_split: str = "test"
-    threshold_tuned_on: str | None = "validation"
+    synthetic_data: bool  # trained and evaluated on synthetic features (adds prominent warnings)
+    dataset_id: str | None = None  # Hub id: added to `datasets`, the `model-index` dataset type
+    dataset_config: str | None = None  # dataset configuration (e.g. "mosei"), for `model-index`
+    dataset_split: str = "test"  # the split the metrics were measured on
+    threshold_tuned_on: str | None = "validation"  # None if the thresholds were fixed in advance
+    # `{modality: input dimension}` and `{modality: description of the features}`, for the
+    # intended-use table.
     feature_dims: Mapping[str, int] = field(default_factory=dict)
     feature_extractors: Mapping[str, str] = field(default_factory=dict)
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    uncertainty: UncertaintyResults | None = None
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # table, omitted when empty
+    uncertainty: UncertaintyResults | None = None  # the section is omitted when None
+    # `{modality combination: {metric: value}}`, e.g. from masked modalities.
     per_combination: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    images: Mapping[str, str] = field(default_factory=dict)
+    images: Mapping[str, str] = field(default_factory=dict)  # relative PNG paths by `IMAGE_KEYS`
+    # Static widget examples: dicts with `example_title`, a `text` (description of the input) or
+    # `src` (repository-relative file), and `output` = `[{"label": str, "score": float}, ...]`
+    # recorded from the model.
     widget_examples: Sequence[Mapping[str, Any]] = ()
-    extra_sections: Mapping[str, str] = field(default_factory=dict)
-    repo_id: str | None = None
+    extra_sections: Mapping[str, str] = field(default_factory=dict)  # appended before the citation
+    repo_id: str | None = None  # Hub repo id in the loading snippet (a placeholder otherwise)
     license: str = "apache-2.0"
     base_model: str | list[str] | None = None
-    tags: Sequence[str] = ()
-    auto_model_class: str = "AutoModelForSequenceClassification"
-    endpoint_handler: bool = True
+    tags: Sequence[str] = ()  # added after the shared and the family's tags
+    auto_model_class: str = "AutoModelForSequenceClassification"  # in the loading snippet
+    endpoint_handler: bool = True  # the repository ships `handler.py` for Inference Endpoints
 
     def __post_init__(self) -> None:
         for name in ("model_type", "model_name", "dataset_name"):
@@ -190,10 +165,13 @@ class ModelCardInputs:
         self.thresholds = [_require_number(value, "threshold") for value in self.thresholds]
         if self.uncertainty is not None and not isinstance(self.uncertainty, UncertaintyResults):
             raise TypeError("`uncertainty` must be an UncertaintyResults or None.")
-        for key, path in self.images.items():
+        for key in self.images:
             if key not in IMAGE_KEYS:
                 raise ValueError(f"Unknown image key {key!r}; allowed: {list(IMAGE_KEYS)}.")
-            _validate_relative_path(path, f"images[{key!r}]")
+        self.images = {
+            key: _validate_relative_path(path, f"images[{key!r}]")
+            for key, path in self.images.items()
+        }
 
     @property
     def label_names(self) -> list[str]:
@@ -206,11 +184,7 @@ class ModelCardInputs:
 
 
 def _require_number(value: Any, what: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        and not hasattr(value, "__float__")
-    ):
+    if isinstance(value, bool) or not hasattr(value, "__float__"):
         raise TypeError(f"{what} must be a number, got {value!r} ({type(value).__name__}).")
     return float(value)
 
@@ -221,8 +195,6 @@ def _format_value(value: float) -> str:
 
 
 def _format_parameter(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
@@ -255,29 +227,6 @@ def _validate_relative_path(path: Any, what: str) -> str:
     return posix
 
 
-def _image(inputs: ModelCardInputs, key: str) -> str | None:
-    path = inputs.images.get(key)
-    return None if path is None else _validate_relative_path(path, f"images[{key!r}]")
-
-
-def _validate_widget_output(output: Any, where: str) -> list[dict[str, Any]]:
-    if output is not None and (not isinstance(output, Sequence) or isinstance(output, str)):
-        raise TypeError(f"{where}['output'] must be a list of dicts.")
-    if not output:
-        raise ValueError(f"{where} needs a non-empty 'output' list of {{label, score}}.")
-    cleaned = []
-    for entry in output:
-        if not isinstance(entry, Mapping) or set(entry) != {"label", "score"}:
-            raise ValueError(
-                f"Each output of {where} must be {{'label': str, 'score': float}}, got {entry!r}."
-            )
-        score = _require_number(entry["score"], f"{where} score")
-        if not 0.0 <= score <= 1.0:
-            raise ValueError(f"Widget scores must lie in [0, 1], got {score}.")
-        cleaned.append({"label": str(entry["label"]), "score": score})
-    return cleaned
-
-
 def _validate_widget_example(example: Any, index: int) -> dict[str, Any]:
     where = f"widget_examples[{index}]"
     if not isinstance(example, Mapping):
@@ -290,47 +239,75 @@ def _validate_widget_example(example: Any, index: int) -> dict[str, Any]:
             f"{where} needs an input description: a 'text' (e.g. which clip and which example "
             "file) or a 'src' (a file in the repository)."
         )
-    cleaned = dict(example)
-    cleaned["output"] = _validate_widget_output(example.get("output"), where)
+    output = example.get("output")
+    if output is not None and (not isinstance(output, Sequence) or isinstance(output, str)):
+        raise TypeError(f"{where}['output'] must be a list of dicts.")
+    if not output:
+        raise ValueError(f"{where} needs a non-empty 'output' list of {{label, score}}.")
+    cleaned = {**example, "output": []}
+    for entry in output:
+        if not isinstance(entry, Mapping) or set(entry) != {"label", "score"}:
+            raise ValueError(
+                f"Each output of {where} must be {{'label': str, 'score': float}}, got {entry!r}."
+            )
+        score = _require_number(entry["score"], f"{where} score")
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"Widget scores must lie in [0, 1], got {score}.")
+        cleaned["output"].append({"label": str(entry["label"]), "score": score})
     if "src" in cleaned:
         cleaned["src"] = _validate_relative_path(cleaned["src"], f"{where} src")
     return cleaned
 
 
+def _value_rows(table: Mapping[str, Mapping[str, Any]], columns: Sequence[str], what: str):
+    """Table rows `[name, value per column]`: values to 4 decimals, "" where a value is missing."""
+    return [
+        [
+            _cell(name),
+            *(
+                _format_value(_require_number(values[column], f"{what}[{name!r}]"))
+                if column in values
+                else ""
+                for column in columns
+            ),
+        ]
+        for name, values in table.items()
+    ]
+
+
 # ----------------------------------------------------------------------------------------------------
-# Sections: each returns what the template needs for one part of the card
+# Sections: each returns what the template needs for one part of the card (tables as lists of rows)
 # ----------------------------------------------------------------------------------------------------
 
 
 def _split_metrics(
     inputs: ModelCardInputs,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Aggregate metrics, and per-label ones as `{prefix: {label: value}}` with F1 always there."""
-    labels = inputs.label_names
+    """Aggregate metrics, and per-label ones as `{label: {prefix: value}}` with F1 always there."""
+    per_label: dict[str, dict[str, float]] = {
+        str(label): {"f1": _require_number(value, f"per_label_f1[{label!r}]")}
+        for label, value in inputs.per_label_f1.items()
+    }
     per_label_keys = {
-        f"{prefix}_{label}": (prefix, label) for prefix in _PER_LABEL_PREFIXES for label in labels
+        f"{prefix}_{label}": (prefix, label)
+        for prefix in _PER_LABEL_PREFIXES
+        for label in per_label
     }
     aggregate: dict[str, float] = {}
-    per_label: dict[str, dict[str, float]] = {}
     for key, value in inputs.metrics.items():
         # None stands for "measured but undefined" (e.g. an AUROC with one class), like NaN.
         number = math.nan if value is None else _require_number(value, f"metrics[{key!r}]")
-        if key in per_label_keys:
-            prefix, label = per_label_keys[key]
-            per_label.setdefault(prefix, {})[label] = number
-        else:
+        if key not in per_label_keys:
             aggregate[key] = number
-    measured_f1 = {
-        str(label): _require_number(value, f"per_label_f1[{label!r}]")
-        for label, value in inputs.per_label_f1.items()
-    }
-    for label, value in per_label.get("f1", {}).items():
-        if not math.isclose(value, measured_f1[label], rel_tol=0.0, abs_tol=1e-12):
+            continue
+        prefix, label = per_label_keys[key]
+        measured_f1 = per_label[label]["f1"]
+        if prefix == "f1" and not math.isclose(number, measured_f1, rel_tol=0.0, abs_tol=1e-12):
             raise ValueError(
-                f"metrics['f1_{label}'] = {value} disagrees with per_label_f1[{label!r}] = "
-                f"{measured_f1[label]}."
+                f"metrics['f1_{label}'] = {number} disagrees with per_label_f1[{label!r}] = "
+                f"{measured_f1}."
             )
-    per_label["f1"] = measured_f1
+        per_label[label].setdefault(prefix, number)
     return aggregate, per_label
 
 
@@ -384,15 +361,13 @@ def _card_data(
 
 def _usage_section(inputs: ModelCardInputs) -> dict[str, Any]:
     """Intended use (the input features table) and how to load the model."""
-    modalities = list(dict.fromkeys([*inputs.feature_dims, *inputs.feature_extractors]))
+    modalities = dict.fromkeys([*inputs.feature_dims, *inputs.feature_extractors])
     feature_rows = [
-        {
-            "modality": _cell(modality),
-            "extractor": _cell(inputs.feature_extractors.get(modality, "")),
-            "dim": str(int(inputs.feature_dims[modality]))
-            if modality in inputs.feature_dims
-            else "",
-        }
+        [
+            _cell(modality),
+            _cell(inputs.feature_extractors.get(modality, "")),
+            str(int(inputs.feature_dims[modality])) if modality in inputs.feature_dims else "",
+        ]
         for modality in modalities
     ]
     return {
@@ -403,18 +378,7 @@ def _usage_section(inputs: ModelCardInputs) -> dict[str, Any]:
     }
 
 
-def _training_section(inputs: ModelCardInputs) -> dict[str, Any]:
-    """Hyperparameter table and training curves."""
-    return {
-        "hyperparameter_rows": [
-            {"name": _cell(name), "value": _cell(_format_parameter(value))}
-            for name, value in inputs.hyperparameters.items()
-        ],
-        "curves_image": _image(inputs, "training_curves"),
-    }
-
-
-def _threshold_text(inputs: ModelCardInputs) -> tuple[str, list[dict[str, str]]]:
+def _threshold_text(inputs: ModelCardInputs) -> tuple[str, list[list[str]]]:
     """The decision rule: one sentence for a shared threshold, a table for per-label ones."""
     tuned_on, split = inputs.threshold_tuned_on, inputs.dataset_split
     if tuned_on is None:
@@ -436,63 +400,10 @@ def _threshold_text(inputs: ModelCardInputs) -> tuple[str, list[dict[str, str]]]
         f"threshold (table below).{provenance}"
     )
     rows = [
-        {"label": _cell(label), "value": f"{value:g}"}
+        [_cell(label), f"{value:g}"]
         for label, value in zip(inputs.label_names, inputs.thresholds, strict=True)
     ]
     return text, rows
-
-
-def _evaluation_section(inputs: ModelCardInputs, aggregate: Mapping[str, float]) -> dict[str, Any]:
-    """The results table and the thresholds that produced it."""
-    threshold_text, threshold_rows = _threshold_text(inputs)
-    return {
-        "metric_rows": [
-            {"name": _cell(_metric_name(key)), "value": _format_value(value)}
-            for key, value in aggregate.items()
-        ],
-        "threshold_text": threshold_text,
-        "threshold_rows": threshold_rows,
-    }
-
-
-def _per_label_section(
-    inputs: ModelCardInputs, per_label: Mapping[str, Mapping[str, float]]
-) -> dict[str, Any]:
-    """One row per emotion, one column per per-label metric that was given (F1 always)."""
-    columns = [prefix for prefix in _PER_LABEL_PREFIXES if prefix in per_label]
-    rows = [
-        {
-            "label": _cell(label),
-            "values": [
-                _format_value(per_label[column][label]) if label in per_label[column] else ""
-                for column in columns
-            ],
-        }
-        for label in inputs.label_names
-    ]
-    return {
-        "columns": [{"f1": "F1"}.get(column, column) for column in columns],
-        "rows": rows,
-        "f1_image": _image(inputs, "per_label_f1"),
-    }
-
-
-def _combinations_section(inputs: ModelCardInputs) -> dict[str, Any]:
-    """Results with only some modalities given; columns are the union of the metrics shown."""
-    keys = list(dict.fromkeys(key for values in inputs.per_combination.values() for key in values))
-    rows = [
-        {
-            "name": _cell(name),
-            "values": [
-                _format_value(_require_number(values[key], f"per_combination[{name!r}]"))
-                if key in values
-                else ""
-                for key in keys
-            ],
-        }
-        for name, values in inputs.per_combination.items()
-    ]
-    return {"columns": [_cell(_metric_name(key)) for key in keys], "rows": rows}
 
 
 def _uncertainty_section(inputs: ModelCardInputs, family: FamilyCardText) -> dict[str, Any] | None:
@@ -505,24 +416,25 @@ def _uncertainty_section(inputs: ModelCardInputs, family: FamilyCardText) -> dic
             f"Uncertainty results were given but model_cards/{family.model_type}.yaml has no "
             "'uncertainty_definition' to say what the uncertainty is."
         )
-    rows = []
-    if results.error_auroc is not None:
-        rows.append(
-            {
-                "name": "AUROC of the uncertainty for detecting wrong emotion decisions",
-                "value": _format_value(_require_number(results.error_auroc, "AUROC")),
-            }
-        )
-    if results.expected_calibration_error is not None:
-        name = "Expected calibration error of the probabilities"
-        if results.n_bins is not None:
-            name += f" ({int(results.n_bins)} equal-width bins)"
-        value = _require_number(results.expected_calibration_error, "ECE")
-        rows.append({"name": name, "value": _format_value(value)})
+    calibration_name = "Expected calibration error of the probabilities"
+    if results.n_bins is not None:
+        calibration_name += f" ({int(results.n_bins)} equal-width bins)"
+    measures = [
+        (
+            "AUROC of the uncertainty for detecting wrong emotion decisions",
+            "AUROC",
+            results.error_auroc,
+        ),
+        (calibration_name, "ECE", results.expected_calibration_error),
+    ]
     return {
         "definition": family.uncertainty_definition,
-        "rows": rows,
-        "reliability_image": _image(inputs, "reliability_diagram"),
+        "rows": [
+            [name, _format_value(_require_number(value, what))]
+            for name, what, value in measures
+            if value is not None
+        ],
+        "reliability_image": inputs.images.get("reliability_diagram"),
     }
 
 
@@ -539,6 +451,15 @@ def template_resource():
 def _template_context(inputs: ModelCardInputs, family: FamilyCardText) -> dict[str, Any]:
     """The card's metadata (`card_data`) and the template variables of every section."""
     aggregate, per_label = _split_metrics(inputs)
+    threshold_text, threshold_rows = _threshold_text(inputs)
+    per_label_columns = [
+        prefix
+        for prefix in _PER_LABEL_PREFIXES
+        if any(prefix in values for values in per_label.values())
+    ]
+    combination_columns = list(
+        dict.fromkeys(key for values in inputs.per_combination.values() for key in values)
+    )
     return {
         "card_data": _card_data(inputs, family, aggregate),
         "family": family,
@@ -550,10 +471,29 @@ def _template_context(inputs: ModelCardInputs, family: FamilyCardText) -> dict[s
             "split": inputs.dataset_split,
         },
         "usage": _usage_section(inputs),
-        "training": _training_section(inputs),
-        "evaluation": _evaluation_section(inputs, aggregate),
-        "per_label": _per_label_section(inputs, per_label),
-        "combinations": _combinations_section(inputs),
+        "training": {
+            "hyperparameter_rows": [
+                [_cell(name), _cell(_format_parameter(value))]
+                for name, value in inputs.hyperparameters.items()
+            ],
+            "curves_image": inputs.images.get("training_curves"),
+        },
+        "evaluation": {
+            "metric_rows": [
+                [_cell(_metric_name(key)), _format_value(value)] for key, value in aggregate.items()
+            ],
+            "threshold_text": threshold_text,
+            "threshold_rows": threshold_rows,
+        },
+        "per_label": {
+            "columns": [{"f1": "F1"}.get(column, column) for column in per_label_columns],
+            "rows": _value_rows(per_label, per_label_columns, "per_label_f1"),
+            "f1_image": inputs.images.get("per_label_f1"),
+        },
+        "combinations": {  # results with only some modalities given
+            "columns": [_cell(_metric_name(key)) for key in combination_columns],
+            "rows": _value_rows(inputs.per_combination, combination_columns, "per_combination"),
+        },
         "uncertainty": _uncertainty_section(inputs, family),
         "extra_sections": [
             {"title": _cell(title), "body": body.strip()}

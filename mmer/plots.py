@@ -39,14 +39,14 @@ DEFAULT_EVAL_METRICS: tuple[str, ...] = (
 _NON_CURVE_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second", "flos")
 
 
-def _new_figure(width: float, height: float, rows: int = 1, columns: int = 1):
+def _new_figure(width: float, height: float, *rows_columns: int, **subplot_options):
+    """A Figure on its own Agg canvas (no pyplot) and its axes from `Figure.subplots`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False)
-    return figure, axes
+    return figure, figure.subplots(*rows_columns, **subplot_options)
 
 
 def _save_png(figure, path: str | os.PathLike[str], dpi: int) -> Path:
@@ -96,18 +96,14 @@ def plot_training_curves(
     if isinstance(log_history, (str, bytes)) or not isinstance(log_history, Sequence):
         raise TypeError(f"`log_history` must be a list of dicts, got {type(log_history).__name__}.")
     metric_names = DEFAULT_EVAL_METRICS if eval_metrics is None else tuple(eval_metrics)
-    panels = [
-        panel
-        for panel in _curve_panels(log_history, x_axis, metric_names)
-        if panel[2]  # a panel with no series is not drawn
-    ]
+    panels = [panel for panel in _curve_panels(log_history, x_axis, metric_names) if panel[2]]
     if not panels:
         raise ValueError(
             f"`log_history` has no training loss, evaluation loss or evaluation metric keyed by "
             f"{x_axis!r}; nothing to plot."
         )
 
-    figure, axes = _new_figure(5.0 * len(panels), 4.0, rows=1, columns=len(panels))
+    figure, axes = _new_figure(5.0 * len(panels), 4.0, 1, len(panels), squeeze=False)
     for axis, (title, y_label, series) in zip(axes[0], panels, strict=True):
         for name in sorted(series):
             points = sorted(series[name])
@@ -191,8 +187,7 @@ def plot_per_label_f1(
             f"`metrics_dict` has no F1 for labels {missing} (expected keys f1_<label> or <label>)."
         )
 
-    figure, axes = _new_figure(max(4.0, 0.9 * len(label_names) + 2.0), 3.8)
-    axis = axes[0][0]
+    figure, axis = _new_figure(max(4.0, 0.9 * len(label_names) + 2.0), 3.8)
     bars = axis.bar(range(len(label_names)), scores, color="tab:blue")
     axis.bar_label(bars, fmt="%.3f", fontsize="small")
     for key, style in (("f1_micro", "--"), ("f1_macro", ":")):
@@ -227,13 +222,7 @@ def plot_reliability_diagram(
     centers = (curve.bin_edges[:-1] + curve.bin_edges[1:]) / 2
     width = 1.0 / n_bins
     filled = curve.count > 0
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4.8, 5.6), layout="constrained")
-    FigureCanvasAgg(figure)
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    figure, (top, bottom) = _new_figure(4.8, 5.6, 2, 1, sharex=True, height_ratios=[3, 1])
     top.bar(
         centers[filled],
         curve.accuracy[filled],
