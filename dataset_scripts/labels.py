@@ -96,14 +96,8 @@ M3ED_LABELS = LabelSpec(
 
 # GoEmotions, Ekman grouping: the classes in the order of the label ids of its TSV files. Its labels
 # are id lists, not `tgt` token lists, so they need no `LabelSpec`.
-GOEMOTIONS_LABELS: tuple[str, ...] = (
-    "anger",
-    "disgust",
-    "fear",
-    "joy",
-    "neutral",
-    "sadness",
-    "surprise",
+GOEMOTIONS_LABELS: tuple[str, ...] = tuple(
+    "anger disgust fear joy neutral sadness surprise".split()
 )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from .cli import run_conversion_cli
 from .conversion import ConversionResult, convert_source
 from .labels import MOSEI_LABELS
-from .sources import DatasetSpec
+from .sources import MMSA_LENGTH_KEYS, DatasetSpec
 
 __all__ = ["MOSEI_SPECS", "SOURCE_FORMAT_HELP", "convert_mosei", "main"]
 
@@ -41,7 +41,7 @@ MOSEI_SPECS: dict[str, DatasetSpec] = {
         label_spec=MOSEI_LABELS,
         expected_dims={"text": None, "audio": 74, "visual": 35},
         # MMSA's unaligned file stores the real audio/vision lengths of its zero-padded sequences.
-        length_keys={"audio": "audio_lengths", "visual": "vision_lengths"},
+        length_keys=MMSA_LENGTH_KEYS,
         pretty_name="CMU-MOSEI emotions (pre-extracted features)",
         description=_DESCRIPTION + " Unaligned: each modality keeps its own frame rate.",
     ),

@@ -24,7 +24,6 @@ read (the command lines point to it); the loader reads it back only for the Hub 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -37,8 +36,9 @@ from typing import Any
 import datasets
 
 from .building import metadata_from_dataset
-from .io import write_text_atomic
+from .io import write_json_atomic, write_text_atomic
 from .modalities import MODALITIES
+from .sources import non_finite_total
 
 logger = logging.getLogger(__name__)
 
@@ -93,26 +93,6 @@ def atomic_output_dir(target: str | os.PathLike, overwrite: bool = False) -> Ite
         raise
 
 
-def _write_json(path: Path, content: Any) -> None:
-    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-
-
-def _write_report_file(folder: Path, metadata: Mapping[str, Any] | None) -> None:
-    if metadata is not None:
-        _write_json(folder / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
-
-
-def _write_metadata_files(folder: Path, metadata: Mapping[str, Any] | None) -> None:
-    """The Hub layout's metadata file (without the report) and its report file."""
-    if metadata is None:
-        return
-    _write_json(
-        folder / METADATA_FILENAME,
-        {key: value for key, value in metadata.items() if key != "report"},
-    )
-    _write_report_file(folder, metadata)
-
-
 def save_prepared(
     dataset_dict: datasets.DatasetDict, output_dir: str | os.PathLike, overwrite: bool = False
 ) -> Path:
@@ -126,7 +106,9 @@ def save_prepared(
     output_dir = Path(output_dir)
     with atomic_output_dir(output_dir, overwrite=overwrite) as temporary:
         dataset_dict.save_to_disk(str(temporary))
-        _write_report_file(temporary, metadata_from_dataset(dataset_dict))
+        metadata = metadata_from_dataset(dataset_dict)
+        if metadata is not None:
+            write_json_atomic(temporary / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
     logger.info(
         "Saved %s to %s", {split: ds.num_rows for split, ds in dataset_dict.items()}, output_dir
     )
@@ -160,10 +142,10 @@ def _config_section(
     lines += [f"| {split} | {count} |" for split, count in metadata["num_samples"].items()]
     non_finite = metadata.get("report", {}).get("non_finite", {})
     replaced = {
-        f"{split}/{modality}": counts["nan"] + counts["posinf"] + counts["neginf"]
+        f"{split}/{modality}": non_finite_total(counts)
         for split, per_modality in non_finite.items()
         for modality, counts in per_modality.items()
-        if counts["nan"] + counts["posinf"] + counts["neginf"]
+        if non_finite_total(counts)
     }
     if replaced:
         lines += [
@@ -239,7 +221,10 @@ def write_hub_layout(
                 shard.to_parquet(
                     str(temporary / f"{split}-{index:05d}-of-{num_shards:05d}.parquet")
                 )
-        _write_metadata_files(temporary, metadata or None)
+        if metadata:  # the metadata without the report, then the report in its own file
+            without_report = {key: value for key, value in metadata.items() if key != "report"}
+            write_json_atomic(temporary / METADATA_FILENAME, without_report)
+            write_json_atomic(temporary / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
 
     readme = hub_dir / "README.md"
     if readme.exists():

@@ -38,10 +38,12 @@ __all__ = [
     "clean_non_finite",
     "clean_splits",
     "feature_dim",
+    "non_finite_total",
     "parse_source",
     "resolve_modality_dims",
     "sample_count",
     "sequence_lengths",
+    "swap_audio_visual",
 ]
 
 #: Output split -> accepted source split names, first match wins.
@@ -56,6 +58,8 @@ MODALITY_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "audio": ("src-audio", "audio"),
     "visual": ("src-visual", "vision"),
 }
+#: Where MMSA's unaligned pickle stores the real lengths of its zero-padded sequences.
+MMSA_LENGTH_KEYS: dict[str, str] = {"audio": "audio_lengths", "visual": "vision_lengths"}
 TARGET_KEY = "tgt"
 ID_KEY = "id"
 
@@ -205,6 +209,11 @@ def clean_non_finite(samples: Samples) -> tuple[Samples, dict[str, int]]:
     return cleaned, counts
 
 
+def non_finite_total(counts: Mapping[str, int]) -> int:
+    """How many values `clean_non_finite` replaced (NaN, +inf and -inf together)."""
+    return counts["nan"] + counts["posinf"] + counts["neginf"]
+
+
 def clean_splits(
     splits: Mapping[str, SplitArrays], source: str
 ) -> dict[str, dict[str, dict[str, int]]]:
@@ -220,19 +229,12 @@ def clean_splits(
         for modality in MODALITIES:
             arrays.features[modality], counts = clean_non_finite(arrays.features[modality])
             report[split][modality] = counts
-            replaced = counts["nan"] + counts["posinf"] + counts["neginf"]
-            if replaced:
+            if non_finite_total(counts):
                 logger.warning(
                     "%s, split %s, %s: replaced %d non-finite values by 0 "
                     "(NaN %d, +inf %d, -inf %d) in %d samples",
-                    source,
-                    split,
-                    modality,
-                    replaced,
-                    counts["nan"],
-                    counts["posinf"],
-                    counts["neginf"],
-                    counts["samples_affected"],
+                    *(source, split, modality, non_finite_total(counts)),
+                    *(counts[key] for key in ("nan", "posinf", "neginf", "samples_affected")),
                 )
     return report
 
@@ -394,6 +396,13 @@ def _parse_split(
     return SplitArrays(ids=ids, features=features, labels=labels)
 
 
+def swap_audio_visual(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """`mapping` (keyed by modality) with its audio and visual entries exchanged, in `MODALITIES`
+    order; a modality absent from `mapping` stays absent."""
+    renamed = {{"audio": "visual", "visual": "audio"}.get(m, m): v for m, v in mapping.items()}
+    return {modality: renamed[modality] for modality in MODALITIES if modality in renamed}
+
+
 def resolve_modality_dims(
     dims: Mapping[str, int], expected_dims: Mapping[str, int | None], source: str
 ) -> bool:
@@ -499,17 +508,12 @@ def parse_source(
     expected_dims = {**spec.expected_dims, **(feature_dims or {})}
     swapped = resolve_modality_dims(dims, expected_dims, source)
     if swapped:
-        dims["audio"], dims["visual"] = dims["visual"], dims["audio"]
+        dims = swap_audio_visual(dims)
         for arrays in splits.values():
-            features = arrays.features
-            features["audio"], features["visual"] = features["visual"], features["audio"]
-        for split_lengths in report["lengths"].values():
-            renamed = {
-                {"audio": "visual", "visual": "audio"}.get(m, m): v
-                for m, v in split_lengths.items()
-            }
-            split_lengths.clear()
-            split_lengths.update(renamed)
+            arrays.features = swap_audio_visual(arrays.features)
+        report["lengths"] = {
+            split: swap_audio_visual(cut) for split, cut in report["lengths"].items()
+        }
 
     report["non_finite"] = clean_splits(splits, source)
     report["num_samples"] = {split: len(arrays) for split, arrays in splits.items()}
