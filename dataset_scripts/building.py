@@ -27,7 +27,7 @@ import pyarrow as pa
 from datasets.table import InMemoryTable
 
 from .modalities import MODALITIES
-from .sources import Samples, SplitArrays, feature_dim, sample_count, sequence_lengths
+from .sources import Samples, SplitArrays, sample_count, sequence_lengths, split_feature_dims
 
 __all__ = [
     "METADATA_KEY",
@@ -147,19 +147,9 @@ def _shapes(
     splits: Mapping[str, SplitArrays], modalities: Sequence[str], dataset_name: str
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """Per modality: the feature dim (one across splits) and the length if every sample shares it."""
-    feature_dims: dict[str, int] = {}
+    feature_dims = split_feature_dims(splits, modalities, dataset_name)
     fixed_lengths: dict[str, int | None] = {}
     for modality in modalities:
-        dims = {
-            feature_dim(arrays.features[modality], modality, dataset_name)
-            for arrays in splits.values()
-        }
-        dims.discard(None)
-        if len(dims) != 1:
-            raise ValueError(
-                f"{dataset_name}: {modality} feature dims differ between splits: {sorted(dims)}"
-            )
-        feature_dims[modality] = dims.pop()
         lengths = np.concatenate(
             [sequence_lengths(arrays.features[modality]) for arrays in splits.values()]
         )

@@ -43,6 +43,7 @@ __all__ = [
     "resolve_modality_dims",
     "sample_count",
     "sequence_lengths",
+    "split_feature_dims",
     "swap_audio_visual",
 ]
 
@@ -170,6 +171,24 @@ def feature_dim(samples: Samples, modality: str, where: str) -> int | None:
     return int(dims[0])
 
 
+def split_feature_dims(
+    splits: Mapping[str, SplitArrays], modalities: Sequence[str], where: str
+) -> dict[str, int]:
+    """Each modality's feature dim; raises unless it is the same in every (non-empty) split."""
+    dims: dict[str, int] = {}
+    for modality in modalities:
+        per_split = {
+            split: feature_dim(arrays.features[modality], modality, where)
+            for split, arrays in splits.items()
+        }
+        found = set(per_split.values()) - {None}
+        if len(found) != 1:
+            details = ", ".join(f"{split} {dim}" for split, dim in per_split.items())
+            raise ValueError(f"{where}: {modality} feature dims differ between splits ({details})")
+        dims[modality] = found.pop()
+    return dims
+
+
 def sample_count(samples: Samples) -> int:
     return samples.shape[0] if isinstance(samples, np.ndarray) else len(samples)
 
@@ -255,6 +274,19 @@ def _find_key(mapping: Mapping[str, Any], candidates: Sequence[str]) -> str | No
     return next((key for key in candidates if key in mapping), None)
 
 
+def _require_key(
+    mapping: Mapping[str, Any], candidates: Sequence[str], what: str, where: str
+) -> str:
+    """The first of `candidates` in `mapping`; raises naming them and the keys found."""
+    key = _find_key(mapping, candidates)
+    if key is None:
+        raise ValueError(
+            f"{where} has no {what}: looked for {' or '.join(map(repr, candidates))}; keys found: "
+            f"{sorted(map(str, mapping))}"
+        )
+    return key
+
+
 def _read_lengths(
     split_raw: Mapping[str, Any], key: str, num_samples: int, stored: np.ndarray, where: str
 ) -> tuple[np.ndarray, dict[str, int]]:
@@ -280,25 +312,14 @@ def _read_features(split_raw: Mapping[str, Any], where: str) -> dict[str, Sample
     """Each modality's samples, found under the first of its accepted source keys."""
     features: dict[str, Samples] = {}
     for modality in MODALITIES:
-        key = _find_key(split_raw, MODALITY_SOURCE_KEYS[modality])
-        if key is None:
-            looked_for = " or ".join(repr(name) for name in MODALITY_SOURCE_KEYS[modality])
-            raise ValueError(
-                f"{where} has no {modality} features: looked for {looked_for}; keys found: "
-                f"{sorted(map(str, split_raw))}"
-            )
+        key = _require_key(split_raw, MODALITY_SOURCE_KEYS[modality], f"{modality} features", where)
         features[modality] = _to_samples(split_raw[key], modality, where)
     return features
 
 
 def _read_targets(split_raw: Mapping[str, Any], where: str) -> Sequence[Any]:
     """The `tgt` token lists (a 2-D array becomes a list of rows)."""
-    if TARGET_KEY not in split_raw:
-        raise ValueError(
-            f"{where} has no labels: looked for {TARGET_KEY!r}; keys found: "
-            f"{sorted(map(str, split_raw))}"
-        )
-    targets = split_raw[TARGET_KEY]
+    targets = split_raw[_require_key(split_raw, [TARGET_KEY], "labels", where)]
     if hasattr(targets, "tolist") and getattr(targets, "ndim", 1) == 2:
         targets = targets.tolist()
     return targets
@@ -493,18 +514,7 @@ def parse_source(
             )
         splits[split] = _parse_split(raw[key], split, spec, source, use_lengths, report)
 
-    # Each modality must have one dim across splits.
-    dims: dict[str, int] = {}
-    for modality in MODALITIES:
-        per_split = {
-            split: feature_dim(arrays.features[modality], modality, source)
-            for split, arrays in splits.items()
-        }
-        if len(set(per_split.values())) > 1:
-            details = ", ".join(f"{split} {dim}" for split, dim in per_split.items())
-            raise ValueError(f"{source}: {modality} feature dims differ between splits ({details})")
-        dims[modality] = per_split["train"]
-
+    dims = split_feature_dims(splits, MODALITIES, source)
     expected_dims = {**spec.expected_dims, **(feature_dims or {})}
     swapped = resolve_modality_dims(dims, expected_dims, source)
     if swapped:
