@@ -53,6 +53,17 @@ def _default_hub_config(readme: Path) -> str:
     )
 
 
+def _is_saved_dataset(path: Path) -> bool:
+    """True for a `save_prepared` folder, False for a Hub layout folder or a repository id."""
+    if (path / "dataset_dict.json").is_file():
+        return True
+    if path.exists() and not (path / "README.md").is_file():
+        raise ValueError(
+            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
+        )
+    return False
+
+
 def load_metadata(
     path_or_repo: str | os.PathLike, config_name: str | None = None
 ) -> dict[str, Any]:
@@ -64,19 +75,15 @@ def load_metadata(
     and `cleaning_report.json`) and, with network access, a dataset repository on the Hub.
     """
     path = Path(path_or_repo)
-    if (path / "dataset_dict.json").is_file():
+    if _is_saved_dataset(path):
         metadata = metadata_from_dataset(datasets.load_from_disk(str(path)))
         if metadata is None:
             raise FileNotFoundError(
                 f"{path} holds no dataset metadata; was the dataset written by dataset_scripts?"
             )
         return metadata
-    if (path / "README.md").is_file():
+    if path.exists():
         folder = path / (config_name or _default_hub_config(path / "README.md"))
-    elif path.exists():
-        raise ValueError(
-            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
-        )
     else:
         from huggingface_hub import hf_hub_download
 
@@ -120,13 +127,9 @@ def load_prepared(
     `InMemoryMultimodalDataset.label_names`) work whatever the origin.
     """
     path = Path(path_or_repo)
-    if (path / "dataset_dict.json").is_file():
+    if _is_saved_dataset(path):
         return datasets.load_from_disk(str(path))
-    if path.exists() and not (path / "README.md").is_file():
-        raise ValueError(
-            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
-        )
-    if config_name is None and (path / "README.md").is_file():
+    if config_name is None and path.exists():
         config_name = _default_hub_config(path / "README.md")
     dataset_dict = datasets.load_dataset(str(path_or_repo), config_name)
     try:

@@ -80,14 +80,8 @@ def convert_mosei(
     feature_dims: Mapping[str, int | None] | None = None,
     use_lengths: bool = True,
 ) -> ConversionResult:
-    """Converts a CMU-MOSEI source file (see `SOURCE_FORMAT_HELP`) into a `DatasetDict`.
-
-    Args:
-        source: The `.pkl` or `.pt` file.
-        config: `"aligned"` or `"unaligned"`.
-        feature_dims: Overrides of the expected dims (text: any; audio 74; visual 35).
-        use_lengths: For `unaligned`, cut sequences to MMSA's stored real lengths.
-    """
+    """`convert_source` with the `config` (`"aligned"` or `"unaligned"`) of `MOSEI_SPECS`; the
+    source format is described in `SOURCE_FORMAT_HELP`."""
     if config not in MOSEI_SPECS:
         raise ValueError(f"config must be one of {sorted(MOSEI_SPECS)}; got {config!r}")
     return convert_source(
