@@ -123,15 +123,8 @@ def target_tokens_to_multi_hot(
     For each sample, trailing pad tokens are dropped, then the list must start with the begin
     token and end with the end token; both are dropped (the reference's `tgt[1:-1]`). Every
     remaining token must be an emotion token of `label_spec`. Repeated tokens are harmless. A
-    sample with no emotion token gives an all-zero row.
-
-    Args:
-        targets: One token list per sample.
-        label_spec: The dataset's label set.
-        split: Split name, used in error messages.
-
-    Returns:
-        `np.ndarray` of shape `[num_samples, label_spec.num_labels]`, dtype float32.
+    sample with no emotion token gives an all-zero row. Returns float32
+    `[num_samples, label_spec.num_labels]`.
 
     Raises:
         ValueError: If a list lacks its begin/end token or holds an unknown token; the message names

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import datasets
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from .building import metadata_from_dataset, metadata_to_description
 from .modalities import MODALITIES
@@ -290,19 +291,12 @@ class MultimodalDataCollator:
         for key in features[0]:
             values = [torch.as_tensor(sample[key]) for sample in features]
             if key.endswith(("_features", "_mask")):
-                batch[key] = self._pad_and_stack(
-                    values, self.padding_value if key.endswith("_features") else 0
+                batch[key] = pad_sequence(
+                    values,
+                    batch_first=True,
+                    padding_value=self.padding_value if key.endswith("_features") else 0,
+                    padding_side=self.padding_side,
                 )
             else:
                 batch[key] = torch.stack(values)
         return batch
-
-    def _pad_and_stack(self, values: list[torch.Tensor], padding_value: float) -> torch.Tensor:
-        length = max(value.shape[0] for value in values)
-        padded = values[0].new_full((len(values), length, *values[0].shape[1:]), padding_value)
-        for row, value in enumerate(values):
-            if self.padding_side == "right":
-                padded[row, : value.shape[0]] = value
-            else:
-                padded[row, length - value.shape[0] :] = value
-        return padded

@@ -252,7 +252,10 @@ def clean_splits(
                 logger.warning(
                     "%s, split %s, %s: replaced %d non-finite values by 0 "
                     "(NaN %d, +inf %d, -inf %d) in %d samples",
-                    *(source, split, modality, non_finite_total(counts)),
+                    source,
+                    split,
+                    modality,
+                    non_finite_total(counts),
                     *(counts[key] for key in ("nan", "posinf", "neginf", "samples_affected")),
                 )
     return report
@@ -285,27 +288,6 @@ def _require_key(
             f"{sorted(map(str, mapping))}"
         )
     return key
-
-
-def _read_lengths(
-    split_raw: Mapping[str, Any], key: str, num_samples: int, stored: np.ndarray, where: str
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Reads per-sample real lengths, clipped to `[1, stored length]`; counts what was clipped."""
-    lengths = _to_numpy(split_raw[key]).reshape(-1)
-    if lengths.shape[0] != num_samples:
-        raise ValueError(
-            f"{where}: {key!r} holds {lengths.shape[0]} lengths for {num_samples} samples"
-        )
-    if not np.issubdtype(lengths.dtype, np.number) or (lengths != np.round(lengths)).any():
-        raise ValueError(
-            f"{where}: {key!r} must hold integer sequence lengths; got {lengths[:5]}..."
-        )
-    lengths = lengths.astype(np.int64)
-    counts = {
-        "raised_to_one": int((lengths < 1).sum()),
-        "clipped_to_stored_length": int((lengths > stored).sum()),
-    }
-    return np.clip(lengths, 1, stored), counts
 
 
 def _read_features(split_raw: Mapping[str, Any], where: str) -> dict[str, Samples]:
@@ -361,16 +343,29 @@ def _apply_lengths(
             )
             continue
         samples = features[modality]
-        lengths, clip_counts = _read_lengths(
-            split_raw, key, sample_count(samples), sequence_lengths(samples), where
-        )
-        features[modality] = _cut_to_lengths(samples, lengths)
-        report[modality] = {"source_key": key, **clip_counts}
-        if clip_counts["raised_to_one"]:
+        lengths = _to_numpy(split_raw[key]).reshape(-1)
+        if lengths.shape[0] != sample_count(samples):
+            raise ValueError(
+                f"{where}: {key!r} holds {lengths.shape[0]} lengths for {sample_count(samples)} "
+                "samples"
+            )
+        if not np.issubdtype(lengths.dtype, np.number) or (lengths != np.round(lengths)).any():
+            raise ValueError(
+                f"{where}: {key!r} must hold integer sequence lengths; got {lengths[:5]}..."
+            )
+        # Real lengths are clipped to [1, stored length], and what was clipped is counted.
+        lengths, stored = lengths.astype(np.int64), sequence_lengths(samples)
+        report[modality] = {
+            "source_key": key,
+            "raised_to_one": int((lengths < 1).sum()),
+            "clipped_to_stored_length": int((lengths > stored).sum()),
+        }
+        features[modality] = _cut_to_lengths(samples, np.clip(lengths, 1, stored))
+        if report[modality]["raised_to_one"]:
             logger.warning(
                 "%s: %d %s sequences have length < 1 in %r; they keep one (padding) frame",
                 where,
-                clip_counts["raised_to_one"],
+                report[modality]["raised_to_one"],
                 modality,
                 key,
             )
