@@ -357,9 +357,11 @@ def write_source(
             entry["regression_labels"] = np.zeros(len(arrays), dtype=np.float32)
         content[source_split] = entry
     if format == "carat_m3ed_pt":
-        vocabulary = {"<blank>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
-        for index, name in enumerate(label_spec.label_names):
-            vocabulary[name.capitalize()] = label_spec.class_to_token[index]
+        emotions = {
+            name.capitalize(): label_spec.class_to_token[index]
+            for index, name in label_spec.id2label.items()
+        }
+        vocabulary = {"<blank>": 0, "<unk>": 1, "<s>": 2, "</s>": 3, **emotions}
         content["dict"] = {"tgt": vocabulary, "src": {}}
         content["settings"] = argparse.Namespace(max_len=padded_length, source="synthetic")
 
