@@ -59,11 +59,11 @@ def parse_builder_args(
 
 
 def _build_argument_parser(
-    prog: str, description: str, source_help: str, config_names: Sequence[str], default_config: str
+    specs: Mapping[str, DatasetSpec], what: str, source_help: str
 ) -> argparse.ArgumentParser:
     parser = builder_parser(
-        prog,
-        description,
+        f"python -m {__package__}.{next(iter(specs.values())).name}",
+        f"Convert {what} into a Hugging Face dataset (train/validation/test).",
         output_help="Folder for the saved dataset (save_to_disk).",
         overwrite_help="Replace an existing --output (and Hub config folder).",
         epilog=source_help,
@@ -72,9 +72,12 @@ def _build_argument_parser(
     parser.add_argument(
         "--source", required=True, type=Path, help="The downloaded .pkl or .pt file."
     )
-    if len(config_names) > 1:
+    if len(specs) > 1:
         parser.add_argument(
-            "--config", choices=config_names, default=default_config, help="Dataset configuration."
+            "--config",
+            choices=list(specs),
+            default=next(iter(specs)),
+            help="Dataset configuration.",
         )
     parser.add_argument(
         "--hub_layout",
@@ -136,15 +139,17 @@ def _summary(result: ConversionResult, spec: DatasetSpec, written: Mapping[str, 
 def run_conversion_cli(
     argv: Sequence[str] | None,
     specs: Mapping[str, DatasetSpec],
-    prog: str,
-    description: str,
+    what: str,
     source_help: str,
-    default_config: str,
 ) -> int:
-    """The command line shared by `python -m dataset_scripts.mosei` and `... .m3ed`."""
-    parser = _build_argument_parser(prog, description, source_help, list(specs), default_config)
+    """The command line shared by `python -m dataset_scripts.mosei` and `... .m3ed`.
+
+    `specs` maps each configuration name to its spec (the first is the default), `what` names the
+    source files in the description, `source_help` describes their format.
+    """
+    parser = _build_argument_parser(specs, what, source_help)
     args = parse_builder_args(parser, argv)
-    spec = specs[getattr(args, "config", default_config)]
+    spec = specs[getattr(args, "config", next(iter(specs)))]
     hub_config_dir = args.hub_layout / spec.config_name if args.hub_layout else None
     if hub_config_dir is not None and hub_config_dir.exists() and not args.overwrite:
         parser.error(f"{hub_config_dir} exists; pass --overwrite to replace it")

@@ -72,15 +72,8 @@ def convert_m3ed(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_conversion_cli(
-        argv,
-        {M3ED_SPEC.config_name: M3ED_SPEC},
-        prog="python -m dataset_scripts.m3ed",
-        description="Convert CARAT's M3ED feature file into a Hugging Face dataset "
-        "(train/validation/test).",
-        source_help=SOURCE_FORMAT_HELP,
-        default_config=M3ED_SPEC.config_name,
-    )
+    specs = {M3ED_SPEC.config_name: M3ED_SPEC}
+    return run_conversion_cli(argv, specs, "CARAT's M3ED feature file", SOURCE_FORMAT_HELP)
 
 
 if __name__ == "__main__":

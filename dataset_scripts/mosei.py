@@ -90,15 +90,7 @@ def convert_mosei(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_conversion_cli(
-        argv,
-        MOSEI_SPECS,
-        prog="python -m dataset_scripts.mosei",
-        description="Convert CMU-MOSEI feature files into a Hugging Face dataset "
-        "(train/validation/test).",
-        source_help=SOURCE_FORMAT_HELP,
-        default_config="aligned",
-    )
+    return run_conversion_cli(argv, MOSEI_SPECS, "CMU-MOSEI feature files", SOURCE_FORMAT_HELP)
 
 
 if __name__ == "__main__":
