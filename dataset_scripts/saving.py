@@ -37,7 +37,6 @@ import datasets
 
 from .building import metadata_from_dataset
 from .io import write_json_atomic, write_text_atomic
-from .modalities import MODALITIES
 from .sources import non_finite_total
 
 logger = logging.getLogger(__name__)
@@ -118,7 +117,6 @@ def save_prepared(
 def _config_section(
     config_name: str, metadata: Mapping[str, Any], card_description: str | None
 ) -> str:
-    dims = metadata["feature_dims"]
     lengths = metadata["sequence_lengths"]
     lines = [
         _CONFIG_SECTION_START.format(config_name),
@@ -134,9 +132,9 @@ def _config_section(
         "|---|---|",
         "| `id` | string |",
     ]
-    for modality in MODALITIES:
-        length = lengths[modality] if lengths[modality] is not None else "variable"
-        lines.append(f"| `{modality}` | float32 sequence, length {length}, dim {dims[modality]} |")
+    for modality, dim in metadata["feature_dims"].items():  # only the modalities the dataset has
+        length = "variable" if lengths[modality] is None else lengths[modality]
+        lines.append(f"| `{modality}` | float32 sequence, length {length}, dim {dim} |")
     lines.append(f"| `labels` | {len(metadata['label_names'])} float32 (0/1) |")
     lines += ["", "| split | samples |", "|---|---|"]
     lines += [f"| {split} | {count} |" for split, count in metadata["num_samples"].items()]
@@ -158,8 +156,8 @@ def _config_section(
         "",
         f"Details: `{config_name}/{METADATA_FILENAME}`, "
         f"`{config_name}/{CLEANING_REPORT_FILENAME}`.",
+        _CONFIG_SECTION_END.format(config_name),
     ]
-    lines.append(_CONFIG_SECTION_END.format(config_name))
     return "\n".join(lines)
 
 

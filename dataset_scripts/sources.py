@@ -209,11 +209,10 @@ def clean_non_finite(samples: Samples) -> tuple[Samples, dict[str, int]]:
     def clean_one(array: np.ndarray) -> np.ndarray:
         if all_finite(array):
             return array
-        finite = np.isfinite(array)
         counts["nan"] += int(np.isnan(array).sum())
         counts["posinf"] += int(np.isposinf(array).sum())
         counts["neginf"] += int(np.isneginf(array).sum())
-        return np.where(finite, array, np.float32(0.0))
+        return np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
 
     if isinstance(samples, np.ndarray):
         if all_finite(samples):
