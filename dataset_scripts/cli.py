@@ -1,4 +1,5 @@
-"""The command line shared by the source-file builders (`python -m dataset_scripts.mosei`, `.m3ed`)."""
+"""The options every builder's command line shares (`builder_parser`, `parse_builder_args`), and the
+whole command line of the source-file builders (`python -m dataset_scripts.mosei`, `.m3ed`)."""
 
 from __future__ import annotations
 
