@@ -10,7 +10,7 @@ Modules:
   `SplitArrays`, `parse_source`);
 * `building`: `SplitArrays` -> `DatasetDict` with explicit `Features`, and the dataset metadata;
 * `conversion`: the whole conversion of one source file (`convert_source`);
-* `cli`: the command line shared by the source-file builders;
+* `cli`: the options every builder's command line shares, and the source-file builders' CLI;
 * `labels`: every dataset's emotion order and `tgt` token map;
 * `modalities`: the one modality order (`MODALITIES`) and split order (`SPLITS`);
 * `safe_load`: loading pickle/torch source files without running code from them;

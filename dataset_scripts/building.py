@@ -27,7 +27,7 @@ import pyarrow as pa
 from datasets.table import InMemoryTable
 
 from .modalities import MODALITIES
-from .sources import Samples, SplitArrays, feature_dim, sample_count, sequence_lengths
+from .sources import Samples, SplitArrays, sample_count, sequence_lengths, split_feature_dims
 
 __all__ = [
     "METADATA_KEY",
@@ -143,30 +143,12 @@ def _modalities_of(splits: Mapping[str, SplitArrays], dataset_name: str) -> list
     return modalities
 
 
-def _shapes(
-    splits: Mapping[str, SplitArrays], modalities: Sequence[str], dataset_name: str
-) -> tuple[dict[str, int], dict[str, int | None]]:
-    """Per modality: the feature dim (one across splits) and the length if every sample shares it."""
-    feature_dims: dict[str, int] = {}
-    fixed_lengths: dict[str, int | None] = {}
-    for modality in modalities:
-        dims = {
-            feature_dim(arrays.features[modality], modality, dataset_name)
-            for arrays in splits.values()
-        }
-        dims.discard(None)
-        if len(dims) != 1:
-            raise ValueError(
-                f"{dataset_name}: {modality} feature dims differ between splits: {sorted(dims)}"
-            )
-        feature_dims[modality] = dims.pop()
-        lengths = np.concatenate(
-            [sequence_lengths(arrays.features[modality]) for arrays in splits.values()]
-        )
-        fixed_lengths[modality] = (
-            int(lengths[0]) if lengths.size and (lengths == lengths[0]).all() else None
-        )
-    return feature_dims, fixed_lengths
+def _fixed_length(splits: Mapping[str, SplitArrays], modality: str) -> int | None:
+    """The modality's sequence length if every sample of every split has it, else None."""
+    lengths = np.concatenate(
+        [sequence_lengths(arrays.features[modality]) for arrays in splits.values()]
+    )
+    return int(lengths[0]) if lengths.size and (lengths == lengths[0]).all() else None
 
 
 def build_dataset_dict(
@@ -187,7 +169,8 @@ def build_dataset_dict(
     the splits' `features`, the same in every split; absent ones get no column.
     """
     modalities = _modalities_of(splits, dataset_name)
-    feature_dims, fixed_lengths = _shapes(splits, modalities, dataset_name)
+    feature_dims = split_feature_dims(splits, modalities, dataset_name)
+    fixed_lengths = {modality: _fixed_length(splits, modality) for modality in modalities}
     num_labels = next(iter(splits.values())).labels.shape[1]
     if len(label_names) != num_labels:
         raise ValueError(f"{len(label_names)} label names given for {num_labels} label columns")

@@ -1,4 +1,5 @@
-"""The command line shared by the source-file builders (`python -m dataset_scripts.mosei`, `.m3ed`)."""
+"""The options every builder's command line shares (`builder_parser`, `parse_builder_args`), and the
+whole command line of the source-file builders (`python -m dataset_scripts.mosei`, `.m3ed`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import saving
 from .conversion import ConversionResult, convert_source
 from .modalities import MODALITIES
-from .sources import DatasetSpec
+from .sources import DatasetSpec, non_finite_total
 
-__all__ = ["run_conversion_cli"]
+__all__ = ["builder_parser", "parse_builder_args", "run_conversion_cli"]
 
 
 def _parse_feature_dims(text: str) -> dict[str, int]:
@@ -30,24 +32,53 @@ def _parse_feature_dims(text: str) -> dict[str, int]:
     return dims
 
 
-def _build_argument_parser(
-    prog: str, description: str, source_help: str, config_names: Sequence[str], default_config: str
+def builder_parser(
+    prog: str, description: str, output_help: str, overwrite_help: str, **parser_kwargs: Any
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
+    """A parser with the options every builder shares: `--output`, `--overwrite`, `--log_level`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, **parser_kwargs)
+    parser.add_argument("--output", required=True, type=Path, help=output_help)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    parser.add_argument(
+        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    return parser
+
+
+def parse_builder_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parses `argv` and sets up logging; refuses an existing `--output` without `--overwrite`
+    before the (long) build starts."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.output.exists() and not args.overwrite:
+        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    return args
+
+
+def _build_argument_parser(
+    specs: Mapping[str, DatasetSpec], what: str, source_help: str
+) -> argparse.ArgumentParser:
+    parser = builder_parser(
+        f"python -m {__package__}.{next(iter(specs.values())).name}",
+        f"Convert {what} into a Hugging Face dataset (train/validation/test).",
+        output_help="Folder for the saved dataset (save_to_disk).",
+        overwrite_help="Replace an existing --output (and Hub config folder).",
         epilog=source_help,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--source", required=True, type=Path, help="The downloaded .pkl or .pt file."
     )
-    parser.add_argument(
-        "--output", required=True, type=Path, help="Folder for the saved dataset (save_to_disk)."
-    )
-    if len(config_names) > 1:
+    if len(specs) > 1:
         parser.add_argument(
-            "--config", choices=config_names, default=default_config, help="Dataset configuration."
+            "--config",
+            choices=list(specs),
+            default=next(iter(specs)),
+            help="Dataset configuration.",
         )
     parser.add_argument(
         "--hub_layout",
@@ -66,11 +97,6 @@ def _build_argument_parser(
         "--private", action="store_true", help="Create the Hub repository as private."
     )
     parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="Replace an existing --output (and Hub config folder).",
-    )
-    parser.add_argument(
         "--feature_dims",
         type=_parse_feature_dims,
         default=None,
@@ -82,9 +108,6 @@ def _build_argument_parser(
         action="store_true",
         help="Do not cut padded sequences to the real lengths the source stores (len_list, "
         "audio_lengths, vision_lengths).",
-    )
-    parser.add_argument(
-        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     return parser
 
@@ -108,10 +131,7 @@ def _summary(result: ConversionResult, spec: DatasetSpec, written: Mapping[str, 
         for modality in MODALITIES:
             length = dataset.features[modality].shape[0]
             row += f"{'variable' if length is None else length:>16}"
-        replaced = sum(
-            counts["nan"] + counts["posinf"] + counts["neginf"]
-            for counts in report["non_finite"][split].values()
-        )
+        replaced = sum(map(non_finite_total, report["non_finite"][split].values()))
         lines.append(row + f"{replaced:>18}")
     lines += [f"{name}: {path}" for name, path in written.items()]
     return "\n".join(lines)
@@ -120,22 +140,17 @@ def _summary(result: ConversionResult, spec: DatasetSpec, written: Mapping[str, 
 def run_conversion_cli(
     argv: Sequence[str] | None,
     specs: Mapping[str, DatasetSpec],
-    prog: str,
-    description: str,
+    what: str,
     source_help: str,
-    default_config: str,
 ) -> int:
-    """The command line shared by `python -m dataset_scripts.mosei` and `... .m3ed`."""
-    parser = _build_argument_parser(prog, description, source_help, list(specs), default_config)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    spec = specs[getattr(args, "config", default_config)]
+    """The command line shared by `python -m dataset_scripts.mosei` and `... .m3ed`.
 
-    # Fail before the (long) conversion if an output exists.
-    if args.output.exists() and not args.overwrite:
-        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    `specs` maps each configuration name to its spec (the first is the default), `what` names the
+    source files in the description, `source_help` describes their format.
+    """
+    parser = _build_argument_parser(specs, what, source_help)
+    args = parse_builder_args(parser, argv)
+    spec = specs[getattr(args, "config", next(iter(specs)))]
     hub_config_dir = args.hub_layout / spec.config_name if args.hub_layout else None
     if hub_config_dir is not None and hub_config_dir.exists() and not args.overwrite:
         parser.error(f"{hub_config_dir} exists; pass --overwrite to replace it")
@@ -149,27 +164,22 @@ def run_conversion_cli(
         )
     }
     card_text = {"pretty_name": spec.pretty_name, "card_description": spec.description}
-    if args.hub_layout is not None:
-        saving.write_hub_layout(
-            result.dataset_dict,
-            args.hub_layout,
-            spec.config_name,
-            overwrite=args.overwrite,
-            **card_text,
-        )
-        written["hub layout"] = str(args.hub_layout)
-    if args.push_to_hub:
-        if args.hub_layout is not None:
-            written["pushed"] = saving.push_hub_layout(
-                args.hub_layout, args.push_to_hub, spec.config_name, private=args.private
+    # Pushing needs a Hub layout: without --hub_layout it is written to a temporary folder.
+    with tempfile.TemporaryDirectory() as scratch:
+        hub_dir = args.hub_layout or (Path(scratch) if args.push_to_hub else None)
+        if hub_dir is not None:
+            saving.write_hub_layout(
+                result.dataset_dict,
+                hub_dir,
+                spec.config_name,
+                overwrite=args.overwrite,
+                **card_text,
             )
-        else:
-            with tempfile.TemporaryDirectory() as hub_dir:
-                saving.write_hub_layout(
-                    result.dataset_dict, Path(hub_dir), spec.config_name, **card_text
-                )
-                written["pushed"] = saving.push_hub_layout(
-                    Path(hub_dir), args.push_to_hub, spec.config_name, private=args.private
-                )
+        if args.hub_layout is not None:
+            written["hub layout"] = str(args.hub_layout)
+        if args.push_to_hub:
+            written["pushed"] = saving.push_hub_layout(
+                hub_dir, args.push_to_hub, spec.config_name, private=args.private
+            )
     print(_summary(result, spec, written), file=sys.stdout)
     return 0

@@ -39,9 +39,6 @@ def convert_source(
         feature_dims: Overrides of the expected feature dims, e.g. `{"text": 300}`.
         use_lengths: Cut padded sequences to the real lengths the source stores
             (`spec.length_keys`).
-
-    Returns:
-        `ConversionResult(dataset_dict, report)`.
     """
     source = Path(source)
     raw = load_source_file(source)

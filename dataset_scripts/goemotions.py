@@ -35,7 +35,6 @@ model treats those branches as absent.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import os
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from .building import build_dataset_dict, metadata_from_dataset
+from .cli import builder_parser, parse_builder_args
 from .conversion import ConversionResult
 from .labels import GOEMOTIONS_LABELS
 from .saving import save_prepared
@@ -361,18 +361,17 @@ def _summary(result: ConversionResult, output: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = builder_parser(
         prog="python -m dataset_scripts.goemotions",
         description="Build the text-only GoEmotions (Ekman) dataset of 50-d GloVe word vectors.",
+        output_help="Folder for the saved dataset (save_to_disk).",
+        overwrite_help="Replace an existing --output.",
     )
     parser.add_argument(
         "--source_dir",
         required=True,
         type=Path,
         help="Folder with train.tsv, dev.tsv, test.tsv (text, label ids, comment id) and labels.txt.",
-    )
-    parser.add_argument(
-        "--output", required=True, type=Path, help="Folder for the saved dataset (save_to_disk)."
     )
     parser.add_argument(
         "--max_length", type=int, default=32, help="Most word vectors kept per comment."
@@ -382,16 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="Keep the six emotions only; a neutral-only comment gets an all-zero target.",
     )
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
-    parser.add_argument(
-        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if args.output.exists() and not args.overwrite:
-        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    args = parse_builder_args(parser, argv)
     if args.max_length < 1:
         parser.error(f"--max_length must be positive; got {args.max_length}")
     try:

@@ -97,16 +97,12 @@ def atomic_write(
 
 def _fsync_directory(directory: Path) -> None:
     """Best-effort fsync of a folder so that a rename survives a power cut (no-op where unsupported)."""
-    try:
+    with contextlib.suppress(OSError):
         directory_descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(directory_descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(directory_descriptor)
+        try:
+            os.fsync(directory_descriptor)
+        finally:
+            os.close(directory_descriptor)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -165,13 +161,6 @@ def prepare_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False)
     files are replaced one by one as they are written, and files that the new run does not write stay
     in place (as with transformers' `overwrite_output_dir`). Use a fresh folder for anything that will
     be published with a tool that uploads every file it finds (such as the Hub publisher).
-
-    Args:
-        path: Output folder.
-        overwrite: Allow writing into a non-empty existing folder.
-
-    Returns:
-        The folder as a `Path`.
 
     Raises:
         NotADirectoryError: `path` exists and is not a folder.

@@ -96,14 +96,8 @@ M3ED_LABELS = LabelSpec(
 
 # GoEmotions, Ekman grouping: the classes in the order of the label ids of its TSV files. Its labels
 # are id lists, not `tgt` token lists, so they need no `LabelSpec`.
-GOEMOTIONS_LABELS: tuple[str, ...] = (
-    "anger",
-    "disgust",
-    "fear",
-    "joy",
-    "neutral",
-    "sadness",
-    "surprise",
+GOEMOTIONS_LABELS: tuple[str, ...] = tuple(
+    "anger disgust fear joy neutral sadness surprise".split()
 )
 
 
@@ -129,15 +123,8 @@ def target_tokens_to_multi_hot(
     For each sample, trailing pad tokens are dropped, then the list must start with the begin
     token and end with the end token; both are dropped (the reference's `tgt[1:-1]`). Every
     remaining token must be an emotion token of `label_spec`. Repeated tokens are harmless. A
-    sample with no emotion token gives an all-zero row.
-
-    Args:
-        targets: One token list per sample.
-        label_spec: The dataset's label set.
-        split: Split name, used in error messages.
-
-    Returns:
-        `np.ndarray` of shape `[num_samples, label_spec.num_labels]`, dtype float32.
+    sample with no emotion token gives an all-zero row. Returns float32
+    `[num_samples, label_spec.num_labels]`.
 
     Raises:
         ValueError: If a list lacks its begin/end token or holds an unknown token; the message names

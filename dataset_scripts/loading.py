@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import datasets
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from .building import metadata_from_dataset, metadata_to_description
 from .modalities import MODALITIES
@@ -53,6 +54,17 @@ def _default_hub_config(readme: Path) -> str:
     )
 
 
+def _is_saved_dataset(path: Path) -> bool:
+    """True for a `save_prepared` folder, False for a Hub layout folder or a repository id."""
+    if (path / "dataset_dict.json").is_file():
+        return True
+    if path.exists() and not (path / "README.md").is_file():
+        raise ValueError(
+            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
+        )
+    return False
+
+
 def load_metadata(
     path_or_repo: str | os.PathLike, config_name: str | None = None
 ) -> dict[str, Any]:
@@ -64,19 +76,15 @@ def load_metadata(
     and `cleaning_report.json`) and, with network access, a dataset repository on the Hub.
     """
     path = Path(path_or_repo)
-    if (path / "dataset_dict.json").is_file():
+    if _is_saved_dataset(path):
         metadata = metadata_from_dataset(datasets.load_from_disk(str(path)))
         if metadata is None:
             raise FileNotFoundError(
                 f"{path} holds no dataset metadata; was the dataset written by dataset_scripts?"
             )
         return metadata
-    if (path / "README.md").is_file():
+    if path.exists():
         folder = path / (config_name or _default_hub_config(path / "README.md"))
-    elif path.exists():
-        raise ValueError(
-            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
-        )
     else:
         from huggingface_hub import hf_hub_download
 
@@ -120,13 +128,9 @@ def load_prepared(
     `InMemoryMultimodalDataset.label_names`) work whatever the origin.
     """
     path = Path(path_or_repo)
-    if (path / "dataset_dict.json").is_file():
+    if _is_saved_dataset(path):
         return datasets.load_from_disk(str(path))
-    if path.exists() and not (path / "README.md").is_file():
-        raise ValueError(
-            f"{path} is neither a saved dataset (dataset_dict.json) nor a Hub layout (README.md)"
-        )
-    if config_name is None and (path / "README.md").is_file():
+    if config_name is None and path.exists():
         config_name = _default_hub_config(path / "README.md")
     dataset_dict = datasets.load_dataset(str(path_or_repo), config_name)
     try:
@@ -287,19 +291,12 @@ class MultimodalDataCollator:
         for key in features[0]:
             values = [torch.as_tensor(sample[key]) for sample in features]
             if key.endswith(("_features", "_mask")):
-                batch[key] = self._pad_and_stack(
-                    values, self.padding_value if key.endswith("_features") else 0
+                batch[key] = pad_sequence(
+                    values,
+                    batch_first=True,
+                    padding_value=self.padding_value if key.endswith("_features") else 0,
+                    padding_side=self.padding_side,
                 )
             else:
                 batch[key] = torch.stack(values)
         return batch
-
-    def _pad_and_stack(self, values: list[torch.Tensor], padding_value: float) -> torch.Tensor:
-        length = max(value.shape[0] for value in values)
-        padded = values[0].new_full((len(values), length, *values[0].shape[1:]), padding_value)
-        for row, value in enumerate(values):
-            if self.padding_side == "right":
-                padded[row, : value.shape[0]] = value
-            else:
-                padded[row, length - value.shape[0] :] = value
-        return padded

@@ -67,26 +67,13 @@ def convert_m3ed(
     feature_dims: Mapping[str, int | None] | None = None,
     use_lengths: bool = True,
 ) -> ConversionResult:
-    """Converts CARAT's M3ED `.pt` file (see `SOURCE_FORMAT_HELP`) into a `DatasetDict`.
-
-    Args:
-        source: The `.pt` (or `.pkl`) file.
-        feature_dims: Overrides of the expected dims (text 768, audio 1024, visual 342).
-        use_lengths: Cut each dialogue's sequences to `len_list`.
-    """
+    """`convert_source` with `M3ED_SPEC`; the source format is described in `SOURCE_FORMAT_HELP`."""
     return convert_source(source, M3ED_SPEC, feature_dims=feature_dims, use_lengths=use_lengths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_conversion_cli(
-        argv,
-        {M3ED_SPEC.config_name: M3ED_SPEC},
-        prog="python -m dataset_scripts.m3ed",
-        description="Convert CARAT's M3ED feature file into a Hugging Face dataset "
-        "(train/validation/test).",
-        source_help=SOURCE_FORMAT_HELP,
-        default_config=M3ED_SPEC.config_name,
-    )
+    specs = {M3ED_SPEC.config_name: M3ED_SPEC}
+    return run_conversion_cli(argv, specs, "CARAT's M3ED feature file", SOURCE_FORMAT_HELP)
 
 
 if __name__ == "__main__":

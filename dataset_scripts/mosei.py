@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from .cli import run_conversion_cli
 from .conversion import ConversionResult, convert_source
 from .labels import MOSEI_LABELS
-from .sources import DatasetSpec
+from .sources import MMSA_LENGTH_KEYS, DatasetSpec
 
 __all__ = ["MOSEI_SPECS", "SOURCE_FORMAT_HELP", "convert_mosei", "main"]
 
@@ -41,7 +41,7 @@ MOSEI_SPECS: dict[str, DatasetSpec] = {
         label_spec=MOSEI_LABELS,
         expected_dims={"text": None, "audio": 74, "visual": 35},
         # MMSA's unaligned file stores the real audio/vision lengths of its zero-padded sequences.
-        length_keys={"audio": "audio_lengths", "visual": "vision_lengths"},
+        length_keys=MMSA_LENGTH_KEYS,
         pretty_name="CMU-MOSEI emotions (pre-extracted features)",
         description=_DESCRIPTION + " Unaligned: each modality keeps its own frame rate.",
     ),
@@ -80,14 +80,8 @@ def convert_mosei(
     feature_dims: Mapping[str, int | None] | None = None,
     use_lengths: bool = True,
 ) -> ConversionResult:
-    """Converts a CMU-MOSEI source file (see `SOURCE_FORMAT_HELP`) into a `DatasetDict`.
-
-    Args:
-        source: The `.pkl` or `.pt` file.
-        config: `"aligned"` or `"unaligned"`.
-        feature_dims: Overrides of the expected dims (text: any; audio 74; visual 35).
-        use_lengths: For `unaligned`, cut sequences to MMSA's stored real lengths.
-    """
+    """`convert_source` with the `config` (`"aligned"` or `"unaligned"`) of `MOSEI_SPECS`; the
+    source format is described in `SOURCE_FORMAT_HELP`."""
     if config not in MOSEI_SPECS:
         raise ValueError(f"config must be one of {sorted(MOSEI_SPECS)}; got {config!r}")
     return convert_source(
@@ -96,15 +90,7 @@ def convert_mosei(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_conversion_cli(
-        argv,
-        MOSEI_SPECS,
-        prog="python -m dataset_scripts.mosei",
-        description="Convert CMU-MOSEI feature files into a Hugging Face dataset "
-        "(train/validation/test).",
-        source_help=SOURCE_FORMAT_HELP,
-        default_config="aligned",
-    )
+    return run_conversion_cli(argv, MOSEI_SPECS, "CMU-MOSEI feature files", SOURCE_FORMAT_HELP)
 
 
 if __name__ == "__main__":

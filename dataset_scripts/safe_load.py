@@ -18,14 +18,12 @@ import argparse
 import builtins
 import collections
 import copyreg
-import importlib
 import io
 import logging
 import os
 import pickle
 import re
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,50 +45,40 @@ class UnsafeSourceError(pickle.UnpicklingError):
     """A source file references a global that is not on the allow-list; nothing from it was run."""
 
 
-def _numpy_core_attribute(submodule: str, name: str) -> Callable[[], Any]:
-    """Resolver of `numpy._core.<submodule>.<name>` (numpy 2) or `numpy.core...` (numpy 1)."""
-
-    def resolve() -> Any:
-        try:
-            module = importlib.import_module(f"numpy._core.{submodule}")
-        except ImportError:  # numpy < 2
-            module = importlib.import_module(f"numpy.core.{submodule}")
-        return getattr(module, name)
-
-    return resolve
-
-
-def _constant(value: Any) -> Callable[[], Any]:
-    return lambda: value
-
-
-_NUMPY_GLOBALS: dict[str, Callable[[], Any]] = {
-    "numpy.ndarray": _constant(np.ndarray),
-    "numpy.dtype": _constant(np.dtype),
-}
-for _core in ("numpy.core", "numpy._core"):  # files written under numpy 1.x and 2.x
-    _NUMPY_GLOBALS[f"{_core}.multiarray._reconstruct"] = _numpy_core_attribute(
-        "multiarray", "_reconstruct"
-    )
-    _NUMPY_GLOBALS[f"{_core}.multiarray.scalar"] = _numpy_core_attribute("multiarray", "scalar")
-    _NUMPY_GLOBALS[f"{_core}.numeric._frombuffer"] = _numpy_core_attribute("numeric", "_frombuffer")
+try:  # numpy 2 (numpy.core is its deprecated alias)
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray as _multiarray
+    from numpy.core import numeric as _numeric
 
 _BUILTIN_NAMES = (
     "dict list tuple set frozenset str bytes bytearray int float complex bool slice object"
 )
 
-#: Fully qualified name -> resolver of every global a source file may reference.
-ALLOWED_GLOBALS: dict[str, Callable[[], Any]] = {
-    **_NUMPY_GLOBALS,
-    **{f"builtins.{name}": _constant(getattr(builtins, name)) for name in _BUILTIN_NAMES.split()},
+#: Fully qualified name -> object, for every global a source file may reference.
+ALLOWED_GLOBALS: dict[str, Any] = {
+    "numpy.ndarray": np.ndarray,
+    "numpy.dtype": np.dtype,
+    # Files written under numpy 1.x spell these `numpy.core...`, under numpy 2.x `numpy._core...`.
+    **{
+        f"{core}.{name}": getattr(module, name.rpartition(".")[2])
+        for core in ("numpy.core", "numpy._core")
+        for name, module in (
+            ("multiarray._reconstruct", _multiarray),
+            ("multiarray.scalar", _multiarray),
+            ("numeric._frombuffer", _numeric),
+        )
+    },
+    **{f"builtins.{name}": getattr(builtins, name) for name in _BUILTIN_NAMES.split()},
     # Pickles written with protocol <= 2 store bytes as `_codecs.encode(str, "latin1")`.
-    "_codecs.encode": _constant(_codecs.encode),
-    "collections.OrderedDict": _constant(collections.OrderedDict),
+    "_codecs.encode": _codecs.encode,
+    "collections.OrderedDict": collections.OrderedDict,
     # Protocol 0/1 pickles rebuild plain objects (an OrderedDict, a Namespace) through this
     # helper; the classes it receives come through `find_class` too, so they are held to this list.
-    "copyreg._reconstructor": _constant(copyreg._reconstructor),
+    "copyreg._reconstructor": copyreg._reconstructor,
     # CARAT's M3ED file stores its preprocessing options as an argparse.Namespace under 'settings'.
-    "argparse.Namespace": _constant(argparse.Namespace),
+    "argparse.Namespace": argparse.Namespace,
 }
 
 
@@ -113,15 +101,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         elif module in _compat_pickle.IMPORT_MAPPING:
             module = _compat_pickle.IMPORT_MAPPING[module]
         qualified_name = f"{module}.{name}"
-        resolver = ALLOWED_GLOBALS.get(qualified_name)
-        if resolver is None:
+        if qualified_name not in ALLOWED_GLOBALS:
             raise UnsafeSourceError(
                 f"Refusing to load {self.source}: it references the global {qualified_name!r}, "
                 "which is not on the allow-list of dataset_scripts.safe_load (numpy arrays, "
                 "dtypes and scalars, Python containers and scalars, collections.OrderedDict, "
                 "argparse.Namespace). Nothing from the file was executed."
             )
-        return resolver()
+        return ALLOWED_GLOBALS[qualified_name]
 
 
 def safe_load_pickle(path: str | os.PathLike) -> Any:
@@ -143,8 +130,7 @@ def _torch_safe_globals() -> list[Any]:
     since numpy 1.25.
     """
     entries: list[Any] = []
-    for qualified_name, resolver in ALLOWED_GLOBALS.items():
-        obj = resolver()
+    for qualified_name, obj in ALLOWED_GLOBALS.items():
         if f"{obj.__module__}.{obj.__qualname__}" == qualified_name:
             entries.append(obj)
         else:

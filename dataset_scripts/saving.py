@@ -24,7 +24,6 @@ read (the command lines point to it); the loader reads it back only for the Hub 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -37,8 +36,8 @@ from typing import Any
 import datasets
 
 from .building import metadata_from_dataset
-from .io import write_text_atomic
-from .modalities import MODALITIES
+from .io import write_json_atomic, write_text_atomic
+from .sources import non_finite_total
 
 logger = logging.getLogger(__name__)
 
@@ -93,26 +92,6 @@ def atomic_output_dir(target: str | os.PathLike, overwrite: bool = False) -> Ite
         raise
 
 
-def _write_json(path: Path, content: Any) -> None:
-    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-
-
-def _write_report_file(folder: Path, metadata: Mapping[str, Any] | None) -> None:
-    if metadata is not None:
-        _write_json(folder / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
-
-
-def _write_metadata_files(folder: Path, metadata: Mapping[str, Any] | None) -> None:
-    """The Hub layout's metadata file (without the report) and its report file."""
-    if metadata is None:
-        return
-    _write_json(
-        folder / METADATA_FILENAME,
-        {key: value for key, value in metadata.items() if key != "report"},
-    )
-    _write_report_file(folder, metadata)
-
-
 def save_prepared(
     dataset_dict: datasets.DatasetDict, output_dir: str | os.PathLike, overwrite: bool = False
 ) -> Path:
@@ -126,7 +105,9 @@ def save_prepared(
     output_dir = Path(output_dir)
     with atomic_output_dir(output_dir, overwrite=overwrite) as temporary:
         dataset_dict.save_to_disk(str(temporary))
-        _write_report_file(temporary, metadata_from_dataset(dataset_dict))
+        metadata = metadata_from_dataset(dataset_dict)
+        if metadata is not None:
+            write_json_atomic(temporary / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
     logger.info(
         "Saved %s to %s", {split: ds.num_rows for split, ds in dataset_dict.items()}, output_dir
     )
@@ -136,7 +117,6 @@ def save_prepared(
 def _config_section(
     config_name: str, metadata: Mapping[str, Any], card_description: str | None
 ) -> str:
-    dims = metadata["feature_dims"]
     lengths = metadata["sequence_lengths"]
     lines = [
         _CONFIG_SECTION_START.format(config_name),
@@ -152,18 +132,18 @@ def _config_section(
         "|---|---|",
         "| `id` | string |",
     ]
-    for modality in MODALITIES:
-        length = lengths[modality] if lengths[modality] is not None else "variable"
-        lines.append(f"| `{modality}` | float32 sequence, length {length}, dim {dims[modality]} |")
+    for modality, dim in metadata["feature_dims"].items():  # only the modalities the dataset has
+        length = "variable" if lengths[modality] is None else lengths[modality]
+        lines.append(f"| `{modality}` | float32 sequence, length {length}, dim {dim} |")
     lines.append(f"| `labels` | {len(metadata['label_names'])} float32 (0/1) |")
     lines += ["", "| split | samples |", "|---|---|"]
     lines += [f"| {split} | {count} |" for split, count in metadata["num_samples"].items()]
     non_finite = metadata.get("report", {}).get("non_finite", {})
     replaced = {
-        f"{split}/{modality}": counts["nan"] + counts["posinf"] + counts["neginf"]
+        f"{split}/{modality}": non_finite_total(counts)
         for split, per_modality in non_finite.items()
         for modality, counts in per_modality.items()
-        if counts["nan"] + counts["posinf"] + counts["neginf"]
+        if non_finite_total(counts)
     }
     if replaced:
         lines += [
@@ -176,8 +156,8 @@ def _config_section(
         "",
         f"Details: `{config_name}/{METADATA_FILENAME}`, "
         f"`{config_name}/{CLEANING_REPORT_FILENAME}`.",
+        _CONFIG_SECTION_END.format(config_name),
     ]
-    lines.append(_CONFIG_SECTION_END.format(config_name))
     return "\n".join(lines)
 
 
@@ -239,7 +219,10 @@ def write_hub_layout(
                 shard.to_parquet(
                     str(temporary / f"{split}-{index:05d}-of-{num_shards:05d}.parquet")
                 )
-        _write_metadata_files(temporary, metadata or None)
+        if metadata:  # the metadata without the report, then the report in its own file
+            without_report = {key: value for key, value in metadata.items() if key != "report"}
+            write_json_atomic(temporary / METADATA_FILENAME, without_report)
+            write_json_atomic(temporary / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
 
     readme = hub_dir / "README.md"
     if readme.exists():

@@ -38,10 +38,13 @@ __all__ = [
     "clean_non_finite",
     "clean_splits",
     "feature_dim",
+    "non_finite_total",
     "parse_source",
     "resolve_modality_dims",
     "sample_count",
     "sequence_lengths",
+    "split_feature_dims",
+    "swap_audio_visual",
 ]
 
 #: Output split -> accepted source split names, first match wins.
@@ -56,6 +59,8 @@ MODALITY_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "audio": ("src-audio", "audio"),
     "visual": ("src-visual", "vision"),
 }
+#: Where MMSA's unaligned pickle stores the real lengths of its zero-padded sequences.
+MMSA_LENGTH_KEYS: dict[str, str] = {"audio": "audio_lengths", "visual": "vision_lengths"}
 TARGET_KEY = "tgt"
 ID_KEY = "id"
 
@@ -166,6 +171,24 @@ def feature_dim(samples: Samples, modality: str, where: str) -> int | None:
     return int(dims[0])
 
 
+def split_feature_dims(
+    splits: Mapping[str, SplitArrays], modalities: Sequence[str], where: str
+) -> dict[str, int]:
+    """Each modality's feature dim; raises unless it is the same in every (non-empty) split."""
+    dims: dict[str, int] = {}
+    for modality in modalities:
+        per_split = {
+            split: feature_dim(arrays.features[modality], modality, where)
+            for split, arrays in splits.items()
+        }
+        found = set(per_split.values()) - {None}
+        if len(found) != 1:
+            details = ", ".join(f"{split} {dim}" for split, dim in per_split.items())
+            raise ValueError(f"{where}: {modality} feature dims differ between splits ({details})")
+        dims[modality] = found.pop()
+    return dims
+
+
 def sample_count(samples: Samples) -> int:
     return samples.shape[0] if isinstance(samples, np.ndarray) else len(samples)
 
@@ -186,11 +209,10 @@ def clean_non_finite(samples: Samples) -> tuple[Samples, dict[str, int]]:
     def clean_one(array: np.ndarray) -> np.ndarray:
         if all_finite(array):
             return array
-        finite = np.isfinite(array)
         counts["nan"] += int(np.isnan(array).sum())
         counts["posinf"] += int(np.isposinf(array).sum())
         counts["neginf"] += int(np.isneginf(array).sum())
-        return np.where(finite, array, np.float32(0.0))
+        return np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
 
     if isinstance(samples, np.ndarray):
         if all_finite(samples):
@@ -203,6 +225,11 @@ def clean_non_finite(samples: Samples) -> tuple[Samples, dict[str, int]]:
         counts["samples_affected"] += int(cleaned_sample is not sample)
         cleaned.append(cleaned_sample)
     return cleaned, counts
+
+
+def non_finite_total(counts: Mapping[str, int]) -> int:
+    """How many values `clean_non_finite` replaced (NaN, +inf and -inf together)."""
+    return counts["nan"] + counts["posinf"] + counts["neginf"]
 
 
 def clean_splits(
@@ -220,19 +247,15 @@ def clean_splits(
         for modality in MODALITIES:
             arrays.features[modality], counts = clean_non_finite(arrays.features[modality])
             report[split][modality] = counts
-            replaced = counts["nan"] + counts["posinf"] + counts["neginf"]
-            if replaced:
+            if non_finite_total(counts):
                 logger.warning(
                     "%s, split %s, %s: replaced %d non-finite values by 0 "
                     "(NaN %d, +inf %d, -inf %d) in %d samples",
                     source,
                     split,
                     modality,
-                    replaced,
-                    counts["nan"],
-                    counts["posinf"],
-                    counts["neginf"],
-                    counts["samples_affected"],
+                    non_finite_total(counts),
+                    *(counts[key] for key in ("nan", "posinf", "neginf", "samples_affected")),
                 )
     return report
 
@@ -253,50 +276,31 @@ def _find_key(mapping: Mapping[str, Any], candidates: Sequence[str]) -> str | No
     return next((key for key in candidates if key in mapping), None)
 
 
-def _read_lengths(
-    split_raw: Mapping[str, Any], key: str, num_samples: int, stored: np.ndarray, where: str
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Reads per-sample real lengths, clipped to `[1, stored length]`; counts what was clipped."""
-    lengths = _to_numpy(split_raw[key]).reshape(-1)
-    if lengths.shape[0] != num_samples:
+def _require_key(
+    mapping: Mapping[str, Any], candidates: Sequence[str], what: str, where: str
+) -> str:
+    """The first of `candidates` in `mapping`; raises naming them and the keys found."""
+    key = _find_key(mapping, candidates)
+    if key is None:
         raise ValueError(
-            f"{where}: {key!r} holds {lengths.shape[0]} lengths for {num_samples} samples"
+            f"{where} has no {what}: looked for {' or '.join(map(repr, candidates))}; keys found: "
+            f"{sorted(map(str, mapping))}"
         )
-    if not np.issubdtype(lengths.dtype, np.number) or (lengths != np.round(lengths)).any():
-        raise ValueError(
-            f"{where}: {key!r} must hold integer sequence lengths; got {lengths[:5]}..."
-        )
-    lengths = lengths.astype(np.int64)
-    counts = {
-        "raised_to_one": int((lengths < 1).sum()),
-        "clipped_to_stored_length": int((lengths > stored).sum()),
-    }
-    return np.clip(lengths, 1, stored), counts
+    return key
 
 
 def _read_features(split_raw: Mapping[str, Any], where: str) -> dict[str, Samples]:
     """Each modality's samples, found under the first of its accepted source keys."""
     features: dict[str, Samples] = {}
     for modality in MODALITIES:
-        key = _find_key(split_raw, MODALITY_SOURCE_KEYS[modality])
-        if key is None:
-            looked_for = " or ".join(repr(name) for name in MODALITY_SOURCE_KEYS[modality])
-            raise ValueError(
-                f"{where} has no {modality} features: looked for {looked_for}; keys found: "
-                f"{sorted(map(str, split_raw))}"
-            )
+        key = _require_key(split_raw, MODALITY_SOURCE_KEYS[modality], f"{modality} features", where)
         features[modality] = _to_samples(split_raw[key], modality, where)
     return features
 
 
 def _read_targets(split_raw: Mapping[str, Any], where: str) -> Sequence[Any]:
     """The `tgt` token lists (a 2-D array becomes a list of rows)."""
-    if TARGET_KEY not in split_raw:
-        raise ValueError(
-            f"{where} has no labels: looked for {TARGET_KEY!r}; keys found: "
-            f"{sorted(map(str, split_raw))}"
-        )
-    targets = split_raw[TARGET_KEY]
+    targets = split_raw[_require_key(split_raw, [TARGET_KEY], "labels", where)]
     if hasattr(targets, "tolist") and getattr(targets, "ndim", 1) == 2:
         targets = targets.tolist()
     return targets
@@ -338,16 +342,29 @@ def _apply_lengths(
             )
             continue
         samples = features[modality]
-        lengths, clip_counts = _read_lengths(
-            split_raw, key, sample_count(samples), sequence_lengths(samples), where
-        )
-        features[modality] = _cut_to_lengths(samples, lengths)
-        report[modality] = {"source_key": key, **clip_counts}
-        if clip_counts["raised_to_one"]:
+        lengths = _to_numpy(split_raw[key]).reshape(-1)
+        if lengths.shape[0] != sample_count(samples):
+            raise ValueError(
+                f"{where}: {key!r} holds {lengths.shape[0]} lengths for {sample_count(samples)} "
+                "samples"
+            )
+        if not np.issubdtype(lengths.dtype, np.number) or (lengths != np.round(lengths)).any():
+            raise ValueError(
+                f"{where}: {key!r} must hold integer sequence lengths; got {lengths[:5]}..."
+            )
+        # Real lengths are clipped to [1, stored length], and what was clipped is counted.
+        lengths, stored = lengths.astype(np.int64), sequence_lengths(samples)
+        report[modality] = {
+            "source_key": key,
+            "raised_to_one": int((lengths < 1).sum()),
+            "clipped_to_stored_length": int((lengths > stored).sum()),
+        }
+        features[modality] = _cut_to_lengths(samples, np.clip(lengths, 1, stored))
+        if report[modality]["raised_to_one"]:
             logger.warning(
                 "%s: %d %s sequences have length < 1 in %r; they keep one (padding) frame",
                 where,
-                clip_counts["raised_to_one"],
+                report[modality]["raised_to_one"],
                 modality,
                 key,
             )
@@ -392,6 +409,13 @@ def _parse_split(
             report["lengths"][split] = cut
     ids = _read_ids(split_raw, split, num_samples, where)
     return SplitArrays(ids=ids, features=features, labels=labels)
+
+
+def swap_audio_visual(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """`mapping` (keyed by modality) with its audio and visual entries exchanged, in `MODALITIES`
+    order; a modality absent from `mapping` stays absent."""
+    renamed = {{"audio": "visual", "visual": "audio"}.get(m, m): v for m, v in mapping.items()}
+    return {modality: renamed[modality] for modality in MODALITIES if modality in renamed}
 
 
 def resolve_modality_dims(
@@ -484,32 +508,16 @@ def parse_source(
             )
         splits[split] = _parse_split(raw[key], split, spec, source, use_lengths, report)
 
-    # Each modality must have one dim across splits.
-    dims: dict[str, int] = {}
-    for modality in MODALITIES:
-        per_split = {
-            split: feature_dim(arrays.features[modality], modality, source)
-            for split, arrays in splits.items()
-        }
-        if len(set(per_split.values())) > 1:
-            details = ", ".join(f"{split} {dim}" for split, dim in per_split.items())
-            raise ValueError(f"{source}: {modality} feature dims differ between splits ({details})")
-        dims[modality] = per_split["train"]
-
+    dims = split_feature_dims(splits, MODALITIES, source)
     expected_dims = {**spec.expected_dims, **(feature_dims or {})}
     swapped = resolve_modality_dims(dims, expected_dims, source)
     if swapped:
-        dims["audio"], dims["visual"] = dims["visual"], dims["audio"]
+        dims = swap_audio_visual(dims)
         for arrays in splits.values():
-            features = arrays.features
-            features["audio"], features["visual"] = features["visual"], features["audio"]
-        for split_lengths in report["lengths"].values():
-            renamed = {
-                {"audio": "visual", "visual": "audio"}.get(m, m): v
-                for m, v in split_lengths.items()
-            }
-            split_lengths.clear()
-            split_lengths.update(renamed)
+            arrays.features = swap_audio_visual(arrays.features)
+        report["lengths"] = {
+            split: swap_audio_visual(cut) for split, cut in report["lengths"].items()
+        }
 
     report["non_finite"] = clean_splits(splits, source)
     report["num_samples"] = {split: len(arrays) for split, arrays in splits.items()}

@@ -22,7 +22,6 @@ capture:
 from __future__ import annotations
 
 import argparse
-import logging
 import pickle
 import sys
 from collections.abc import Sequence
@@ -31,13 +30,13 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from . import sources
 from .building import build_dataset_dict
+from .cli import builder_parser, parse_builder_args
 from .labels import M3ED_LABELS, MOSEI_LABELS, LabelSpec, multi_hot_to_target_tokens
 from .modalities import MODALITIES, SPLITS
 from .saving import save_prepared, write_hub_layout
-from .sources import SplitArrays, clean_splits
-
-logger = logging.getLogger(__name__)
+from .sources import MMSA_LENGTH_KEYS, MODALITY_SOURCE_KEYS, SplitArrays, clean_splits
 
 __all__ = [
     "MOSEI_LABEL_PREVALENCE",
@@ -316,17 +315,13 @@ def write_source(
             return torch.from_numpy(np.ascontiguousarray(array))
         return array
 
+    # The MMSA keys (`text`, `audio`, `vision`) for the pickle, the `src-*` keys for torch files.
     source_keys = {
-        "mmsa_pkl": {"text": "text", "audio": "audio", "visual": "vision"},
-        "tailor_pt": {"text": "src-text", "audio": "src-audio", "visual": "src-visual"},
-        "carat_m3ed_pt": {"text": "src-text", "audio": "src-audio", "visual": "src-visual"},
-    }[format]
+        modality: keys[1 if format == "mmsa_pkl" else 0]
+        for modality, keys in MODALITY_SOURCE_KEYS.items()
+    }
     if swap_audio_visual:
-        source_keys = {
-            **source_keys,
-            "audio": source_keys["visual"],
-            "visual": source_keys["audio"],
-        }
+        source_keys = sources.swap_audio_visual(source_keys)
 
     content: dict[str, object] = {}
     for split, source_split in zip(SPLITS, ("train", "valid", "test"), strict=True):
@@ -343,9 +338,7 @@ def write_source(
                     )
                 entry[source_keys[modality]] = _pad_to(samples, max(lengths, default=1))
                 if not isinstance(samples, np.ndarray):
-                    entry[{"audio": "audio_lengths", "visual": "vision_lengths"}[modality]] = (
-                        lengths
-                    )
+                    entry[MMSA_LENGTH_KEYS[modality]] = lengths
             elif format == "tailor_pt":
                 entry[source_keys[modality]] = (
                     convert(samples)
@@ -364,9 +357,11 @@ def write_source(
             entry["regression_labels"] = np.zeros(len(arrays), dtype=np.float32)
         content[source_split] = entry
     if format == "carat_m3ed_pt":
-        vocabulary = {"<blank>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
-        for index, name in enumerate(label_spec.label_names):
-            vocabulary[name.capitalize()] = label_spec.class_to_token[index]
+        emotions = {
+            name.capitalize(): label_spec.class_to_token[index]
+            for index, name in label_spec.id2label.items()
+        }
+        vocabulary = {"<blank>": 0, "<unk>": 1, "<s>": 2, "</s>": 3, **emotions}
         content["dict"] = {"tgt": vocabulary, "src": {}}
         content["settings"] = argparse.Namespace(max_len=padded_length, source="synthetic")
 
@@ -388,11 +383,12 @@ def _length_argument(text: str) -> LengthSpec:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = builder_parser(
         prog="python -m dataset_scripts.synthetic",
         description="Write the built-in synthetic dataset (MOSEI shapes and label statistics).",
+        output_help="Folder for the saved dataset.",
+        overwrite_help="Replace an existing --output.",
     )
-    parser.add_argument("--output", required=True, type=Path, help="Folder for the saved dataset.")
     parser.add_argument("--num_train", type=int, default=2048)
     parser.add_argument("--num_validation", type=int, default=256)
     parser.add_argument("--num_test", type=int, default=256)
@@ -413,25 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="Instead of a dataset, write a raw source file of this format to --output.",
     )
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-    generator_kwargs = {
-        "num_train": args.num_train,
-        "num_validation": args.num_validation,
-        "num_test": args.num_test,
-        "seed": args.seed,
-        "signal_strength": args.signal_strength,
-        "num_labels": args.num_labels,
-        **{f"{m}_dim": getattr(args, f"{m}_dim") for m in MODALITIES},
-        **{f"{m}_length": getattr(args, f"{m}_length") for m in MODALITIES},
-    }
+    args = parse_builder_args(parser, argv)
+    # Every other option is an argument of `generate_synthetic_splits`.
+    not_generator = ("output", "overwrite", "log_level", "hub_layout", "source_format")
+    generator_kwargs = {k: v for k, v in vars(args).items() if k not in not_generator}
     if args.source_format is not None:
-        if args.output.exists() and not args.overwrite:
-            parser.error(f"{args.output} exists; pass --overwrite to replace it")
         path = write_source(args.output, format=args.source_format, **generator_kwargs)
         print(f"wrote a synthetic {args.source_format} source file to {path}")
         return 0
