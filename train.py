@@ -30,7 +30,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
 import yaml
@@ -296,33 +295,6 @@ def _synthetic_dims(text: str) -> dict[str, int]:
     return dict(zip(("text_dim", "audio_dim", "visual_dim"), values))
 
 
-def dataset_label_names(split) -> list[str]:
-    from dataset_scripts.building import metadata_from_dataset
-
-    metadata = metadata_from_dataset(split)
-    if metadata and metadata.get("label_names"):
-        return list(metadata["label_names"])
-    count = len(split[0]["labels"])
-    logger.warning("The dataset carries no label names; using label_0..label_%d.", count - 1)
-    return [f"label_{index}" for index in range(count)]
-
-
-def dataset_shapes(split) -> tuple[dict[str, int], dict[str, int]]:
-    """Feature dims and the longest sequence per modality present in ``split``."""
-    dims, lengths = {}, {}
-    for modality in MODALITIES:
-        if modality not in split.column_names:
-            continue
-        feature = split.features[modality]
-        dims[modality] = int(feature.shape[1])
-        if feature.shape[0] is not None:
-            lengths[modality] = int(feature.shape[0])
-        else:
-            column = split.with_format("numpy", columns=[modality])[modality]
-            lengths[modality] = int(max(np.asarray(sample).shape[0] for sample in column))
-    return dims, lengths
-
-
 # ------------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------------
@@ -414,10 +386,15 @@ class PreparedData:
 
 
 def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
-    from dataset_scripts.loading import InMemoryMultimodalDataset, MultimodalDataCollator
+    from dataset_scripts.loading import (
+        InMemoryMultimodalDataset,
+        MultimodalDataCollator,
+        split_label_names,
+        split_shapes,
+    )
 
     dataset = build_datasets(data_args)
-    feature_dims, max_lengths = dataset_shapes(dataset["train"])
+    feature_dims, max_lengths = split_shapes(dataset["train"])
     feature_extractor = family.feature_extractor_class(
         feature_dims=feature_dims, max_lengths=max_lengths
     )
@@ -429,7 +406,7 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
         for split in ("train", "validation", "test")
     )
     return PreparedData(
-        labels=dataset_label_names(dataset["train"]),
+        labels=split_label_names(dataset["train"]),
         feature_dims=feature_dims,
         max_lengths=max_lengths,
         feature_extractor=feature_extractor,

@@ -16,6 +16,7 @@ Typical use (also with `transformers.Trainer(train_dataset=..., data_collator=..
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from torch.nn.utils.rnn import pad_sequence
 from .building import metadata_from_dataset, metadata_to_description
 from .modalities import MODALITIES
 from .saving import CLEANING_REPORT_FILENAME, METADATA_FILENAME
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "FeatureExtractor",
@@ -156,6 +159,30 @@ class FeatureExtractor(Protocol):
     def __call__(
         self, *, padding: str, truncation: bool, return_tensors: str, **modalities: Any
     ) -> Mapping[str, np.ndarray]: ...
+
+
+def split_label_names(split: datasets.Dataset) -> list[str]:
+    """The label names a split's metadata carries, else ``label_0 .. label_{C-1}`` (with a warning)."""
+    metadata = metadata_from_dataset(split)
+    if metadata and metadata.get("label_names"):
+        return list(metadata["label_names"])
+    count = len(split[0]["labels"])
+    logger.warning("The dataset carries no label names; using label_0..label_%d.", count - 1)
+    return [f"label_{index}" for index in range(count)]
+
+
+def split_shapes(split: datasets.Dataset) -> tuple[dict[str, int], dict[str, int]]:
+    """Feature dims and the longest sequence per modality present in ``split``."""
+    dims, lengths = {}, {}
+    for modality in (m for m in MODALITIES if m in split.column_names):
+        feature = split.features[modality]
+        dims[modality] = int(feature.shape[1])
+        if feature.shape[0] is not None:
+            lengths[modality] = int(feature.shape[0])
+        else:
+            column = split.with_format("numpy", columns=[modality])[modality]
+            lengths[modality] = int(max(np.asarray(sample).shape[0] for sample in column))
+    return dims, lengths
 
 
 def _owns_memory(array: np.ndarray) -> bool:

@@ -11,6 +11,7 @@ from dataset_scripts import goemotions
 from dataset_scripts.building import metadata_from_dataset
 from dataset_scripts.goemotions import WordVectors, build, read_split, tokenize
 from dataset_scripts.labels import GOEMOTIONS_LABELS
+from dataset_scripts.loading import split_label_names, split_shapes
 
 from .conftest import plain_feature_extractor
 
@@ -186,6 +187,6 @@ def test_command_line_writes_a_folder_train_py_reads(tmp_path, source, monkeypat
 
     data_args = train.DataArguments(dataset="goemotions", data_dir=str(output))
     dataset = train.build_datasets(data_args)
-    assert train.dataset_label_names(dataset["train"]) == list(GOEMOTIONS_LABELS)
-    assert train.dataset_shapes(dataset["train"]) == ({"text": DIM}, {"text": 5})
+    assert split_label_names(dataset["train"]) == list(GOEMOTIONS_LABELS)
+    assert split_shapes(dataset["train"]) == ({"text": DIM}, {"text": 5})
     assert load_prepared(output)["test"].num_rows == 3
