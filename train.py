@@ -47,6 +47,7 @@ from mmer.family import ModelFamily
 from mmer.trainer import EmotionTrainer
 
 logger = logging.getLogger("train")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: Defaults applied when --dataset is synthetic; explicit arguments override them.
 SYNTHETIC_PRESET = Path(__file__).resolve().parent / "presets" / "synthetic.yaml"
@@ -153,7 +154,11 @@ class EmotionTrainingArguments(TrainingArguments):
         default="outputs/model", metadata={"help": "Where the model folder goes."}
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace the contents of an existing output folder."}
+        default=False,
+        metadata={
+            "help": "Write into a non-empty output folder: the export replaces the files it "
+            "writes and the previous run's checkpoints; other files stay."
+        },
     )
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch per device."})
@@ -300,6 +305,7 @@ def _synthetic_dims(text: str) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point: parse, run, tear the process group down."""
+    logging.basicConfig(format=LOG_FORMAT, level=logging.INFO)  # the preset is logged while parsing
     trainer, results = run(*parse_arguments(argv))
     trainer.accelerator.wait_for_everyone()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -359,7 +365,8 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
 
 def _set_up_logging(training_args) -> None:
     level = logging.INFO if training_args.should_log else logging.WARNING
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    logging.basicConfig(format=LOG_FORMAT, level=level)
+    logging.getLogger().setLevel(level)
     transformers.utils.logging.set_verbosity(level)
 
 
@@ -463,9 +470,9 @@ def _export(output_dir, trainer, arguments, data: PreparedData, report, publish)
 
 
 def _prepare_output_dir(output_dir: Path, training_args: EmotionTrainingArguments) -> None:
-    """Refuse a non-empty folder unless asked to replace it. Nothing is deleted here: the export
-    replaces the files it writes, each atomically, and the trainer's checkpoints go into
-    ``checkpoints/``."""
+    """Refuse a non-empty folder unless asked to replace the model in it. Only the previous run's
+    Trainer checkpoints are deleted here; the export replaces the files it writes, each
+    atomically, and leaves any other file alone."""
     if training_args.resume_from_checkpoint:
         return
     if output_dir.exists() and any(output_dir.iterdir()):
@@ -541,8 +548,15 @@ def _hyperparameters(training_args, trainer, config) -> dict:
         else ("fp16" if training_args.fp16 else "no"),
         "processes": training_args.world_size,
     }
-    # The model's own hyperparameters: the fields its family's config class declares.
-    for name in type(config).__annotations__:
+    # The model's own hyperparameters: the fields its family's config classes declare.
+    family_fields = [
+        name
+        for klass in reversed(type(config).__mro__)
+        if issubclass(klass, transformers.PreTrainedConfig)
+        and klass is not transformers.PreTrainedConfig
+        for name in vars(klass).get("__annotations__", {})
+    ]
+    for name in dict.fromkeys(family_fields):
         value = getattr(config, name)
         if name not in _DATA_FIELDS and value is not None:
             values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value

@@ -68,11 +68,10 @@ class Predictions:
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """``results``: JSON-ready figures; ``test``: the test predictions; ``thresholds``: per label."""
+    """``results``: JSON-ready figures; ``test``: the test predictions."""
 
     results: dict
     test: Predictions
-    thresholds: np.ndarray
 
 
 class ModalitySubsetDataset(torch.utils.data.Dataset):
@@ -206,9 +205,7 @@ def final_evaluation(
             "test": int(test.labels.shape[0]),
         },
     }
-    return EvaluationReport(
-        results=results, test=test, thresholds=np.asarray(config.thresholds, dtype=np.float64)
-    )
+    return EvaluationReport(results=results, test=test)
 
 
 def _metrics(predictions: Predictions, threshold, label_names) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """The contract between a model family and the shared layer.
 
 The shared layer (training, evaluation, export, publishing, LoRA) never imports a model folder.
-A *family* (``modeling_lddu/`` and the folders beside it) joins by registering its classes with
+A *family* (a ``modeling_<family>/`` remote-code folder) joins by registering its classes with
 the transformers Auto classes when its package is imported, as any transformers model does::
 
     AutoConfig.register(config_class.model_type, config_class)
@@ -28,9 +28,18 @@ and by following these conventions (:meth:`ModelFamily.from_model_type` checks t
 
   Method ``reset_label_set(id2label)``: re-create and re-initialise every label-indexed part for a
   new label set (and anything keyed by label, such as a memory queue).
-* **Feature extractor.** ``__init__(feature_dims=..., max_lengths=...)``, ``fit_normalization
+  ``forward`` takes no ``**kwargs``: a misspelled argument is an error, and `Trainer` then
+  averages the loss over gradient-accumulation steps itself.
+* **Feature extractor.** ``__init__(feature_dims=..., max_lengths=...)``, the attribute
+  ``feature_dims`` (the modalities the model was trained with), ``fit_normalization
   (train_split)``, ``do_normalize``, ``padding_side``, ``save_pretrained``; called with
-  ``<modality>=[frames, dim] arrays`` it returns the model's inputs.
+  ``<modality>=[batch of [frames, dim] arrays], padding=, truncation=, return_tensors=`` it
+  returns the model's inputs.
+* **Pipeline** (the task :data:`EMOTION_TASK`). Takes a dict of ``[frames, dim]`` arrays or the
+  path of an ``.npz`` file holding them, the parameters ``top_k`` and ``threshold``, and returns
+  per emotion ``{"label", "score", ...}`` sorted by score. Transformers keeps one pipeline class
+  per task, so every family ships the same pipeline code (a ``# Copied from`` copy in its folder):
+  whichever family registered it last, it serves them all.
 * **Model card text.** ``model_cards/<model_type>.yaml`` (see ``model_cards/``).
 
 ``tests/test_family_contract.py`` builds a minimal family from this contract alone and trains it
@@ -44,6 +53,7 @@ from dataclasses import dataclass
 from transformers import AutoModelForSequenceClassification
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from dataset_scripts.modalities import MODALITIES
 
@@ -86,6 +96,8 @@ class ModelFamily:
             )
             if config_class not in mapping
         ]
+        if EMOTION_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+            missing.append(f"PIPELINE_REGISTRY ({EMOTION_TASK!r})")
         if missing:
             raise ValueError(f"model_type {model_type!r} registers no class with {missing}.")
         model_class = model_mapping[config_class]
@@ -95,7 +107,7 @@ class ModelFamily:
                     f"{model_class.__name__} lacks {name!r}, which the family contract asks for "
                     "(see mmer/family.py)."
                 )
-        if model_class.prediction_fields[:1] != ("scores",):
+        if tuple(model_class.prediction_fields[:1]) != ("scores",):
             raise TypeError(
                 f"{model_class.__name__}.prediction_fields must start with 'scores'; got "
                 f"{model_class.prediction_fields!r}."

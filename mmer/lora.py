@@ -78,11 +78,15 @@ def save_adapter(peft_model, adapter_dir: Path) -> None:
     peft_model.base_model.model.config.to_json_file(adapter_dir / ADAPTED_CONFIG_FILENAME)
 
 
-def load_adapted(base_path, adapter_path):
-    """An adapted model from its base and a LoRA adapter folder written by ``train.py --use_lora``."""
+def load_adapted(base_path, adapter_path, **from_pretrained_kwargs):
+    """An adapted model from its base and a LoRA adapter folder written by ``train.py --use_lora``.
+
+    The base loads through ``AutoModelForSequenceClassification``: import the family's package
+    first, or pass ``trust_remote_code=True`` to use the code saved with the base.
+    """
     from peft import PeftModel
 
-    model = AutoModelForSequenceClassification.from_pretrained(base_path)
+    model = AutoModelForSequenceClassification.from_pretrained(base_path, **from_pretrained_kwargs)
     adapted = json.loads((Path(adapter_path) / ADAPTED_CONFIG_FILENAME).read_text())
     id2label = {int(key): value for key, value in adapted["id2label"].items()}
     if _label_list(model.config.id2label) != _label_list(id2label):

@@ -84,7 +84,8 @@ class LDDUConfig(PreTrainedConfig):
     """
 
     model_type = "lddu"
-    # Extra outputs that `Trainer` should not collect as predictions (class attribute, not saved).
+    # Outputs a plain `transformers.Trainer` should not collect as predictions (class attribute,
+    # not saved). This package's trainer collects the model's `prediction_fields` by name instead.
     keys_to_ignore_at_inference = [
         "means",
         "spreads",
