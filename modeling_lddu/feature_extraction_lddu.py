@@ -145,10 +145,6 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             for modality, stats in normalization_stats.items():
                 self._set_stats(modality, stats["mean"], stats["std"])
 
-    # ----------------------------------------------------------------------------------------------
-    # Input handling
-    # ----------------------------------------------------------------------------------------------
-
     def _check_dim(self, modality: str, dim: int) -> None:
         expected = self.feature_dims[modality]
         if dim != expected:
@@ -337,10 +333,6 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
         if len(set(batch_sizes.values())) > 1:
             raise ValueError(f"All modalities must have the same batch size; got {batch_sizes}")
         return BatchFeature(data, tensor_type="pt" if return_tensors == "pt" else None)
-
-    # ----------------------------------------------------------------------------------------------
-    # Normalisation statistics
-    # ----------------------------------------------------------------------------------------------
 
     def _set_stats(self, modality: str, mean: Sequence[float], std: Sequence[float]) -> None:
         if modality not in self.feature_dims:
