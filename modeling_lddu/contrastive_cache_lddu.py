@@ -1,11 +1,9 @@
 """The exact fast path of LDDU's supervised contrastive loss (``"cached"``, the default).
 
-:class:`~.contrastive_lddu.LDDUContrastiveMemory` (``contrastive_lddu.py``) holds the queue and
-shows the loss as the authors compute it, over the ``N x N`` matrix (``N = 9344`` in the paper
-configuration: several 350 MB matrices and ~90 GFLOP per step). :class:`LDDUContrastiveCache`
-computes the same value and the same gradients (tests: ``tests/test_contrastive.py``) without any
-``N x N`` matrix, from statistics of the queue that it keeps from one step to the next. It is the
-default (``LDDUConfig.contrastive_implementation``).
+``contrastive_lddu.py`` states the loss and computes it as the authors do, over the ``N x N``
+matrix (``N = 9344`` in the paper configuration: several 350 MB matrices and ~90 GFLOP per step).
+:class:`LDDUContrastiveCache` gives the same value and gradients without that matrix, from
+statistics of the queue that it keeps from one step to the next.
 
 How the fast computation works
 ------------------------------

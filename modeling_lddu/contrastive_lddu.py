@@ -14,16 +14,10 @@ Semantics, exactly as in the authors' code (reference §2.1):
   gathered from every process first under ``torch.distributed`` so that all processes keep the
   same queue.
 
-Two implementations, chosen by ``LDDUConfig.contrastive_implementation``, give the same value and
-the same gradients (tests: ``tests/test_contrastive.py``):
-
-* ``"direct"``: :func:`supervised_contrastive_loss_reference` below, the computation over the
-  ``N x N`` matrix as the authors write it (``N = 9344`` in the paper configuration: several
-  350 MB matrices and ~90 GFLOP per step).
-* ``"cached"`` (the default): the exact fast computation of
-  :class:`~.contrastive_cache_lddu.LDDUContrastiveCache` (``contrastive_cache_lddu.py``, whose
-  docstring derives it), which keeps statistics of the queue between steps and builds no
-  ``N x N`` matrix.
+``LDDUConfig.contrastive_implementation`` picks ``"direct"``,
+:func:`supervised_contrastive_loss_reference` below (the authors' ``N x N`` computation), or
+``"cached"`` (the default), the exact fast path of ``contrastive_cache_lddu.py``, whose docstring
+derives it and gives the costs; both give the same value and gradients (``tests/test_contrastive.py``).
 
 This file is remote code: it imports only ``torch``, ``transformers`` and this folder's
 ``configuration_lddu`` and ``contrastive_cache_lddu``.

@@ -154,13 +154,6 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             )
 
     @staticmethod
-    def _rank_error(modality: str, shape: tuple[int, ...]) -> ValueError:
-        return ValueError(
-            f"{modality} features must have rank 2 ([length, dim]) for one sample or rank 3 "
-            f"([batch, length, dim]) for a batch; got rank {len(shape)} (shape {tuple(shape)})"
-        )
-
-    @staticmethod
     def _as_array(value: Any) -> np.ndarray:
         if isinstance(value, torch.Tensor):
             return value.detach().to(device="cpu", dtype=torch.float32).numpy()
@@ -181,7 +174,11 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             if array.ndim == 2:
                 array = array[None]
             if array.ndim != 3:
-                raise self._rank_error(modality, array.shape)
+                raise ValueError(
+                    f"{modality} features must have rank 2 ([length, dim]) for one sample or rank "
+                    f"3 ([batch, length, dim]) for a batch; got rank {array.ndim} (shape "
+                    f"{array.shape})"
+                )
             self._check_dim(modality, array.shape[2])
             return array
         if len(value) == 0:
@@ -301,10 +298,9 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             return_tensors: `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
 
         Returns:
-            `BatchFeature` with `{modality}_features` (float32 `[batch, length, dim]`) and
-            `{modality}_mask` (int64 `[batch, length]`) for each given modality. A float32 numpy
-            batch that needs no padding, truncation, cleaning or normalisation is returned
-            without a copy (the output shares its memory).
+            `BatchFeature` as described in the class docstring. A float32 numpy batch that needs no
+            padding, truncation, cleaning or normalisation is returned without a copy (the output
+            shares its memory).
         """
         if padding is True:
             padding = "longest"
