@@ -67,17 +67,10 @@ def supervised_contrastive_loss_reference(
 
 class LDDUContrastiveMemory(nn.Module):
     """
-    The queue (persistent buffers, saved with the model) and the loss of a batch against it.
-
-    Args:
-        queue_size: rows of the queue (``LDDUConfig.queue_size``).
-        feature_dim: size of a row.
-        temperature: ``LDDUConfig.contrastive_temperature``.
-        implementation: ``"cached"`` (exact fast path, the default) or ``"direct"`` (the ``N x N``
-            computation); ``LDDUConfig.contrastive_implementation``. Same value and gradients.
-
-    Buffers:
-        queue `(queue_size, feature_dim)`, queue_classes `(queue_size,)` float, queue_ptr `(1,)`.
+    The queue and the loss of a batch against it. The queue is persistent buffers, saved with the
+    model: queue `(queue_size, feature_dim)`, queue_classes `(queue_size,)` float, queue_ptr `(1,)`.
+    ``temperature`` and ``implementation`` are ``LDDUConfig.contrastive_temperature`` and
+    ``LDDUConfig.contrastive_implementation`` (see the module docstring).
     """
 
     def __init__(
