@@ -139,7 +139,6 @@ class LDDUConfig(PreTrainedConfig):
             self.label2id = {label: index for index, label in self.id2label.items()}
         self._validate_lddu()
 
-    # ------------------------------------------------------------------------------------------
     def feature_dim(self, modality: str) -> int:
         """Feature size of ``modality`` (one of :data:`MODALITIES`)."""
         if modality not in MODALITIES:

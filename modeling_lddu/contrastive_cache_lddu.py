@@ -1,11 +1,9 @@
 """The exact fast path of LDDU's supervised contrastive loss (``"cached"``, the default).
 
-:class:`~.contrastive_lddu.LDDUContrastiveMemory` (``contrastive_lddu.py``) holds the queue and
-shows the loss as the authors compute it, over the ``N x N`` matrix (``N = 9344`` in the paper
-configuration: several 350 MB matrices and ~90 GFLOP per step). :class:`LDDUContrastiveCache`
-computes the same value and the same gradients (tests: ``tests/test_contrastive.py``) without any
-``N x N`` matrix, from statistics of the queue that it keeps from one step to the next. It is the
-default (``LDDUConfig.contrastive_implementation``).
+``contrastive_lddu.py`` states the loss and computes it as the authors do, over the ``N x N``
+matrix (``N = 9344`` in the paper configuration: several 350 MB matrices and ~90 GFLOP per step).
+:class:`LDDUContrastiveCache` gives the same value and gradients without that matrix, from
+statistics of the queue that it keeps from one step to the next.
 
 How the fast computation works
 ------------------------------
@@ -206,9 +204,7 @@ class LDDUContrastiveCache:
             )
         return loss, batch_sums
 
-    # --------------------------------------------------------------------------------------------
     # The fast loss
-    # --------------------------------------------------------------------------------------------
     def _loss_and_gradient(
         self,
         memory: LDDUContrastiveMemory,
@@ -296,9 +292,7 @@ class LDDUContrastiveCache:
             workspace = self._workspace = torch.empty(2 * size, device=device)
         return workspace[:size].view(rows, columns), workspace[size : 2 * size].view(rows, columns)
 
-    # --------------------------------------------------------------------------------------------
     # Cache updates after queue writes
-    # --------------------------------------------------------------------------------------------
     def update_after_batch_write(
         self, memory: LDDUContrastiveMemory, slots: torch.Tensor, batch_sums: _BatchSums
     ) -> None:
@@ -416,9 +410,7 @@ class LDDUContrastiveCache:
         exp.masked_fill_(excluded, 0.0)
         return exp.view(anchor_slots.shape[0], chunks.shape[0], chunk).sum(dim=-1).double()
 
-    # --------------------------------------------------------------------------------------------
     # Cache validity
-    # --------------------------------------------------------------------------------------------
     def _statistics_key(self, memory: LDDUContrastiveMemory) -> tuple | None:
         try:
             return (
@@ -498,9 +490,7 @@ class LDDUContrastiveCache:
         statistics.shifts, statistics.norm_bound = shifts, norm_bound
 
 
-# ------------------------------------------------------------------------------------------------
 # The steps of the fast loss
-# ------------------------------------------------------------------------------------------------
 def _shifts(norms: torch.Tensor, norm_bound: torch.Tensor, temperature: float) -> torch.Tensor:
     """The shifts ``c = |f| R / (2 temperature)`` of rows of norm ``norms`` (float64), rounded
     to float32 precision (kept as float64), so that the float32 exponentials and the float64

@@ -14,16 +14,10 @@ Semantics, exactly as in the authors' code (reference §2.1):
   gathered from every process first under ``torch.distributed`` so that all processes keep the
   same queue.
 
-Two implementations, chosen by ``LDDUConfig.contrastive_implementation``, give the same value and
-the same gradients (tests: ``tests/test_contrastive.py``):
-
-* ``"direct"``: :func:`supervised_contrastive_loss_reference` below, the computation over the
-  ``N x N`` matrix as the authors write it (``N = 9344`` in the paper configuration: several
-  350 MB matrices and ~90 GFLOP per step).
-* ``"cached"`` (the default): the exact fast computation of
-  :class:`~.contrastive_cache_lddu.LDDUContrastiveCache` (``contrastive_cache_lddu.py``, whose
-  docstring derives it), which keeps statistics of the queue between steps and builds no
-  ``N x N`` matrix.
+``LDDUConfig.contrastive_implementation`` picks ``"direct"``,
+:func:`supervised_contrastive_loss_reference` below (the authors' ``N x N`` computation), or
+``"cached"`` (the default), the exact fast path of ``contrastive_cache_lddu.py``, whose docstring
+derives it and gives the costs; both give the same value and gradients (``tests/test_contrastive.py``).
 
 This file is remote code: it imports only ``torch``, ``transformers`` and this folder's
 ``configuration_lddu`` and ``contrastive_cache_lddu``.
@@ -73,17 +67,10 @@ def supervised_contrastive_loss_reference(
 
 class LDDUContrastiveMemory(nn.Module):
     """
-    The queue (persistent buffers, saved with the model) and the loss of a batch against it.
-
-    Args:
-        queue_size: rows of the queue (``LDDUConfig.queue_size``).
-        feature_dim: size of a row.
-        temperature: ``LDDUConfig.contrastive_temperature``.
-        implementation: ``"cached"`` (exact fast path, the default) or ``"direct"`` (the ``N x N``
-            computation); ``LDDUConfig.contrastive_implementation``. Same value and gradients.
-
-    Buffers:
-        queue `(queue_size, feature_dim)`, queue_classes `(queue_size,)` float, queue_ptr `(1,)`.
+    The queue and the loss of a batch against it. The queue is persistent buffers, saved with the
+    model: queue `(queue_size, feature_dim)`, queue_classes `(queue_size,)` float, queue_ptr `(1,)`.
+    ``temperature`` and ``implementation`` are ``LDDUConfig.contrastive_temperature`` and
+    ``LDDUConfig.contrastive_implementation`` (see the module docstring).
     """
 
     def __init__(

@@ -54,6 +54,19 @@ DEAD_PREFIXES = (
     "var_classifier2.",
 )
 
+#: Config fields that tensor shapes cannot tell (command-line flags), with the paper's values.
+PAPER_DEFAULTS = {
+    "num_attention_heads": 8,
+    "hidden_dropout_prob": 0.3,
+    "attention_probs_dropout_prob": 0.3,
+    "contrastive_temperature": 0.07,
+    "decision_threshold": 0.21,
+    "semantic_loss_weight": 0.3,
+    "fused_loss_weight": 1.0,
+    "contrastive_loss_weight": 1.0,
+    "calibration_loss_weight": 0.3,
+}
+
 _ENCODER_LAYER_MAP = {
     "attention.self.query": "attention.query",
     "attention.self.key": "attention.key",
@@ -118,6 +131,52 @@ def _count_layers(state_dict: dict, prefix: str) -> int:
     return len(indices)
 
 
+def _renamed_keys(config: LDDUConfig) -> list[tuple[str, str]]:
+    """(authors' key, our key) of every tensor that is only renamed, in modality order."""
+    modules = []  # (authors' module, our module), each with a weight and a bias
+    positions = []
+    for modality in LATENT_MODALITY_ORDER:
+        source, index = ORIGINAL_ENCODER[modality], ORIGINAL_INDEX[modality]
+        encoder = f"lddu.encoders.{modality}"
+        latent = f"lddu.latent_encoders.{modality}"
+        last = len(config.latent_hidden_sizes) - 1
+        modules += [
+            (f"{modality}_norm.{modality}_norm2d", f"{encoder}.embeddings.input_norm"),
+            (f"{source}.embeddings.word_embeddings", f"{encoder}.embeddings.feature_projection"),
+            (f"{source}.embeddings.LayerNorm", f"{encoder}.embeddings.layer_norm"),
+        ]
+        modules += [
+            (f"{source}.encoder.layer.{layer}.{original}", f"{encoder}.layers.{layer}.{ours}")
+            for layer in range(config.num_layers(modality))
+            for original, ours in _ENCODER_LAYER_MAP.items()
+        ]
+        modules += [
+            (
+                f"label_wise_attention.{original}_projection.{index}",
+                f"lddu.label_attention.{modality}.{ours}_projection",
+            )
+            for original, ours in (("label", "label"), ("seq", "sequence"), ("out", "output"))
+        ]
+        modules += [(f"encoder.{index}.linear.{i}", f"{latent}.layers.{i}") for i in range(last)]
+        modules += [
+            (f"encoder.{index}.output", f"{latent}.layers.{last}"),
+            (f"encoder.{index}.fc_mu", f"{latent}.mean_projection"),
+            (f"encoder.{index}.fc_var", f"{latent}.log_variance_projection"),
+        ]
+        positions.append(
+            (
+                f"{source}.embeddings.position_embeddings.weight",
+                f"{encoder}.embeddings.position_embeddings.weight",
+            )
+        )
+    modules += [
+        ("common_classfier.0", "fusion.semantic_classifier.hidden"),
+        ("common_classfier.3", "fusion.semantic_classifier.output"),
+    ]
+    renamed = [(f"{a}.{name}", f"{b}.{name}") for a, b in modules for name in ("weight", "bias")]
+    return renamed + positions + [("embedding_layer.weight", "lddu.label_embeddings.weight")]
+
+
 def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overrides) -> LDDUConfig:
     """Build an :class:`LDDUConfig` from tensor shapes; ``overrides`` supply what shapes can't tell."""
     dims = {}
@@ -180,64 +239,8 @@ def convert_original_state_dict(
         converted[target] = transform(tensor) if transform is not None else tensor
         consumed.add(source)
 
-    for modality in LATENT_MODALITY_ORDER:
-        source = ORIGINAL_ENCODER[modality]
-        target = f"lddu.encoders.{modality}"
-        norm = {
-            "text": "text_norm.text_norm2d",
-            "audio": "audio_norm.audio_norm2d",
-            "visual": "visual_norm.visual_norm2d",
-        }[modality]
-        for name in ("weight", "bias"):
-            take(f"{norm}.{name}", f"{target}.embeddings.input_norm.{name}")
-            take(
-                f"{source}.embeddings.word_embeddings.{name}",
-                f"{target}.embeddings.feature_projection.{name}",
-            )
-            take(f"{source}.embeddings.LayerNorm.{name}", f"{target}.embeddings.layer_norm.{name}")
-        take(
-            f"{source}.embeddings.position_embeddings.weight",
-            f"{target}.embeddings.position_embeddings.weight",
-        )
-        for layer in range(config.num_layers(modality)):
-            for original, ours in _ENCODER_LAYER_MAP.items():
-                for name in ("weight", "bias"):
-                    take(
-                        f"{source}.encoder.layer.{layer}.{original}.{name}",
-                        f"{target}.layers.{layer}.{ours}.{name}",
-                    )
-
-        index = ORIGINAL_INDEX[modality]
-        for original, ours in (("label", "label"), ("seq", "sequence"), ("out", "output")):
-            for name in ("weight", "bias"):
-                take(
-                    f"label_wise_attention.{original}_projection.{index}.{name}",
-                    f"lddu.label_attention.{modality}.{ours}_projection.{name}",
-                )
-        hidden_layers = len(config.latent_hidden_sizes) - 1
-        for name in ("weight", "bias"):
-            for layer in range(hidden_layers):
-                take(
-                    f"encoder.{index}.linear.{layer}.{name}",
-                    f"lddu.latent_encoders.{modality}.layers.{layer}.{name}",
-                )
-            take(
-                f"encoder.{index}.output.{name}",
-                f"lddu.latent_encoders.{modality}.layers.{hidden_layers}.{name}",
-            )
-            take(
-                f"encoder.{index}.fc_mu.{name}",
-                f"lddu.latent_encoders.{modality}.mean_projection.{name}",
-            )
-            take(
-                f"encoder.{index}.fc_var.{name}",
-                f"lddu.latent_encoders.{modality}.log_variance_projection.{name}",
-            )
-
-    take("embedding_layer.weight", "lddu.label_embeddings.weight")
-    for original, ours in (("0", "hidden"), ("3", "output")):
-        for name in ("weight", "bias"):
-            take(f"common_classfier.{original}.{name}", f"fusion.semantic_classifier.{ours}.{name}")
+    for source, target in _renamed_keys(config):
+        take(source, target)
 
     for original, ours in (
         ("final_classifier", "mean_classifier"),
@@ -320,15 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("source", help="the authors' state dict file")
     parser.add_argument("destination", help="output folder (must be new or empty)")
-    parser.add_argument("--num_attention_heads", type=int, default=8)
-    parser.add_argument("--hidden_dropout_prob", type=float, default=0.3)
-    parser.add_argument("--attention_probs_dropout_prob", type=float, default=0.3)
-    parser.add_argument("--contrastive_temperature", type=float, default=0.07)
-    parser.add_argument("--decision_threshold", type=float, default=0.21)
-    parser.add_argument("--semantic_loss_weight", type=float, default=0.3)
-    parser.add_argument("--fused_loss_weight", type=float, default=1.0)
-    parser.add_argument("--contrastive_loss_weight", type=float, default=1.0)
-    parser.add_argument("--calibration_loss_weight", type=float, default=0.3)
+    for name, default in PAPER_DEFAULTS.items():
+        parser.add_argument(f"--{name}", type=type(default), default=default)
     parser.add_argument(
         "--labels",
         default=None,
@@ -337,20 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "num_attention_heads",
-            "hidden_dropout_prob",
-            "attention_probs_dropout_prob",
-            "contrastive_temperature",
-            "decision_threshold",
-            "semantic_loss_weight",
-            "fused_loss_weight",
-            "contrastive_loss_weight",
-            "calibration_loss_weight",
-        )
-    }
+    overrides = {name: getattr(args, name) for name in PAPER_DEFAULTS}
     if args.labels:
         overrides["id2label"] = dict(enumerate(label.strip() for label in args.labels.split(",")))
     try:

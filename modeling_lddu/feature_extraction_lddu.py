@@ -145,10 +145,6 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             for modality, stats in normalization_stats.items():
                 self._set_stats(modality, stats["mean"], stats["std"])
 
-    # ----------------------------------------------------------------------------------------------
-    # Input handling
-    # ----------------------------------------------------------------------------------------------
-
     def _check_dim(self, modality: str, dim: int) -> None:
         expected = self.feature_dims[modality]
         if dim != expected:
@@ -156,13 +152,6 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
                 f"{modality} features have dim {dim} but this feature extractor expects {expected} "
                 f"(feature_dims[{modality!r}])"
             )
-
-    @staticmethod
-    def _rank_error(modality: str, shape: tuple[int, ...]) -> ValueError:
-        return ValueError(
-            f"{modality} features must have rank 2 ([length, dim]) for one sample or rank 3 "
-            f"([batch, length, dim]) for a batch; got rank {len(shape)} (shape {tuple(shape)})"
-        )
 
     @staticmethod
     def _as_array(value: Any) -> np.ndarray:
@@ -185,7 +174,11 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             if array.ndim == 2:
                 array = array[None]
             if array.ndim != 3:
-                raise self._rank_error(modality, array.shape)
+                raise ValueError(
+                    f"{modality} features must have rank 2 ([length, dim]) for one sample or rank "
+                    f"3 ([batch, length, dim]) for a batch; got rank {array.ndim} (shape "
+                    f"{array.shape})"
+                )
             self._check_dim(modality, array.shape[2])
             return array
         if len(value) == 0:
@@ -305,10 +298,9 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             return_tensors: `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
 
         Returns:
-            `BatchFeature` with `{modality}_features` (float32 `[batch, length, dim]`) and
-            `{modality}_mask` (int64 `[batch, length]`) for each given modality. A float32 numpy
-            batch that needs no padding, truncation, cleaning or normalisation is returned
-            without a copy (the output shares its memory).
+            `BatchFeature` as described in the class docstring. A float32 numpy batch that needs no
+            padding, truncation, cleaning or normalisation is returned without a copy (the output
+            shares its memory).
         """
         if padding is True:
             padding = "longest"
@@ -337,10 +329,6 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
         if len(set(batch_sizes.values())) > 1:
             raise ValueError(f"All modalities must have the same batch size; got {batch_sizes}")
         return BatchFeature(data, tensor_type="pt" if return_tensors == "pt" else None)
-
-    # ----------------------------------------------------------------------------------------------
-    # Normalisation statistics
-    # ----------------------------------------------------------------------------------------------
 
     def _set_stats(self, modality: str, mean: Sequence[float], std: Sequence[float]) -> None:
         if modality not in self.feature_dims:

@@ -39,9 +39,6 @@ from .contrastive_lddu import LDDUContrastiveMemory
 logger = logging.get_logger(__name__)
 
 
-# ------------------------------------------------------------------------------------------------
-# Outputs
-# ------------------------------------------------------------------------------------------------
 @dataclass
 class LDDUModelOutput(ModelOutput):
     """
@@ -109,9 +106,6 @@ class LDDUEmotionRecognitionOutput(ModelOutput):
     calibration_loss: torch.FloatTensor | None = None
 
 
-# ------------------------------------------------------------------------------------------------
-# Dropout
-# ------------------------------------------------------------------------------------------------
 def lddu_dropout(hidden: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
     """
     Inverted dropout: zero each element with ``probability``, scale the others by
@@ -135,9 +129,7 @@ class LDDUDropout(nn.Dropout):
         return lddu_dropout(hidden, self.p, self.training)
 
 
-# ------------------------------------------------------------------------------------------------
 # 1. Modality encoder
-# ------------------------------------------------------------------------------------------------
 class LDDUEmbeddings(nn.Module):
     """Input LayerNorm, feature projection and learned positions of one modality."""
 
@@ -243,9 +235,7 @@ class LDDUModalityEncoder(nn.Module):
         return hidden
 
 
-# ------------------------------------------------------------------------------------------------
 # 2. Label-wise attention
-# ------------------------------------------------------------------------------------------------
 class LDDULabelWiseAttention(nn.Module):
     """
     Each emotion's embedding attends over one modality's sequence (single head). As in the authors'
@@ -278,9 +268,7 @@ class LDDULabelWiseAttention(nn.Module):
         return self.output_projection(self.dropout(context))
 
 
-# ------------------------------------------------------------------------------------------------
 # 3. Latent Gaussian encoder
-# ------------------------------------------------------------------------------------------------
 class LDDULatentGaussianEncoder(nn.Module):
     """
     Maps each (emotion, modality) feature to a diagonal Gaussian: ReLU MLP, then a mean head and a
@@ -306,9 +294,7 @@ class LDDULatentGaussianEncoder(nn.Module):
         return mean, spread
 
 
-# ------------------------------------------------------------------------------------------------
 # 4. Gated uncertainty fusion
-# ------------------------------------------------------------------------------------------------
 class LDDUSemanticClassifier(nn.Module):
     """Shared MLP scoring each emotion from its label-wise features of all modalities (the gate)."""
 
@@ -393,9 +379,7 @@ def _concat_modalities(per_modality: torch.Tensor) -> torch.Tensor:
     return per_modality.permute(0, 2, 1, 3).reshape(batch, labels, modalities * width)
 
 
-# ------------------------------------------------------------------------------------------------
 # 6. Calibration loss
-# ------------------------------------------------------------------------------------------------
 def uncertainty_calibration_loss(
     spreads: torch.Tensor, semantic_scores: torch.Tensor
 ) -> torch.Tensor:
@@ -445,9 +429,6 @@ def contrastive_features_and_classes(
     return features.reshape(batch * modalities * num_labels, -1), classes.reshape(-1)
 
 
-# ------------------------------------------------------------------------------------------------
-# Pretrained base class
-# ------------------------------------------------------------------------------------------------
 class LDDUPreTrainedModel(PreTrainedModel):
     config_class = LDDUConfig
     base_model_prefix = "lddu"
@@ -501,9 +482,7 @@ def _default_uniform_(tensor: torch.Tensor, fan_in: int) -> None:
     init.uniform_(tensor, -bound, bound)
 
 
-# ------------------------------------------------------------------------------------------------
 # Base model: encoders -> label-wise attention -> latent Gaussians
-# ------------------------------------------------------------------------------------------------
 class LDDUModel(LDDUPreTrainedModel):
     """
     LDDU without its classifiers and losses: returns the label-wise features and the per-modality
@@ -645,9 +624,7 @@ class LDDUModel(LDDUPreTrainedModel):
         return features, mask, present
 
 
-# ------------------------------------------------------------------------------------------------
 # The full model: base + gated fusion + training losses
-# ------------------------------------------------------------------------------------------------
 class LDDUForEmotionRecognition(LDDUPreTrainedModel):
     """
     LDDU for multi-label emotion recognition: :class:`LDDUModel`, the gated uncertainty fusion, and
