@@ -12,6 +12,9 @@ import math
 from dataclasses import field
 
 from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 #: The modalities in the package's one order: forward signatures, loops over inputs, the feature
 #: extractor, the pipeline and every table.
@@ -137,6 +140,18 @@ class LDDUConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.id2label is not None and not self.label2id:
             self.label2id = {label: index for index, label in self.id2label.items()}
+        thresholds = self.label_thresholds
+        if "num_labels" in kwargs and thresholds is not None and len(thresholds) != self.num_labels:
+            # A new label count (e.g. `from_pretrained(..., num_labels=3)`): the per-label
+            # thresholds were tuned for the old labels and mean nothing for the new ones.
+            logger.warning(
+                "Dropping the %d per-label thresholds tuned for the previous label set; the %d "
+                "new labels use decision_threshold=%s.",
+                len(thresholds),
+                self.num_labels,
+                self.decision_threshold,
+            )
+            self.label_thresholds = None
         self._validate_lddu()
 
     def feature_dim(self, modality: str) -> int:

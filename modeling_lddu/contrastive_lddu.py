@@ -28,7 +28,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import initialization as init
 
 from .configuration_lddu import CONTRASTIVE_IMPLEMENTATIONS
 from .contrastive_cache_lddu import LDDUContrastiveCache
@@ -100,9 +99,12 @@ class LDDUContrastiveMemory(nn.Module):
     def reset_queue(self) -> None:
         """The authors' initial queue: Gaussian rows normalised along dim 0 (so each COLUMN has unit
         norm), and random non-integer class ids that match no real class."""
-        init.copy_(self.queue, F.normalize(torch.randn(self.queue_size, self.feature_dim), dim=0))
-        init.copy_(self.queue_classes, torch.randn(self.queue_size))
-        init.zeros_(self.queue_ptr)
+        # Plain in-place writes (not transformers' `init` functions, which skip loaded tensors): a
+        # reset after loading, for a new label set, must take effect.
+        with torch.no_grad():
+            self.queue.copy_(F.normalize(torch.randn(self.queue_size, self.feature_dim), dim=0))
+            self.queue_classes.copy_(torch.randn(self.queue_size))
+            self.queue_ptr.zero_()
         if self.cache is not None:
             self.cache.clear()
 

@@ -145,16 +145,22 @@ class LDDUEmbeddings(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         # features: [batch, length, feature_dim] -> [batch, length, hidden]
         length = features.shape[1]
-        hidden = self.feature_projection(self.input_norm(features.float()))
+        # Inputs come as float32 from the feature extractor; compute in the dtype of the weights.
+        hidden = self.feature_projection(self.input_norm(features.to(self.input_norm.weight.dtype)))
         hidden = hidden + self.position_embeddings.weight[:length]
         return self.dropout(self.layer_norm(hidden))
 
 
 class LDDUSelfAttention(nn.Module):
-    """Multi-head self-attention with the BERT parameterisation, computed with fused SDPA."""
+    """
+    Multi-head self-attention with the BERT parameterisation. ``config._attn_implementation``
+    chooses the kernel: ``"sdpa"`` (the default: PyTorch's fused scaled dot-product attention) or
+    ``"eager"`` (softmax of the explicit score matrix); both compute the same attention.
+    """
 
     def __init__(self, config: LDDUConfig):
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
@@ -174,8 +180,12 @@ class LDDUSelfAttention(nn.Module):
             )
 
         query, key, value = heads(self.query), heads(self.key), heads(self.value)
-        if self.training and self.attention_dropout > 0.0 and hidden.device.type == "cpu":
-            # With dropout, CPU SDPA takes its unfused path anyway; this one uses lddu_dropout.
+        dropout = self.attention_dropout if self.training else 0.0
+        if self.config._attn_implementation == "eager" or (
+            dropout > 0.0 and hidden.device.type == "cpu"
+        ):
+            # Eager, and CPU training with dropout, where SDPA takes its unfused path anyway (this
+            # one uses lddu_dropout).
             scores = (query * self.head_dim**-0.5) @ key.transpose(-1, -2)  # [b, heads, l, l]
             if attention_mask is not None:  # [batch, 1, 1, length] bool, True = attend
                 # + 0 / -inf: the same scores as a masked fill, and a pass-through backward.
@@ -184,7 +194,7 @@ class LDDUSelfAttention(nn.Module):
                         ~attention_mask, float("-inf")
                     )
                 )
-            probabilities = lddu_dropout(scores.softmax(dim=-1), self.attention_dropout, True)
+            probabilities = lddu_dropout(scores.softmax(dim=-1), dropout, self.training)
             context = probabilities @ value
         else:
             context = F.scaled_dot_product_attention(
@@ -192,7 +202,7 @@ class LDDUSelfAttention(nn.Module):
                 key,
                 value,
                 attn_mask=attention_mask,  # [batch, 1, 1, length] bool, True = attend
-                dropout_p=self.attention_dropout if self.training else 0.0,
+                dropout_p=dropout,
             )
         return context.transpose(1, 2).reshape(batch, length, width)
 
@@ -435,6 +445,7 @@ class LDDUPreTrainedModel(PreTrainedModel):
     main_input_name = "text_features"
     input_modalities = ("text", "audio", "video")
     _no_split_modules = ["LDDUModalityEncoder"]
+    _supports_sdpa = True  # and eager: see LDDUSelfAttention
     supports_gradient_checkpointing = False
 
     @torch.no_grad()
@@ -474,7 +485,20 @@ class LDDUPreTrainedModel(PreTrainedModel):
         elif isinstance(module, LDDUModel):
             init.xavier_uniform_(module.label_embeddings.weight)
         elif isinstance(module, LDDUContrastiveMemory):
-            module.reset_queue()
+            if not getattr(module.queue, "_is_hf_initialized", False):  # not loaded
+                module.reset_queue()
+
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        """
+        Visit every block. `PreTrainedModel` skips a remote-code module whose own direct parameters
+        were all loaded; but :meth:`_init_weights` initialises each block's descendants at the
+        block, so that shortcut would leave a missing descendant (a resized label embedding, an
+        added encoder layer, a head absent from the checkpoint) as uninitialised memory. The
+        `transformers.initialization` functions used here skip every tensor that was loaded.
+        """
+        if not getattr(module, "_is_hf_initialized", False):
+            self._init_weights(module)
+            module._is_hf_initialized = True
 
 
 def _default_uniform_(tensor: torch.Tensor, fan_in: int) -> None:
@@ -772,6 +796,20 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
         auto_map.setdefault("AutoModel", f"{LDDUModel.__module__.rsplit('.', 1)[-1]}.LDDUModel")
         self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """
+        As `PreTrainedModel.from_pretrained`. With a new label set (``num_labels=`` or ``id2label=``
+        and ``ignore_mismatched_sizes=True``), the label-indexed weights that no longer fit are
+        initialised by :meth:`_init_weights`, and the contrastive queue, whose class ids index the
+        checkpoint's labels, is reset, as :meth:`reset_label_set` does.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if any(key.endswith("label_embeddings.weight") for key, *_ in info["mismatched_keys"]):
+            model.contrastive_memory.reset_queue()
+        return (model, info) if output_loading_info else model
 
     @torch.no_grad()
     def reset_label_set(self, id2label: dict[int, str]) -> None:
