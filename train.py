@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -218,18 +219,64 @@ def parse_arguments(argv: list[str] | None = None):
     else:
         given = vars(parser.parse_known_args(argv)[0])
     preset = _synthetic_defaults(given, parser)
+    # Decided before TrainingArguments exists: building it sets up the device and process group.
+    defaults = {**preset, **_device_defaults()}
     if from_file:
-        model_args, data_args, training_args = parser.parse_dict({**preset, **given})
+        model_args, data_args, training_args = parser.parse_dict({**defaults, **given})
     else:
-        parser.set_defaults(**preset)
+        parser.set_defaults(**defaults)
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
     if preset:
         logger.info("Synthetic-data preset (explicit arguments override it): %s", preset)
+    _check_processes(training_args)
+    _check_precision(training_args)
     if data_args.threshold_tuning not in ("global", "per_label", "none"):
         raise ValueError(
             f"--threshold_tuning must be global, per_label or none; got {data_args.threshold_tuning!r}."
         )
     return model_args, data_args, training_args
+
+
+def _launched_processes() -> int:
+    """The number of processes a launcher (accelerate launch, torchrun) started, 1 without one."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _device_defaults() -> dict:
+    """Several processes on a machine without an accelerator train as one run on the CPU (gloo).
+
+    `accelerate launch --multi_gpu` starts the processes even where there is no GPU; without
+    ``use_cpu`` each would find no device for a process group and train alone, all in one folder.
+    """
+    if _launched_processes() > 1 and not torch.accelerator.is_available():
+        logger.info(
+            "%d processes and no accelerator: training on the CPU (gloo).", _launched_processes()
+        )
+        return {"use_cpu": True}
+    return {}
+
+
+def _check_processes(training_args) -> None:
+    """Stop when a launcher started several processes that would not train as one run."""
+    launched = _launched_processes()
+    if launched > 1 and training_args.world_size != launched:
+        raise RuntimeError(
+            f"{launched} processes were launched but they do not form one run (this one sees "
+            f"world_size {training_args.world_size} on {training_args.device}); each would train "
+            "alone into the same folder. Without a GPU, drop --use_cpu false, or launch with "
+            f"`accelerate launch --cpu --num_processes {launched} train.py ...`; on GPUs, "
+            f"`accelerate launch --multi_gpu --num_processes {launched} train.py ...`."
+        )
+
+
+def _check_precision(training_args) -> None:
+    """Refuse a mixed precision the device cannot do (Accelerate would train in fp32 silently)."""
+    device = training_args.device.type
+    if (training_args.fp16 or training_args.fp16_full_eval) and device == "cpu":
+        raise ValueError(
+            "--fp16 needs a GPU (or another accelerator); this run is on the CPU, where it would "
+            "train in fp32. Use --bf16 true (autocast on the CPU) or leave --fp16 out."
+        )
 
 
 def _synthetic_defaults(given: dict, parser: HfArgumentParser) -> dict:
@@ -316,6 +363,12 @@ def main(argv: list[str] | None = None) -> dict:
 def run(model_args, data_args, training_args, extra_callbacks=()):
     """Train, evaluate and export; returns ``(trainer, results)``."""
     _set_up_logging(training_args)
+    if training_args.push_to_hub:  # the token and the repo, before anything is trained
+        from mmer.hub import check_publish_target
+
+        training_args.hub_model_id = check_publish_target(
+            training_args.hub_model_id, token=training_args.hub_token
+        )
     output_dir = Path(training_args.output_dir)
     if training_args.process_index == 0:
         _prepare_output_dir(output_dir, training_args)
@@ -543,9 +596,7 @@ def _hyperparameters(training_args, trainer, config) -> dict:
         "max_grad_norm": training_args.max_grad_norm,
         "early_stopping_patience": training_args.early_stopping_patience,
         "seed": training_args.seed,
-        "mixed_precision": "bf16"
-        if training_args.bf16
-        else ("fp16" if training_args.fp16 else "no"),
+        "mixed_precision": _precision_used(trainer.accelerator),
         "processes": training_args.world_size,
     }
     # The model's own hyperparameters: the fields its family's config classes declare.
@@ -561,6 +612,11 @@ def _hyperparameters(training_args, trainer, config) -> dict:
         if name not in _DATA_FIELDS and value is not None:
             values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
     return values
+
+
+def _precision_used(accelerator) -> str:
+    """The precision the training steps ran in: Accelerate autocasts only when ``native_amp``."""
+    return accelerator.mixed_precision if accelerator.native_amp else "no"
 
 
 def _print_summary(results: dict, model_name: str) -> None:

@@ -71,6 +71,9 @@ def trained(tmp_path_factory):
             HfApi, "create_repo", return_value=mock.MagicMock(repo_id="org/lddu-tiny")
         ),
         mock.patch.object(HfApi, "create_commit", fake_create_commit),
+        mock.patch.object(
+            HfApi, "whoami", return_value={"name": "user", "orgs": [{"name": "org"}]}
+        ),
         mock.patch.object(HfApi, "_validate_yaml", return_value=None),  # POSTs the card to the Hub
         # With hf_xet installed, upload_folder takes a multi-commit path; keep the one-commit path.
         mock.patch("huggingface_hub.hf_api.is_xet_available", return_value=False),
@@ -364,3 +367,67 @@ def test_the_synthetic_preset_gives_defaults_that_arguments_override(tmp_path):
     assert training_args.num_train_epochs == 30 and training_args.learning_rate == 2e-4
     model_args, _, _ = train.parse_arguments(["--model_name_or_path", "some/model"])
     assert model_args.config_overrides is None
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a training step started")
+
+
+@pytest.mark.parametrize(
+    ("hub_arguments", "whoami", "message"),
+    [
+        (["--hub_token", "hf_bad"], "401", "token is missing or invalid"),
+        (["--hub_model_id", "org/bad name!"], None, "not a valid repo id"),
+        (["--hub_model_id", ""], None, "needs --hub_model_id"),
+        (["--hub_model_id", "someone-else/model"], None, "cannot write to 'someone-else'"),
+    ],
+)
+def test_push_to_hub_checks_token_and_repo_before_training(
+    tmp_path, hub_arguments, whoami, message
+):
+    """Issue 11, item 11: a bad token or target repo stops the run before any training step."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if whoami == "401":
+        identity = mock.Mock(
+            side_effect=HfHubHTTPError(
+                "Invalid user token.", response=mock.MagicMock(status_code=401)
+            )
+        )
+    else:
+        identity = mock.Mock(return_value={"name": "user", "orgs": [{"name": "org"}]})
+    if "--hub_model_id" not in hub_arguments:
+        hub_arguments = [*hub_arguments, "--hub_model_id", "org/lddu-tiny"]
+    arguments = tiny_arguments(tmp_path / "out", "--push_to_hub", "true", *hub_arguments, epochs=1)
+    with (
+        mock.patch.object(HfApi, "whoami", identity),
+        mock.patch.object(HfApi, "create_repo", _no_training),
+        mock.patch.object(train.EmotionTrainer, "train", _no_training),
+    ):
+        with pytest.raises(ValueError, match=message):
+            train.main(arguments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_fp16_on_the_cpu_stops_before_training(tmp_path):
+    """Issue 11, item 6: --fp16 on a CPU would train in fp32 while the card said fp16."""
+    with pytest.raises(ValueError, match="--fp16 needs a GPU"):
+        train.parse_arguments(tiny_arguments(tmp_path / "fp16", "--fp16", "true"))
+
+
+def test_card_records_the_precision_actually_used():
+    """Issue 11, item 6: the card's mixed_precision row is what Accelerate autocast to."""
+    arguments = train.parse_arguments(tiny_arguments("unused"))[2]
+    config = train.transformers.PreTrainedConfig()
+    for native_amp, mixed_precision, expected in [
+        (False, "fp16", "no"),
+        (True, "bf16", "bf16"),
+        (False, "no", "no"),
+    ]:
+        trainer = mock.MagicMock()
+        trainer.state.epoch = 1
+        trainer.accelerator.native_amp = native_amp
+        trainer.accelerator.mixed_precision = mixed_precision
+        arguments.fp16 = mixed_precision == "fp16"
+        values = train._hyperparameters(arguments, trainer, config)
+        assert values["mixed_precision"] == expected, (native_amp, mixed_precision)
