@@ -243,17 +243,19 @@ def _launched_processes() -> int:
 
 
 def _device_defaults() -> dict:
-    """Several processes on a machine without an accelerator train as one run on the CPU (gloo).
+    """Without an accelerator, train on the CPU: one process, or several as one run (gloo).
 
     `accelerate launch --multi_gpu` starts the processes even where there is no GPU; without
     ``use_cpu`` each would find no device for a process group and train alone, all in one folder.
+    (``use_cpu`` is also what lets ``--bf16`` autocast on the CPU.)
     """
-    if _launched_processes() > 1 and not torch.accelerator.is_available():
+    if torch.accelerator.is_available():
+        return {}
+    if _launched_processes() > 1:
         logger.info(
-            "%d processes and no accelerator: training on the CPU (gloo).", _launched_processes()
+            "%d processes, no accelerator: one run on the CPU (gloo).", _launched_processes()
         )
-        return {"use_cpu": True}
-    return {}
+    return {"use_cpu": True}
 
 
 def _check_processes(training_args) -> None:

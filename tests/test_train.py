@@ -431,3 +431,53 @@ def test_card_records_the_precision_actually_used():
         arguments.fp16 = mixed_precision == "fp16"
         values = train._hyperparameters(arguments, trainer, config)
         assert values["mixed_precision"] == expected, (native_amp, mixed_precision)
+
+
+@pytest.mark.skipif(
+    torch.accelerator.is_available() and torch.accelerator.device_count() < 2,
+    reason="--multi_gpu --num_processes 2 on an accelerator machine needs two devices",
+)
+def test_accelerate_launch_as_the_readme_writes_it(tmp_path):
+    """Issue 11, item 5: `accelerate launch --multi_gpu --num_processes 2 train.py ...` without
+    --use_cpu trains as ONE two-process run, on GPUs or (gloo) on a machine without one."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, torch
+            sys.path.insert(0, {str(REPO_ROOT)!r})
+            import train
+            trainer, results = train.run(*train.parse_arguments(sys.argv[1:]))
+            rank = trainer.args.process_index
+            memory = trainer.model.contrastive_memory
+            torch.save({{"queue": memory.queue.cpu(), "classes": memory.queue_classes.cpu(),
+                         "world": trainer.args.world_size, "f1": results["test"]["f1_micro"],
+                         "threshold": results["thresholds"]["value"]}},
+                       {str(tmp_path)!r} + f"/rank{{rank}}.pt")
+            trainer.accelerator.wait_for_everyone()
+            torch.distributed.destroy_process_group()
+            """
+        )
+    )
+    arguments = tiny_arguments(tmp_path / "out", epochs=1)
+    index = arguments.index("--use_cpu")
+    del arguments[index : index + 2]  # the launcher's environment decides the device
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--main_process_port", "29523", str(driver), *arguments,
+    ]  # fmt: skip
+    environment = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), HF_HOME=str(tmp_path / "hf")
+    )
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
+    states = [tmp_path / f"rank{rank}.pt" for rank in (0, 1)]
+    assert all(path.exists() for path in states), result.stderr[-4000:]
+    first, second = (torch.load(path, weights_only=True) for path in states)
+    assert first["world"] == second["world"] == 2
+    assert torch.equal(first["queue"], second["queue"])
+    assert torch.equal(first["classes"], second["classes"])
+    assert first["f1"] == second["f1"] and first["threshold"] == second["threshold"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| processes | 2 |" in card.replace("  ", " ")
