@@ -95,6 +95,13 @@ class ModelArguments:
         default=False,
         metadata={"help": "With --use_lora: also write a merged plain model folder."},
     )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "The Hub id of the starting model when --model_name_or_path is a local copy "
+            "of it: recorded as the base in a LoRA adapter and in the card's base_model."
+        },
+    )
 
 
 @dataclass
@@ -371,6 +378,7 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
         training_args.hub_model_id = check_publish_target(
             training_args.hub_model_id, token=training_args.hub_token
         )
+        _check_adapter_publishable(model_args)
     output_dir = Path(training_args.output_dir)
     if training_args.process_index == 0:
         _prepare_output_dir(output_dir, training_args)
@@ -416,6 +424,20 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
     if trainer.is_world_process_zero():
         _export(output_dir, trainer, (model_args, data_args, training_args), data, report, publish)
     return trainer, report.results
+
+
+def _check_adapter_publishable(model_args: ModelArguments) -> None:
+    """An unmerged adapter is published with its base named by Hub id; without one it is refused."""
+    from mmer.lora import base_hub_id
+
+    if not model_args.use_lora or model_args.merge_lora:
+        return
+    if base_hub_id(model_args.model_name_or_path, model_args.base_model_id) is None:
+        raise ValueError(
+            f"--push_to_hub with --use_lora publishes the adapter, whose base must be on the Hub; "
+            f"--model_name_or_path {model_args.model_name_or_path} is a local folder. Pass its Hub "
+            "id with --base_model_id USER/BASE, or --merge_lora true to publish a merged model."
+        )
 
 
 def _set_up_logging(training_args) -> None:
@@ -483,16 +505,29 @@ def _export(output_dir, trainer, arguments, data: PreparedData, report, publish)
     """Main process only: write the model folder (or the LoRA adapter) and publish it."""
     from dataset_scripts.io import write_json_atomic
     from mmer.export import write_model_folder
-    from mmer.lora import save_adapter
+    from mmer.lora import base_hub_id, base_reference, save_adapter
 
     model_args, data_args, training_args = arguments
     export_model = trainer.model
+    base_id = base_hub_id(model_args.model_name_or_path, model_args.base_model_id)
     if model_args.use_lora:
-        save_adapter(trainer.model, output_dir / "adapter")
-        logger.info("LoRA adapter saved to %s", output_dir / "adapter")
+        adapter_dir = output_dir / "adapter"
+        base = base_reference(model_args.model_name_or_path, model_args.base_model_id)
+        save_adapter(trainer.model, adapter_dir, base=base)
+        logger.info("LoRA adapter of %s saved to %s", base, adapter_dir)
         if not model_args.merge_lora:
             write_json_atomic(output_dir / "all_results.json", report.results)
             _print_summary(report.results, export_model.config.model_type)
+            if publish:
+                from mmer.hub import publish_adapter_folder
+
+                publish_adapter_folder(
+                    adapter_dir,
+                    training_args.hub_model_id,
+                    token=training_args.hub_token,
+                    private=bool(training_args.hub_private_repo),
+                )
+                logger.info("Published the adapter to %s", training_args.hub_model_id)
             return
         export_model = trainer.model.merge_and_unload()
     write_model_folder(
@@ -508,6 +543,7 @@ def _export(output_dir, trainer, arguments, data: PreparedData, report, publish)
         test_dataset=data.test,
         license=training_args.license,
         hub_model_id=training_args.hub_model_id,
+        base_model=base_id,
     )
     _print_summary(report.results, export_model.config.model_type)
     if publish:

@@ -26,6 +26,7 @@ __all__ = [
     "REQUIRED_FILES",
     "check_publish_target",
     "list_upload_files",
+    "publish_adapter_folder",
     "publish_folder",
 ]
 
@@ -219,3 +220,37 @@ def publish_folder(
     )
     logger.info("Published to %s", getattr(commit_info, "commit_url", repo_id))
     return commit_info
+
+
+#: What a peft adapter folder must hold to be loadable with ``PeftModel.from_pretrained``.
+ADAPTER_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors", "README.md")
+
+
+def publish_adapter_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    api: HfApi | None = None,
+) -> CommitInfo:
+    """Upload a LoRA adapter folder (peft's files, its card and the adapted config) in one commit."""
+    root = Path(folder).expanduser().resolve()
+    files = list_upload_files(root)
+    missing = [name for name in ADAPTER_FILES if name not in files]
+    if missing:
+        raise ValueError(f"Cannot publish the adapter {root}: missing {', '.join(missing)}.")
+    base = json.loads((root / "adapter_config.json").read_text())["base_model_name_or_path"]
+    logger.info("Publishing the adapter %s (base %s) to %s: %s", root, base, repo_id, files)
+    hub_api = api if api is not None else HfApi(token=token)
+    hub_api.create_repo(
+        repo_id=repo_id, repo_type="model", private=private, exist_ok=True, token=token
+    )
+    return hub_api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=root,
+        commit_message=f"Upload LoRA adapter of {base}",
+        token=token,
+        ignore_patterns=list(IGNORE_PATTERNS),
+    )

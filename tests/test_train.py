@@ -481,3 +481,81 @@ def test_accelerate_launch_as_the_readme_writes_it(tmp_path):
     assert first["f1"] == second["f1"] and first["threshold"] == second["threshold"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| processes | 2 |" in card.replace("  ", " ")
+
+
+def _hub_mocks(commits):
+    def fake_create_commit(self, repo_id, operations, **kwargs):
+        commits.append((repo_id, sorted(op.path_in_repo for op in operations)))
+        return mock.MagicMock(commit_url="https://example.invalid/commit")
+
+    identity = {"name": "user", "orgs": [{"name": "org"}]}
+    return (
+        mock.patch.object(HfApi, "whoami", return_value=identity),
+        mock.patch.object(HfApi, "create_repo", return_value=mock.MagicMock(repo_id="org/x")),
+        mock.patch.object(HfApi, "create_commit", fake_create_commit),
+        mock.patch.object(HfApi, "_validate_yaml", return_value=None),
+        mock.patch("huggingface_hub.hf_api.is_xet_available", return_value=False),
+    )
+
+
+def test_lora_adapter_is_published_and_loads_with_peft(tmp_path, monkeypatch):
+    """Issue 11, item 10: the unmerged adapter is published with a card naming its Hub base, its
+    config records that base (not a relative path), it loads with plain peft on a base loaded by
+    trust_remote_code, and a merged model's card carries base_model."""
+    from mmer.lora import load_adapted
+
+    base_dir = tmp_path / "base"
+    train.main(tiny_arguments(base_dir, epochs=1))
+    monkeypatch.chdir(tmp_path)  # the base as a relative path, as a user types it
+    lora = ["--model_name_or_path", "base", "--use_lora", "true", "--lora_r", "2"]
+    # A local base and no Hub id for it: refused before training.
+    commits = []
+    mocks = _hub_mocks(commits)
+    with mocks[0], mocks[1], mocks[2], mocks[3], mocks[4]:
+        with mock.patch.object(train.EmotionTrainer, "train", _no_training):
+            with pytest.raises(ValueError, match="--base_model_id"):
+                train.main(tiny_arguments("refused", *lora, "--push_to_hub", "true",
+                                          "--hub_model_id", "org/adapter", model=False, epochs=1))  # fmt: skip
+        train.main(
+            tiny_arguments("adapted", *lora, "--push_to_hub", "true", "--hub_model_id",
+                           "org/adapter", "--base_model_id", "org/lddu-base", model=False, epochs=1)
+        )  # fmt: skip
+    adapter_dir = tmp_path / "adapted" / "adapter"
+    assert len(commits) == 1 and commits[0][0] == "org/adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(commits[0][1])
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "org/lddu-base"
+    assert ModelCard.load(adapter_dir / "README.md").data.base_model == "org/lddu-base"
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "text_features": torch.randn(3, 6, 16, generator=generator),
+        "audio_features": torch.randn(3, 6, 6, generator=generator),
+        "visual_features": torch.randn(3, 6, 5, generator=generator),
+    }
+    torch.save(inputs, tmp_path / "inputs.pt")
+    with torch.inference_mode():
+        expected = load_adapted(base_dir, adapter_dir).eval()(**inputs).scores
+    script = f"""
+        import json, torch
+        from peft import PeftModel
+        from transformers import AutoModelForSequenceClassification
+        base = AutoModelForSequenceClassification.from_pretrained({str(base_dir)!r}, trust_remote_code=True)
+        model = PeftModel.from_pretrained(base, {str(adapter_dir)!r}).eval()
+        with torch.inference_mode():
+            scores = model(**torch.load({str(tmp_path / "inputs.pt")!r}, weights_only=True)).scores
+        print("SCORES", json.dumps(scores.tolist()))
+        """
+    result = run_without_the_package(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("SCORES "))
+    torch.testing.assert_close(torch.tensor(json.loads(line[7:])), expected, rtol=0, atol=1e-5)
+
+    # Merged, from a local base without a Hub id: the adapter records the absolute path; with
+    # --base_model_id, the merged card carries base_model.
+    train.main(tiny_arguments("merged", *lora, "--merge_lora", "true", "--base_model_id",
+                              "org/lddu-base", model=False, epochs=1))  # fmt: skip
+    assert ModelCard.load(tmp_path / "merged" / "README.md").data.base_model == "org/lddu-base"
+    train.main(tiny_arguments("local", *lora, model=False, epochs=1))
+    recorded = json.loads((tmp_path / "local" / "adapter" / "adapter_config.json").read_text())
+    assert recorded["base_model_name_or_path"] == str(base_dir.resolve())
