@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -93,6 +94,13 @@ class ModelArguments:
     merge_lora: bool = field(
         default=False,
         metadata={"help": "With --use_lora: also write a merged plain model folder."},
+    )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "The Hub id of the starting model when --model_name_or_path is a local copy "
+            "of it: recorded as the base in a LoRA adapter and in the card's base_model."
+        },
     )
 
 
@@ -218,18 +226,66 @@ def parse_arguments(argv: list[str] | None = None):
     else:
         given = vars(parser.parse_known_args(argv)[0])
     preset = _synthetic_defaults(given, parser)
+    # Decided before TrainingArguments exists: building it sets up the device and process group.
+    defaults = {**preset, **_device_defaults()}
     if from_file:
-        model_args, data_args, training_args = parser.parse_dict({**preset, **given})
+        model_args, data_args, training_args = parser.parse_dict({**defaults, **given})
     else:
-        parser.set_defaults(**preset)
+        parser.set_defaults(**defaults)
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
     if preset:
         logger.info("Synthetic-data preset (explicit arguments override it): %s", preset)
+    _check_processes(training_args)
+    _check_precision(training_args)
     if data_args.threshold_tuning not in ("global", "per_label", "none"):
         raise ValueError(
             f"--threshold_tuning must be global, per_label or none; got {data_args.threshold_tuning!r}."
         )
     return model_args, data_args, training_args
+
+
+def _launched_processes() -> int:
+    """The number of processes a launcher (accelerate launch, torchrun) started, 1 without one."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _device_defaults() -> dict:
+    """Without an accelerator, train on the CPU: one process, or several as one run (gloo).
+
+    `accelerate launch --multi_gpu` starts the processes even where there is no GPU; without
+    ``use_cpu`` each would find no device for a process group and train alone, all in one folder.
+    (``use_cpu`` is also what lets ``--bf16`` autocast on the CPU.)
+    """
+    if torch.accelerator.is_available():
+        return {}
+    if _launched_processes() > 1:
+        logger.info(
+            "%d processes, no accelerator: one run on the CPU (gloo).", _launched_processes()
+        )
+    return {"use_cpu": True}
+
+
+def _check_processes(training_args) -> None:
+    """Stop when a launcher started several processes that would not train as one run."""
+    launched = _launched_processes()
+    if launched > 1 and training_args.world_size != launched:
+        raise RuntimeError(
+            f"{launched} processes were launched but they do not form one run (this one sees "
+            f"world_size {training_args.world_size} on {training_args.device}); each would train "
+            "alone into the same folder. Without a GPU, drop --use_cpu false, or launch with "
+            f"`accelerate launch --cpu --num_processes {launched} train.py ...`; on GPUs, "
+            f"`accelerate launch --multi_gpu --num_processes {launched} train.py ...`."
+        )
+
+
+def _check_precision(training_args) -> None:
+    """Refuse a mixed precision the device cannot do (Accelerate would train in fp32 silently)."""
+    device = training_args.device.type
+    if (training_args.fp16 or training_args.fp16_full_eval) and device == "cpu":
+        raise ValueError(
+            "--fp16 needs a GPU (or another accelerator); this run is on the CPU, where it would "
+            "train in fp32. Use --bf16 true (autocast on the CPU) or leave --fp16 out."
+        )
 
 
 def _synthetic_defaults(given: dict, parser: HfArgumentParser) -> dict:
@@ -316,6 +372,13 @@ def main(argv: list[str] | None = None) -> dict:
 def run(model_args, data_args, training_args, extra_callbacks=()):
     """Train, evaluate and export; returns ``(trainer, results)``."""
     _set_up_logging(training_args)
+    if training_args.push_to_hub:  # the token and the repo, before anything is trained
+        from mmer.hub import check_publish_target
+
+        training_args.hub_model_id = check_publish_target(
+            training_args.hub_model_id, token=training_args.hub_token
+        )
+        _check_adapter_publishable(model_args)
     output_dir = Path(training_args.output_dir)
     if training_args.process_index == 0:
         _prepare_output_dir(output_dir, training_args)
@@ -361,6 +424,20 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
     if trainer.is_world_process_zero():
         _export(output_dir, trainer, (model_args, data_args, training_args), data, report, publish)
     return trainer, report.results
+
+
+def _check_adapter_publishable(model_args: ModelArguments) -> None:
+    """An unmerged adapter is published with its base named by Hub id; without one it is refused."""
+    from mmer.lora import base_hub_id
+
+    if not model_args.use_lora or model_args.merge_lora:
+        return
+    if base_hub_id(model_args.model_name_or_path, model_args.base_model_id) is None:
+        raise ValueError(
+            f"--push_to_hub with --use_lora publishes the adapter, whose base must be on the Hub; "
+            f"--model_name_or_path {model_args.model_name_or_path} is a local folder. Pass its Hub "
+            "id with --base_model_id USER/BASE, or --merge_lora true to publish a merged model."
+        )
 
 
 def _set_up_logging(training_args) -> None:
@@ -428,16 +505,29 @@ def _export(output_dir, trainer, arguments, data: PreparedData, report, publish)
     """Main process only: write the model folder (or the LoRA adapter) and publish it."""
     from dataset_scripts.io import write_json_atomic
     from mmer.export import write_model_folder
-    from mmer.lora import save_adapter
+    from mmer.lora import base_hub_id, base_reference, save_adapter
 
     model_args, data_args, training_args = arguments
     export_model = trainer.model
+    base_id = base_hub_id(model_args.model_name_or_path, model_args.base_model_id)
     if model_args.use_lora:
-        save_adapter(trainer.model, output_dir / "adapter")
-        logger.info("LoRA adapter saved to %s", output_dir / "adapter")
+        adapter_dir = output_dir / "adapter"
+        base = base_reference(model_args.model_name_or_path, model_args.base_model_id)
+        save_adapter(trainer.model, adapter_dir, base=base)
+        logger.info("LoRA adapter of %s saved to %s", base, adapter_dir)
         if not model_args.merge_lora:
             write_json_atomic(output_dir / "all_results.json", report.results)
             _print_summary(report.results, export_model.config.model_type)
+            if publish:
+                from mmer.hub import publish_adapter_folder
+
+                publish_adapter_folder(
+                    adapter_dir,
+                    training_args.hub_model_id,
+                    token=training_args.hub_token,
+                    private=bool(training_args.hub_private_repo),
+                )
+                logger.info("Published the adapter to %s", training_args.hub_model_id)
             return
         export_model = trainer.model.merge_and_unload()
     write_model_folder(
@@ -453,6 +543,7 @@ def _export(output_dir, trainer, arguments, data: PreparedData, report, publish)
         test_dataset=data.test,
         license=training_args.license,
         hub_model_id=training_args.hub_model_id,
+        base_model=base_id,
     )
     _print_summary(report.results, export_model.config.model_type)
     if publish:
@@ -543,9 +634,7 @@ def _hyperparameters(training_args, trainer, config) -> dict:
         "max_grad_norm": training_args.max_grad_norm,
         "early_stopping_patience": training_args.early_stopping_patience,
         "seed": training_args.seed,
-        "mixed_precision": "bf16"
-        if training_args.bf16
-        else ("fp16" if training_args.fp16 else "no"),
+        "mixed_precision": _precision_used(trainer.accelerator),
         "processes": training_args.world_size,
     }
     # The model's own hyperparameters: the fields its family's config classes declare.
@@ -561,6 +650,11 @@ def _hyperparameters(training_args, trainer, config) -> dict:
         if name not in _DATA_FIELDS and value is not None:
             values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
     return values
+
+
+def _precision_used(accelerator) -> str:
+    """The precision the training steps ran in: Accelerate autocasts only when ``native_amp``."""
+    return accelerator.mixed_precision if accelerator.native_amp else "no"
 
 
 def _print_summary(results: dict, model_name: str) -> None:

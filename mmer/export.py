@@ -46,6 +46,7 @@ def write_model_folder(
     license: str = "apache-2.0",
     hub_model_id: str | None = None,
     model=None,
+    base_model: str | None = None,
 ) -> Path:
     """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``."""
     from model_cards import load_family_card_text
@@ -98,6 +99,7 @@ def write_model_folder(
             images=images,
             repo_id=hub_model_id,
             license=license,
+            base_model=base_model,
             feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
             feature_extractors=FEATURE_EXTRACTORS.get(dataset_name) or {},
         )

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitInfo, HfApi, ModelCard
-from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["IGNORE_PATTERNS", "REQUIRED_FILES", "list_upload_files", "publish_folder"]
+# train.py also imports check_publish_target and publish_adapter_folder by name; the exported
+# set stays the one tests/test_hub.py pins.
 
 #: Files that must be in the folder (relative paths). `model.safetensors` may be replaced by a
 #: sharded checkpoint's `model.safetensors.index.json`.
@@ -118,6 +121,47 @@ def _check_folder(root: Path, files: Sequence[str]) -> None:
         raise ValueError(f"{root / 'README.md'} has invalid metadata: {error}") from error
 
 
+def check_publish_target(
+    repo_id: str | None, *, token: str | None = None, api: HfApi | None = None
+) -> str:
+    """Check, before any work, that ``repo_id`` is a well-formed model repo id and that the token
+    (``token``, else the locally saved one) is valid and may write to its namespace.
+
+    Returns the repo id with its namespace (a bare name is placed in the token owner's namespace).
+    Raises ``ValueError`` saying what to fix.
+    """
+    if not repo_id:
+        raise ValueError(
+            "--push_to_hub needs --hub_model_id USER/NAME (the model repo to publish to)."
+        )
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"--hub_model_id {repo_id!r} is not a valid repo id: {error}") from error
+    hub_api = api if api is not None else HfApi(token=token)
+    try:
+        identity = hub_api.whoami(token=token)
+    except (LocalTokenNotFoundError, HfHubHTTPError) as error:
+        raise ValueError(
+            f"--push_to_hub: the Hub token is missing or invalid ({error}). Log in with "
+            "`hf auth login`, set HF_TOKEN, or pass --hub_token; nothing was trained."
+        ) from error
+    user = identity.get("name")
+    namespaces = {user, *(org.get("name") for org in identity.get("orgs") or ())}
+    owner, _, name = repo_id.rpartition("/")
+    if owner and owner not in namespaces:
+        raise ValueError(
+            f"--hub_model_id {repo_id!r}: the token belongs to {user!r}, who cannot write to "
+            f"{owner!r} (its namespaces: {sorted(filter(None, namespaces))})."
+        )
+    role = ((identity.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise ValueError(
+            f"--push_to_hub: the token of {user!r} is read-only; publishing needs a write token."
+        )
+    return repo_id if owner else f"{user}/{name}"
+
+
 def publish_folder(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -171,3 +215,37 @@ def publish_folder(
     )
     logger.info("Published to %s", getattr(commit_info, "commit_url", repo_id))
     return commit_info
+
+
+#: What a peft adapter folder must hold to be loadable with ``PeftModel.from_pretrained``.
+ADAPTER_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors", "README.md")
+
+
+def publish_adapter_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    api: HfApi | None = None,
+) -> CommitInfo:
+    """Upload a LoRA adapter folder (peft's files, its card and the adapted config) in one commit."""
+    root = Path(folder).expanduser().resolve()
+    files = list_upload_files(root)
+    missing = [name for name in ADAPTER_FILES if name not in files]
+    if missing:
+        raise ValueError(f"Cannot publish the adapter {root}: missing {', '.join(missing)}.")
+    base = json.loads((root / "adapter_config.json").read_text())["base_model_name_or_path"]
+    logger.info("Publishing the adapter %s (base %s) to %s: %s", root, base, repo_id, files)
+    hub_api = api if api is not None else HfApi(token=token)
+    hub_api.create_repo(
+        repo_id=repo_id, repo_type="model", private=private, exist_ok=True, token=token
+    )
+    return hub_api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=root,
+        commit_message=f"Upload LoRA adapter of {base}",
+        token=token,
+        ignore_patterns=list(IGNORE_PATTERNS),
+    )

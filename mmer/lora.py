@@ -72,10 +72,65 @@ def wrap_with_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0):
     return peft_model
 
 
-def save_adapter(peft_model, adapter_dir: Path) -> None:
-    """The adapter weights (peft) and the adapted config (label set, thresholds) beside them."""
-    peft_model.save_pretrained(adapter_dir)
-    peft_model.base_model.model.config.to_json_file(adapter_dir / ADAPTED_CONFIG_FILENAME)
+def base_hub_id(model_name_or_path: str | None, base_model_id: str | None = None) -> str | None:
+    """The Hub id of the model adapted: ``base_model_id`` if given, else ``model_name_or_path``
+    when it is not a local folder (``from_pretrained`` then fetched it from the Hub)."""
+    if base_model_id:
+        return base_model_id
+    if model_name_or_path and not Path(model_name_or_path).exists():
+        return model_name_or_path
+    return None
+
+
+def base_reference(model_name_or_path: str, base_model_id: str | None = None) -> str:
+    """What an adapter records as its base: the Hub id when there is one, else the absolute path
+    of the local folder (a relative one would mean nothing from another directory)."""
+    hub_id = base_hub_id(model_name_or_path, base_model_id)
+    return hub_id if hub_id else str(Path(model_name_or_path).resolve())
+
+
+def save_adapter(peft_model, adapter_dir: Path, base: str | None = None) -> None:
+    """The adapter weights and config (peft, with its card), the adapted config (label set,
+    thresholds) beside them, and a section of the card on loading it. ``base`` replaces the base
+    recorded in ``adapter_config.json`` and the card (see :func:`base_reference`)."""
+    config = peft_model.base_model.model.config
+    if base is not None:
+        for adapter_config in peft_model.peft_config.values():
+            adapter_config.base_model_name_or_path = base
+        config._name_or_path = base  # peft's card takes its base_model from here
+    # The model has no token embeddings; "auto" would look the base up on the Hub to find out.
+    peft_model.save_pretrained(adapter_dir, save_embedding_layers=False)
+    config.to_json_file(adapter_dir / ADAPTED_CONFIG_FILENAME)
+    base = base or peft_model.peft_config["default"].base_model_name_or_path
+    with open(adapter_dir / "README.md", "a", encoding="utf-8") as card:
+        card.write(_ADAPTER_USAGE.format(base=base, labels=list(config.id2label.values())))
+
+
+_ADAPTER_USAGE = """
+
+## Loading this adapter
+
+A LoRA adapter (peft) of [`{base}`]({base}) for the labels {labels}. The base's code is remote
+code; `{adapted}` holds the adapted label set and the tuned thresholds.
+
+```python
+import json
+from huggingface_hub import hf_hub_download
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
+
+adapter = "THIS_REPO_OR_FOLDER"
+adapted = json.load(open(hf_hub_download(adapter, "{adapted}")))  # or the folder's file
+base = AutoModelForSequenceClassification.from_pretrained(
+    "{base}", trust_remote_code=True, id2label=adapted["id2label"],
+    decision_threshold=adapted["decision_threshold"], label_thresholds=adapted["label_thresholds"],
+    ignore_mismatched_sizes=True,  # only when the label set differs from the base's
+)
+model = PeftModel.from_pretrained(base, adapter)
+```
+
+With this project installed, `mmer.lora.load_adapted(base, adapter)` does the same.
+""".replace("{adapted}", ADAPTED_CONFIG_FILENAME)
 
 
 def load_adapted(base_path, adapter_path, **from_pretrained_kwargs):

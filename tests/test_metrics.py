@@ -454,3 +454,49 @@ def test_evaluate_module_loads_offline_and_matches(tmp_path):
     assert output["scores"] == pytest.approx(
         metrics.multilabel_metrics_from_scores(scores, gold, 0.5), abs=1e-12
     )
+
+
+def test_evaluate_module_refuses_non_binary_predictions(tmp_path):
+    """Probabilities given to a 0/1 configuration are refused, not cast to 0 (issue 11, item 9)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import evaluate
+
+        path = sys.argv[1]
+        for config_name in ("default", "binary"):
+            try:
+                evaluate.load(path, config_name).compute(
+                    predictions=[[0.9, 0.6]], references=[[1, 1]]
+                )
+            except ValueError as error:
+                print("REFUSED", config_name, str(error).replace("\\n", " "))
+            else:
+                print("ACCEPTED", config_name)
+        result = evaluate.load(path).compute(predictions=[[1.0, 0]], references=[[1, 1]])
+        print("BINARY_FLOATS", result["f1_micro"])
+        """
+    )
+    environment = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(REPO_ROOT / "metrics" / "mmer_multilabel")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    refused = [line for line in lines if line.startswith("REFUSED")]
+    assert len(refused) == 2, lines
+    assert all("0/1 predictions" in line and "0.9" in line for line in refused)
+    assert all("config_name='scores'" in line for line in refused)
+    assert "BINARY_FLOATS 0.6666666666666666" in lines

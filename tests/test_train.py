@@ -71,6 +71,9 @@ def trained(tmp_path_factory):
             HfApi, "create_repo", return_value=mock.MagicMock(repo_id="org/lddu-tiny")
         ),
         mock.patch.object(HfApi, "create_commit", fake_create_commit),
+        mock.patch.object(
+            HfApi, "whoami", return_value={"name": "user", "orgs": [{"name": "org"}]}
+        ),
         mock.patch.object(HfApi, "_validate_yaml", return_value=None),  # POSTs the card to the Hub
         # With hf_xet installed, upload_folder takes a multi-commit path; keep the one-commit path.
         mock.patch("huggingface_hub.hf_api.is_xet_available", return_value=False),
@@ -364,3 +367,195 @@ def test_the_synthetic_preset_gives_defaults_that_arguments_override(tmp_path):
     assert training_args.num_train_epochs == 30 and training_args.learning_rate == 2e-4
     model_args, _, _ = train.parse_arguments(["--model_name_or_path", "some/model"])
     assert model_args.config_overrides is None
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a training step started")
+
+
+@pytest.mark.parametrize(
+    ("hub_arguments", "whoami", "message"),
+    [
+        (["--hub_token", "hf_bad"], "401", "token is missing or invalid"),
+        (["--hub_model_id", "org/bad name!"], None, "not a valid repo id"),
+        (["--hub_model_id", ""], None, "needs --hub_model_id"),
+        (["--hub_model_id", "someone-else/model"], None, "cannot write to 'someone-else'"),
+    ],
+)
+def test_push_to_hub_checks_token_and_repo_before_training(
+    tmp_path, hub_arguments, whoami, message
+):
+    """Issue 11, item 11: a bad token or target repo stops the run before any training step."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if whoami == "401":
+        identity = mock.Mock(
+            side_effect=HfHubHTTPError(
+                "Invalid user token.", response=mock.MagicMock(status_code=401)
+            )
+        )
+    else:
+        identity = mock.Mock(return_value={"name": "user", "orgs": [{"name": "org"}]})
+    if "--hub_model_id" not in hub_arguments:
+        hub_arguments = [*hub_arguments, "--hub_model_id", "org/lddu-tiny"]
+    arguments = tiny_arguments(tmp_path / "out", "--push_to_hub", "true", *hub_arguments, epochs=1)
+    with (
+        mock.patch.object(HfApi, "whoami", identity),
+        mock.patch.object(HfApi, "create_repo", _no_training),
+        mock.patch.object(train.EmotionTrainer, "train", _no_training),
+    ):
+        with pytest.raises(ValueError, match=message):
+            train.main(arguments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_fp16_on_the_cpu_stops_before_training(tmp_path):
+    """Issue 11, item 6: --fp16 on a CPU would train in fp32 while the card said fp16."""
+    with pytest.raises(ValueError, match="--fp16 needs a GPU"):
+        train.parse_arguments(tiny_arguments(tmp_path / "fp16", "--fp16", "true"))
+
+
+def test_card_records_the_precision_actually_used():
+    """Issue 11, item 6: the card's mixed_precision row is what Accelerate autocast to."""
+    arguments = train.parse_arguments(tiny_arguments("unused"))[2]
+    config = train.transformers.PreTrainedConfig()
+    for native_amp, mixed_precision, expected in [
+        (False, "fp16", "no"),
+        (True, "bf16", "bf16"),
+        (False, "no", "no"),
+    ]:
+        trainer = mock.MagicMock()
+        trainer.state.epoch = 1
+        trainer.accelerator.native_amp = native_amp
+        trainer.accelerator.mixed_precision = mixed_precision
+        arguments.fp16 = mixed_precision == "fp16"
+        values = train._hyperparameters(arguments, trainer, config)
+        assert values["mixed_precision"] == expected, (native_amp, mixed_precision)
+
+
+@pytest.mark.skipif(
+    torch.accelerator.is_available() and torch.accelerator.device_count() < 2,
+    reason="--multi_gpu --num_processes 2 on an accelerator machine needs two devices",
+)
+def test_accelerate_launch_as_the_readme_writes_it(tmp_path):
+    """Issue 11, item 5: `accelerate launch --multi_gpu --num_processes 2 train.py ...` without
+    --use_cpu trains as ONE two-process run, on GPUs or (gloo) on a machine without one."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, torch
+            sys.path.insert(0, {str(REPO_ROOT)!r})
+            import train
+            trainer, results = train.run(*train.parse_arguments(sys.argv[1:]))
+            rank = trainer.args.process_index
+            memory = trainer.model.contrastive_memory
+            torch.save({{"queue": memory.queue.cpu(), "classes": memory.queue_classes.cpu(),
+                         "world": trainer.args.world_size, "f1": results["test"]["f1_micro"],
+                         "threshold": results["thresholds"]["value"]}},
+                       {str(tmp_path)!r} + f"/rank{{rank}}.pt")
+            trainer.accelerator.wait_for_everyone()
+            torch.distributed.destroy_process_group()
+            """
+        )
+    )
+    arguments = tiny_arguments(tmp_path / "out", epochs=1)
+    index = arguments.index("--use_cpu")
+    del arguments[index : index + 2]  # the launcher's environment decides the device
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--main_process_port", "29523", str(driver), *arguments,
+    ]  # fmt: skip
+    environment = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), HF_HOME=str(tmp_path / "hf")
+    )
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
+    states = [tmp_path / f"rank{rank}.pt" for rank in (0, 1)]
+    assert all(path.exists() for path in states), result.stderr[-4000:]
+    first, second = (torch.load(path, weights_only=True) for path in states)
+    assert first["world"] == second["world"] == 2
+    assert torch.equal(first["queue"], second["queue"])
+    assert torch.equal(first["classes"], second["classes"])
+    assert first["f1"] == second["f1"] and first["threshold"] == second["threshold"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| processes | 2 |" in card.replace("  ", " ")
+
+
+def _hub_mocks(commits):
+    def fake_create_commit(self, repo_id, operations, **kwargs):
+        commits.append((repo_id, sorted(op.path_in_repo for op in operations)))
+        return mock.MagicMock(commit_url="https://example.invalid/commit")
+
+    identity = {"name": "user", "orgs": [{"name": "org"}]}
+    return (
+        mock.patch.object(HfApi, "whoami", return_value=identity),
+        mock.patch.object(HfApi, "create_repo", return_value=mock.MagicMock(repo_id="org/x")),
+        mock.patch.object(HfApi, "create_commit", fake_create_commit),
+        mock.patch.object(HfApi, "_validate_yaml", return_value=None),
+        mock.patch("huggingface_hub.hf_api.is_xet_available", return_value=False),
+    )
+
+
+def test_lora_adapter_is_published_and_loads_with_peft(tmp_path, monkeypatch):
+    """Issue 11, item 10: the unmerged adapter is published with a card naming its Hub base, its
+    config records that base (not a relative path), it loads with plain peft on a base loaded by
+    trust_remote_code, and a merged model's card carries base_model."""
+    from mmer.lora import load_adapted
+
+    base_dir = tmp_path / "base"
+    train.main(tiny_arguments(base_dir, epochs=1))
+    monkeypatch.chdir(tmp_path)  # the base as a relative path, as a user types it
+    lora = ["--model_name_or_path", "base", "--use_lora", "true", "--lora_r", "2"]
+    # A local base and no Hub id for it: refused before training.
+    commits = []
+    mocks = _hub_mocks(commits)
+    with mocks[0], mocks[1], mocks[2], mocks[3], mocks[4]:
+        with mock.patch.object(train.EmotionTrainer, "train", _no_training):
+            with pytest.raises(ValueError, match="--base_model_id"):
+                train.main(tiny_arguments("refused", *lora, "--push_to_hub", "true",
+                                          "--hub_model_id", "org/adapter", model=False, epochs=1))  # fmt: skip
+        train.main(
+            tiny_arguments("adapted", *lora, "--push_to_hub", "true", "--hub_model_id",
+                           "org/adapter", "--base_model_id", "org/lddu-base", model=False, epochs=1)
+        )  # fmt: skip
+    adapter_dir = tmp_path / "adapted" / "adapter"
+    assert len(commits) == 1 and commits[0][0] == "org/adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(commits[0][1])
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "org/lddu-base"
+    assert ModelCard.load(adapter_dir / "README.md").data.base_model == "org/lddu-base"
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "text_features": torch.randn(3, 6, 16, generator=generator),
+        "audio_features": torch.randn(3, 6, 6, generator=generator),
+        "visual_features": torch.randn(3, 6, 5, generator=generator),
+    }
+    torch.save(inputs, tmp_path / "inputs.pt")
+    with torch.inference_mode():
+        expected = load_adapted(base_dir, adapter_dir).eval()(**inputs).scores
+    script = f"""
+        import json, torch
+        from peft import PeftModel
+        from transformers import AutoModelForSequenceClassification
+        base = AutoModelForSequenceClassification.from_pretrained({str(base_dir)!r}, trust_remote_code=True)
+        model = PeftModel.from_pretrained(base, {str(adapter_dir)!r}).eval()
+        with torch.inference_mode():
+            scores = model(**torch.load({str(tmp_path / "inputs.pt")!r}, weights_only=True)).scores
+        print("SCORES", json.dumps(scores.tolist()))
+        """
+    result = run_without_the_package(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("SCORES "))
+    torch.testing.assert_close(torch.tensor(json.loads(line[7:])), expected, rtol=0, atol=1e-5)
+
+    # Merged, from a local base without a Hub id: the adapter records the absolute path; with
+    # --base_model_id, the merged card carries base_model.
+    train.main(tiny_arguments("merged", *lora, "--merge_lora", "true", "--base_model_id",
+                              "org/lddu-base", model=False, epochs=1))  # fmt: skip
+    assert ModelCard.load(tmp_path / "merged" / "README.md").data.base_model == "org/lddu-base"
+    train.main(tiny_arguments("local", *lora, model=False, epochs=1))
+    recorded = json.loads((tmp_path / "local" / "adapter" / "adapter_config.json").read_text())
+    assert recorded["base_model_name_or_path"] == str(base_dir.resolve())

@@ -88,14 +88,16 @@ class MmerMultilabel(evaluate.Metric):
                 f"Unknown configuration {self.config_name!r}; use one of {list(_CONFIGURATIONS)} "
                 "('default' and 'binary' take 0/1 predictions, 'scores' takes probabilities)."
             )
-        prediction_type = "float64" if self.config_name == "scores" else "int64"
+        # Predictions are read as floats in every configuration: an int64 feature would cast
+        # probabilities such as 0.9 to 0 before `_compute` could see them; 0/1 predictions are
+        # checked there instead.
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {
-                    "predictions": datasets.Sequence(datasets.Value(prediction_type)),
+                    "predictions": datasets.Sequence(datasets.Value("float64")),
                     "references": datasets.Sequence(datasets.Value("int64")),
                 }
             ),
@@ -120,4 +122,17 @@ class MmerMultilabel(evaluate.Metric):
                 "`threshold` is only used by the 'scores' configuration; this configuration takes "
                 "0/1 predictions. Load the metric with config_name='scores' to pass probabilities."
             )
+        _check_binary_predictions(predictions, self.config_name)
         return multilabel_metrics(references, predictions, label_names)
+
+
+def _check_binary_predictions(predictions, config_name: str) -> None:
+    """Refuse anything but 0/1 in the 0/1 configurations, naming the configuration that takes it."""
+    values = {value for row in predictions for value in row}
+    other = sorted(value for value in values if value not in (0, 1))
+    if other:
+        raise ValueError(
+            f"The {config_name!r} configuration takes 0/1 predictions; found {other[:5]}. Threshold "
+            "the scores first, or load the metric with config_name='scores' and pass probabilities "
+            "with a `threshold`."
+        )
