@@ -339,3 +339,17 @@ def test_truncation_error_policy_refuses_and_a_call_may_choose_its_policy():
 def test_truncation_policy_is_saved(tmp_path):
     _extractor(truncation="error").save_pretrained(tmp_path)
     assert LDDUFeatureExtractor.from_pretrained(tmp_path).truncation == "error"
+
+
+def test_the_policy_changes_nothing_on_data_within_max_lengths():
+    # Training data never exceed max_lengths (the longest training sequences): every policy must
+    # give the very same arrays there, so training is unchanged by the policy.
+    text, audio = _samples([5, 2, 4], 6), _samples([7, 1, 3], 4, seed=1)
+    visual = np.random.default_rng(2).standard_normal((3, 4, 3)).astype(np.float32)
+    outputs = [
+        _extractor(truncation=policy)(text=text, audio=audio, visual=visual, return_tensors="np")
+        for policy in ("resample", "cut", "error")
+    ]
+    for output in outputs[1:]:
+        for key in MODEL_INPUT_NAMES:
+            np.testing.assert_array_equal(output[key], outputs[0][key])
