@@ -85,25 +85,23 @@ class LDDUEmotionPipeline(Pipeline):
                 model_inputs[f"{modality}_mask"] = torch.zeros(1, 1, dtype=torch.long)
         policy = getattr(self.feature_extractor, "truncation", None)
         model_inputs["preprocessing"] = [
-            [
-                {
-                    "modality": modality,
-                    "input_frames": int(features[modality].shape[0]),
-                    "model_frames": int(model_inputs[f"{modality}_mask"].sum()),
-                    "truncation": policy,
-                }
-                for modality in MODALITIES
-                if modality in features
-            ]
+            {
+                "modality": modality,
+                "input_frames": int(features[modality].shape[0]),
+                "model_frames": int(model_inputs[f"{modality}_mask"].sum()),
+                "truncation": policy,
+            }
+            for modality in MODALITIES
+            if modality in features
         ]
         return model_inputs
 
     def _forward(self, model_inputs):
-        # One list per sample; batching gathers the samples' one-element lists into a list.
+        # One sample's records, or (when batched, gathered by the collate function) one list of
+        # records per sample.
         notes = model_inputs.pop("preprocessing")
-        notes = [
-            note[0] if len(note) == 1 and isinstance(note[0], list) else note for note in notes
-        ]
+        if isinstance(notes[0], dict):
+            notes = [notes]
         output = self.model(**model_inputs)
         return {
             "scores": output.scores,
@@ -114,9 +112,9 @@ class LDDUEmotionPipeline(Pipeline):
     def postprocess(self, model_outputs, threshold=None, top_k=None, return_preprocessing=False):
         scores = model_outputs["scores"].float().cpu().numpy()
         uncertainty = model_outputs["uncertainty"]  # None for a model that has no uncertainty
-        # One list per sample; a sample cut from a batch arrives as its own list of records.
+        # One list of records per sample; a sample cut from a batch arrives as its own list.
         notes = model_outputs["preprocessing"]
-        if notes and isinstance(notes[0], dict):
+        if isinstance(notes[0], dict):
             notes = [notes]
         uncertainty = (
             [None] * len(scores) if uncertainty is None else uncertainty.float().cpu().numpy()
