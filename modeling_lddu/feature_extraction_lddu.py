@@ -1,8 +1,10 @@
 """Feature extractor for LDDU: pre-extracted text/audio/visual feature sequences -> model inputs.
 
-It pads or truncates every modality to a common length, builds the frame masks (1 = real frame),
-replaces non-finite values (MOSEI's COVAREP audio holds -inf) by 0 and, optionally, standardises
-each feature dimension with statistics fitted on the training split.
+It pads every modality to a common length, fits sequences longer than the modality's maximum
+length to it by the `truncation` policy (resampled along time by default; never silently: the
+count is logged), builds the frame masks (1 = real frame), replaces non-finite values (MOSEI's
+COVAREP audio holds -inf) by 0 and, optionally, standardises each feature dimension with
+statistics fitted on the training split.
 
 This file is shipped as remote code next to a checkpoint: it imports only numpy, torch,
 transformers and its sibling configuration file.
@@ -28,6 +30,8 @@ _DEFAULT_FEATURE_DIMS = {"text": 768, "audio": 74, "visual": 35}
 _DEFAULT_MAX_LENGTHS = {"text": 50, "audio": 50, "visual": 50}
 _MIN_STD = 1e-6
 _FIT_CHUNK_SIZE = 1024
+#: What `__call__` does with a sequence longer than its modality's `max_lengths` entry.
+TRUNCATION_POLICIES = ("resample", "cut", "error")
 
 
 class _RunningMoments:
@@ -72,12 +76,19 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             Feature dim per modality (keys among `"text"`, `"audio"`, `"visual"`); inputs of another
             dim are rejected. Defaults to `{"text": 768, "audio": 74, "visual": 35}` (CMU-MOSEI).
         max_lengths (`dict[str, int | None]`, *optional*, defaults to 50 for each modality):
-            Length each modality is padded to with `padding="max_length"` and truncated to with
-            `truncation=True`. `None` means no limit (pad to the longest sequence in the batch).
+            Length each modality is padded to with `padding="max_length"` and that no sequence
+            exceeds with `truncation=True` (training sets it to the longest training sequence).
+            `None` means no limit (pad to the longest sequence in the batch).
+        truncation (`str`, *optional*, defaults to `"resample"`):
+            What happens to a sequence longer than `max_lengths[modality]`: `"resample"` keeps the
+            whole utterance by resampling it along time to `max_lengths[modality]` frames (linear
+            interpolation between neighbouring frames, deterministic), `"cut"` keeps
+            `max_lengths[modality]` frames on `truncation_side`, `"error"` refuses the input.
+            Either way the number of changed sequences is logged as a warning.
         padding_side (`str`, *optional*, defaults to `"right"`):
             `"right"` or `"left"`: where padding frames go.
         truncation_side (`str`, *optional*, defaults to `"right"`):
-            `"right"` keeps the first frames, `"left"` the last ones.
+            With `truncation="cut"`: `"right"` keeps the first frames, `"left"` the last ones.
         padding_value (`float`, *optional*, defaults to 0.0):
             Feature value of padding frames.
         do_normalize (`bool`, *optional*, defaults to `False`):
@@ -102,6 +113,7 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
         max_lengths: Mapping[str, int | None] | None = None,
         padding_side: str = "right",
         truncation_side: str = "right",
+        truncation: str = "resample",
         padding_value: float = 0.0,
         do_normalize: bool = False,
         normalization_stats: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
@@ -132,11 +144,14 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
         for name, side in (("padding_side", padding_side), ("truncation_side", truncation_side)):
             if side not in ("left", "right"):
                 raise ValueError(f"{name} must be 'left' or 'right'; got {side!r}")
+        if truncation not in TRUNCATION_POLICIES:
+            raise ValueError(f"truncation must be one of {TRUNCATION_POLICIES}; got {truncation!r}")
 
         self.feature_dims = feature_dims
         self.max_lengths = {modality: max_lengths.get(modality) for modality in feature_dims}
         self.padding_side = padding_side
         self.truncation_side = truncation_side
+        self.truncation = truncation
         self.padding_value = float(padding_value)
         self.do_normalize = bool(do_normalize)
         self.normalization_stats = None
@@ -220,18 +235,74 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
         std = np.asarray(stats["std"], dtype=np.float32)
         return (values - mean) / std
 
-    def _truncate(self, values: np.ndarray, length: int, axis: int) -> np.ndarray:
-        if values.shape[axis] <= length:
+    def _shorten(
+        self, values: np.ndarray, length: int, axis: int, modality: str, policy: str | None
+    ) -> np.ndarray:
+        """`values` with at most `length` frames along `axis`: resampled or cut by `policy`."""
+        frames = values.shape[axis]
+        if frames <= length:
             return values
-        keep = (
-            slice(0, length)
-            if self.truncation_side == "right"
-            else slice(values.shape[axis] - length, None)
-        )
+        if policy == "resample":
+            # Linear interpolation at `length` evenly spaced positions from the first frame to the
+            # last; cleaned first, so that a non-finite frame does not spread to its neighbours.
+            values = self._clean(values, modality)
+            positions = np.linspace(0.0, frames - 1, length)
+            lower = np.floor(positions).astype(np.int64)
+            upper = np.minimum(lower + 1, frames - 1)
+            shape = [1] * values.ndim
+            shape[axis] = length
+            weight = (positions - lower).astype(np.float32).reshape(shape)
+            return (
+                np.take(values, lower, axis=axis) * (np.float32(1.0) - weight)
+                + np.take(values, upper, axis=axis) * weight
+            )
+        keep = slice(0, length) if self.truncation_side == "right" else slice(frames - length, None)
         return values[(slice(None),) * axis + (keep,)]
 
+    def _truncation_policy(self, truncation: bool | str) -> str | None:
+        """The policy for one call: `self.truncation` for True, None (no limit) for False."""
+        if truncation is True:
+            return self.truncation
+        if truncation is False or truncation is None:
+            return None
+        if truncation not in TRUNCATION_POLICIES:
+            raise ValueError(
+                f"truncation must be True, False or one of {TRUNCATION_POLICIES}; got {truncation!r}"
+            )
+        return truncation
+
+    def _check_lengths(
+        self, lengths: np.ndarray, modality: str, max_length: int | None, policy: str | None
+    ) -> np.ndarray:
+        """`lengths` capped at `max_length` by `policy`; logs (or, for "error", refuses) it."""
+        if policy is None or max_length is None:
+            return lengths
+        too_long = np.flatnonzero(lengths > max_length)
+        if too_long.size == 0:
+            return lengths
+        first = int(too_long[0])
+        if policy == "error":
+            raise ValueError(
+                f"{too_long.size} {modality} sequence(s) exceed max_lengths[{modality!r}] = "
+                f"{max_length} frames (sample {first} has {int(lengths[first])}). Shorten them, "
+                "or call with truncation='resample' (keeps the whole sequence, resampled in time) "
+                "or truncation='cut' (keeps the first frames), or set the feature extractor's "
+                "`truncation` attribute."
+            )
+        action = "resampled in time" if policy == "resample" else f"cut ({self.truncation_side})"
+        logger.warning(
+            f"{too_long.size} {modality} sequence(s) longer than max_lengths[{modality!r}] = "
+            f"{max_length} frames (the longest has {int(lengths.max())}) were {action} to "
+            f"{max_length} frames (truncation={policy!r})."
+        )
+        return np.minimum(lengths, max_length)
+
     def _pad(
-        self, samples: np.ndarray | list[np.ndarray], modality: str, padding: str, truncation: bool
+        self,
+        samples: np.ndarray | list[np.ndarray],
+        modality: str,
+        padding: str,
+        policy: str | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         max_length = self.max_lengths.get(modality)
         if isinstance(samples, np.ndarray):
@@ -242,15 +313,15 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             raise ValueError(
                 f"{modality} sample {int(np.flatnonzero(lengths == 0)[0])} has no frames"
             )
-        if truncation and max_length is not None:
-            lengths = np.minimum(lengths, max_length)
+        lengths = self._check_lengths(lengths, modality, max_length, policy)
         longest = int(lengths.max())
         target = longest if padding == "longest" or max_length is None else max(max_length, longest)
         batch_size, dim = len(lengths), self.feature_dims[modality]
 
         if isinstance(samples, np.ndarray):
             values = self._normalize(
-                self._clean(self._truncate(samples, longest, axis=1), modality), modality
+                self._clean(self._shorten(samples, longest, 1, modality, policy), modality),
+                modality,
             )
             if longest == target:
                 # Every frame is real: no copy unless cleaning or normalising made one.
@@ -260,7 +331,8 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
         else:
             samples = [
                 self._normalize(
-                    self._clean(self._truncate(sample, length, axis=0), modality), modality
+                    self._clean(self._shorten(sample, length, 0, modality, policy), modality),
+                    modality,
                 )
                 for sample, length in zip(samples, lengths, strict=True)
             ]
@@ -281,7 +353,7 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
         audio: Any = None,
         visual: Any = None,
         padding: str | bool = "max_length",
-        truncation: bool = True,
+        truncation: bool | str = True,
         return_tensors: str | None = "pt",
     ) -> BatchFeature:
         """Pads, truncates, masks, cleans and (optionally) normalises the given modalities.
@@ -294,7 +366,10 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             padding: `"max_length"` pads to `max_lengths[modality]` (or to the longest sequence
                 when that is None or when `truncation=False` leaves longer sequences); `"longest"`
                 (or `True`) pads to the longest sequence in the batch.
-            truncation: Cut sequences longer than `max_lengths[modality]` (on `truncation_side`).
+            truncation: True fits sequences longer than `max_lengths[modality]` to it by the
+                `truncation` attribute's policy (`"resample"`, `"cut"` or `"error"`, see the class
+                docstring), a policy name uses that policy for this call, False leaves every
+                sequence whole (a batch is then padded to its longest sequence).
             return_tensors: `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
 
         Returns:
@@ -306,6 +381,7 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             padding = "longest"
         if padding not in ("max_length", "longest"):
             raise ValueError(f"padding must be 'max_length', 'longest' or True; got {padding!r}")
+        policy = self._truncation_policy(truncation)
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None; got {return_tensors!r}")
         given = {
@@ -324,7 +400,7 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             samples = self._to_samples(value, modality)
             batch_sizes[modality] = len(samples)
             data[f"{modality}_features"], data[f"{modality}_mask"] = self._pad(
-                samples, modality, padding, truncation
+                samples, modality, padding, policy
             )
         if len(set(batch_sizes.values())) > 1:
             raise ValueError(f"All modalities must have the same batch size; got {batch_sizes}")

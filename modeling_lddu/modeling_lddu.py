@@ -790,11 +790,36 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
         return masks["text"], masks["audio"], masks["visual"]
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save as transformers does; ``auto_map`` also maps ``AutoModel`` to :class:`LDDUModel`, so
-        that ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` gives the base model."""
+        """
+        Save as transformers does (also what ``push_to_hub`` writes), so that the folder serves the
+        Auto classes and the pipeline and never names a file it lacks:
+
+        - ``auto_map`` also maps ``AutoModel`` to :class:`LDDUModel`, so that
+          ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` gives the base model;
+        - the pipeline's code (``pipeline_lddu.py``) is always written, and ``custom_pipelines``
+          names it (and nothing else), so that ``pipeline(model=folder, trust_remote_code=True)``
+          finds the task's code in the folder, whether or not the model went through a pipeline.
+
+        The feature extractor is not the model's to write: it holds the normalisation statistics
+        fitted on the training data. Without it the pipeline stops with a message that says how to
+        add it; the pipeline's own ``save_pretrained`` / ``push_to_hub`` write both.
+        """
+        # A relative import, which is what makes transformers copy `pipeline_lddu.py` (and what it
+        # imports relatively) next to the weights, also when this class was loaded as remote code.
+        from .pipeline_lddu import LDDUEmotionPipeline
+
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         auto_map.setdefault("AutoModel", f"{LDDUModel.__module__.rsplit('.', 1)[-1]}.LDDUModel")
         self.config.auto_map = auto_map
+        # The entry Pipeline.save_pretrained writes, with class names instead of classes.
+        self.config.custom_pipelines = {
+            task: {
+                **info,
+                "impl": f"{info['impl'].__module__.rsplit('.', 1)[-1]}.{info['impl'].__name__}",
+                "pt": [model_class.__name__ for model_class in info["pt"]],
+            }
+            for task, info in LDDUEmotionPipeline._registered_impl.items()
+        }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod

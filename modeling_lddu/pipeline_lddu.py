@@ -7,7 +7,9 @@
 
 Input: a dict of feature arrays (any of ``text``, ``audio``, ``visual``; each `[frames, dim]`), or a
 path to an ``.npz`` file with those keys; or a list of such inputs. A modality left out is treated
-as absent. Output per sample: one entry per emotion, sorted by score::
+as absent; a list may mix samples with different modalities, also with ``batch_size=`` (each sample
+gets every modality the model was trained with, an absent one as an all-zero mask). Output per
+sample: one entry per emotion, sorted by score::
 
     {"label": "happy", "score": 0.71, "predicted": True, "uncertainty": 0.42}
 
@@ -15,6 +17,20 @@ as absent. Output per sample: one entry per emotion, sorted by score::
 that emotion (or ``threshold=`` if given), ``uncertainty`` is the binary entropy in bits of the
 score (0 = certain, 1 = a coin flip; see the model card for its decomposition over the two experts
 of the gated fusion).
+
+When the feature extractor changed a sample (a modality longer than the longest training sequence,
+resampled or cut to it), every entry of that sample also carries ``preprocessing``, one record per
+given modality (with ``return_preprocessing=True``, every sample carries it)::
+
+    "preprocessing": [{"modality": "audio", "input_frames": 500, "model_frames": 20,
+                       "truncation": "resample"}, ...]
+
+``input_frames`` are the frames given, ``model_frames`` those the model saw, ``truncation`` the
+feature extractor's policy (``"resample"``: the whole sequence resampled in time to the maximum
+length; ``"cut"``: only the first frames kept; ``"error"``: such inputs are refused).
+
+The folder needs the feature extractor (``preprocessor_config.json``): it holds the normalisation
+statistics fitted on the training data, so it is never rebuilt from the model's config.
 """
 
 from __future__ import annotations
@@ -34,11 +50,19 @@ TASK = "multimodal-emotion-recognition"
 class LDDUEmotionPipeline(Pipeline):
     _load_processor = False
     _load_image_processor = False
-    _load_feature_extractor = True
+    # None: load it if the folder has one, so that a missing one gets the error of __init__ below.
+    _load_feature_extractor = None
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, threshold=None, top_k=None, **kwargs):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.feature_extractor is None:
+            raise OSError(MISSING_FEATURE_EXTRACTOR)
+
+    def _sanitize_parameters(self, threshold=None, top_k=None, return_preprocessing=None, **kwargs):
         postprocess = {}
+        if return_preprocessing is not None:
+            postprocess["return_preprocessing"] = bool(return_preprocessing)
         if threshold is not None:
             threshold = float(threshold)
             if not 0.0 < threshold < 1.0:
@@ -52,15 +76,46 @@ class LDDUEmotionPipeline(Pipeline):
 
     def preprocess(self, inputs):
         features = load_sample(inputs)
-        return self.feature_extractor(**features, return_tensors="pt")
+        model_inputs = self.feature_extractor(**features, return_tensors="pt")
+        # Every modality the model was trained with, so that samples with different modality sets
+        # batch together: an absent one is one zero frame with mask 0 (batching pads with zeros).
+        for modality, dim in self.feature_extractor.feature_dims.items():
+            if modality not in features:
+                model_inputs[f"{modality}_features"] = torch.zeros(1, 1, dim)
+                model_inputs[f"{modality}_mask"] = torch.zeros(1, 1, dtype=torch.long)
+        policy = getattr(self.feature_extractor, "truncation", None)
+        model_inputs["preprocessing"] = [
+            {
+                "modality": modality,
+                "input_frames": int(features[modality].shape[0]),
+                "model_frames": int(model_inputs[f"{modality}_mask"].sum()),
+                "truncation": policy,
+            }
+            for modality in MODALITIES
+            if modality in features
+        ]
+        return model_inputs
 
     def _forward(self, model_inputs):
+        # One sample's records, or (when batched, gathered by the collate function) one list of
+        # records per sample.
+        notes = model_inputs.pop("preprocessing")
+        if isinstance(notes[0], dict):
+            notes = [notes]
         output = self.model(**model_inputs)
-        return {"scores": output.scores, "uncertainty": output.get("uncertainty")}
+        return {
+            "scores": output.scores,
+            "uncertainty": output.get("uncertainty"),
+            "preprocessing": notes,
+        }
 
-    def postprocess(self, model_outputs, threshold=None, top_k=None):
+    def postprocess(self, model_outputs, threshold=None, top_k=None, return_preprocessing=False):
         scores = model_outputs["scores"].float().cpu().numpy()
         uncertainty = model_outputs["uncertainty"]  # None for a model that has no uncertainty
+        # One list of records per sample; a sample cut from a batch arrives as its own list.
+        notes = model_outputs["preprocessing"]
+        if isinstance(notes[0], dict):
+            notes = [notes]
         uncertainty = (
             [None] * len(scores) if uncertainty is None else uncertainty.float().cpu().numpy()
         )
@@ -71,7 +126,7 @@ class LDDUEmotionPipeline(Pipeline):
             else np.asarray(config.thresholds)
         )
         results = []
-        for sample_scores, sample_uncertainty in zip(scores, uncertainty):
+        for sample_scores, sample_uncertainty, note in zip(scores, uncertainty, notes):
             entries = [
                 {
                     "label": config.id2label[index],
@@ -83,11 +138,28 @@ class LDDUEmotionPipeline(Pipeline):
                     if sample_uncertainty is None
                     else {"uncertainty": float(sample_uncertainty[index])}
                 )
+                | ({"preprocessing": note} if return_preprocessing or _changed(note) else {})
                 for index in range(sample_scores.shape[0])
             ]
             entries.sort(key=lambda entry: entry["score"], reverse=True)
             results.append(entries[:top_k] if top_k is not None else entries)
         return results[0] if len(results) == 1 else results
+
+
+def _changed(note: list[dict]) -> bool:
+    return any(record["input_frames"] != record["model_frames"] for record in note)
+
+
+MISSING_FEATURE_EXTRACTOR = (
+    "The model has no loadable feature extractor (its folder lacks preprocessor_config.json, or "
+    "that file could not be loaded). The pipeline does not build a default one: the feature extractor carries the model's maximum lengths and the "
+    "normalisation statistics fitted on its training data. Save it next to the model with "
+    "`feature_extractor.save_pretrained(folder)` / `feature_extractor.push_to_hub(repo_id)` (the "
+    "one train.py used is in its output folder), publish model and feature extractor together "
+    'with `pipeline("multimodal-emotion-recognition", model=model, '
+    "feature_extractor=feature_extractor).push_to_hub(repo_id)`, or pass "
+    "`feature_extractor=` to `pipeline(...)`."
+)
 
 
 def load_sample(inputs) -> dict:
@@ -132,4 +204,4 @@ PIPELINE_REGISTRY.register_pipeline(
     type="multimodal",
 )
 
-__all__ = ["LDDUEmotionPipeline", "TASK", "load_sample"]
+__all__ = ["MISSING_FEATURE_EXTRACTOR", "LDDUEmotionPipeline", "TASK", "load_sample"]

@@ -22,6 +22,9 @@ MODEL_INPUT_NAMES = [
 def _extractor(**kwargs) -> LDDUFeatureExtractor:
     kwargs.setdefault("feature_dims", DIMS)
     kwargs.setdefault("max_lengths", {"text": 5, "audio": 7, "visual": 4})
+    # These tests were written for cutting long sequences, now the "cut" policy (the default,
+    # "resample", has its own tests below).
+    kwargs.setdefault("truncation", "cut")
     return LDDUFeatureExtractor(**kwargs)
 
 
@@ -290,3 +293,63 @@ def test_remote_code_file_imports_only_numpy_torch_and_transformers():
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "collections", "typing", "numpy", "torch", "transformers"}
+
+
+def test_long_sequences_are_resampled_by_default_and_the_count_is_logged(caplog):
+    extractor = LDDUFeatureExtractor(feature_dims={"text": 2}, max_lengths={"text": 5})
+    assert extractor.truncation == "resample"
+    # A sequence whose frames are linear in time: resampling keeps the line, from first to last.
+    long = np.stack([np.arange(9.0), 10.0 * np.arange(9.0)], axis=1).astype(np.float32)
+    short = np.ones((3, 2), np.float32)
+    expected = np.stack([np.linspace(0, 8, 5), 10 * np.linspace(0, 8, 5)], axis=1)
+    with caplog.at_level("WARNING"):
+        listed = extractor(text=[long, short], return_tensors="np")
+        stacked = extractor(text=np.stack([long, long]), return_tensors="np")
+    np.testing.assert_allclose(listed["text_features"][0], expected, rtol=1e-6)
+    np.testing.assert_array_equal(listed["text_features"][1, :3], short)
+    assert listed["text_mask"].tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
+    np.testing.assert_allclose(stacked["text_features"], np.stack([expected] * 2), rtol=1e-6)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("1 text sequence(s)" in m and "resampled" in m for m in messages), messages
+    assert any("2 text sequence(s)" in m for m in messages), messages
+
+
+def test_resampling_cleans_non_finite_frames_first():
+    extractor = LDDUFeatureExtractor(feature_dims={"audio": 1}, max_lengths={"audio": 3})
+    sample = np.array([[1.0], [-np.inf], [2.0], [np.nan], [4.0]], np.float32)
+    output = extractor(audio=[sample], return_tensors="np")
+    np.testing.assert_array_equal(output["audio_features"][0, :, 0], [1.0, 2.0, 4.0])
+
+
+def test_truncation_error_policy_refuses_and_a_call_may_choose_its_policy():
+    text = _samples([8, 3], 6)
+    extractor = _extractor(truncation="error")
+    with pytest.raises(ValueError, match=r"1 text sequence\(s\) exceed max_lengths\['text'\] = 5"):
+        extractor(text=text)
+    cut = extractor(text=text, truncation="cut", return_tensors="np")
+    np.testing.assert_array_equal(cut["text_features"][0], text[0][:5])
+    whole = extractor(text=text, truncation=False, return_tensors="np")
+    assert whole["text_features"].shape == (2, 8, 6)
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        LDDUFeatureExtractor(truncation="drop")
+    with pytest.raises(ValueError, match="truncation must be True, False or one of"):
+        extractor(text=text, truncation="drop")
+
+
+def test_truncation_policy_is_saved(tmp_path):
+    _extractor(truncation="error").save_pretrained(tmp_path)
+    assert LDDUFeatureExtractor.from_pretrained(tmp_path).truncation == "error"
+
+
+def test_the_policy_changes_nothing_on_data_within_max_lengths():
+    # Training data never exceed max_lengths (the longest training sequences): every policy must
+    # give the very same arrays there, so training is unchanged by the policy.
+    text, audio = _samples([5, 2, 4], 6), _samples([7, 1, 3], 4, seed=1)
+    visual = np.random.default_rng(2).standard_normal((3, 4, 3)).astype(np.float32)
+    outputs = [
+        _extractor(truncation=policy)(text=text, audio=audio, visual=visual, return_tensors="np")
+        for policy in ("resample", "cut", "error")
+    ]
+    for output in outputs[1:]:
+        for key in MODEL_INPUT_NAMES:
+            np.testing.assert_array_equal(output[key], outputs[0][key])
