@@ -8,8 +8,9 @@ This file is remote code: it imports only ``transformers`` and the standard libr
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import field
+from dataclasses import field, fields
 
 from transformers import PreTrainedConfig
 from transformers.utils import logging
@@ -34,6 +35,43 @@ MOSEI_EMOTIONS: tuple[str, ...] = ("happy", "sad", "anger", "surprise", "disgust
 #: The values of ``LDDUConfig.contrastive_implementation``: how the supervised contrastive loss is
 #: computed (same value and gradients either way).
 CONTRASTIVE_IMPLEMENTATIONS: tuple[str, ...] = ("cached", "direct")
+
+#: Keys a config may carry besides its fields: those `PreTrainedConfig.__post_init__` consumes and
+#: those transformers (or this package's `save_pretrained`) writes into config.json. Any other key
+#: is a typo (``hiden_size``) that would otherwise be stored and ignored; keys starting with ``_``
+#: are transformers' internals and pass.
+TRANSFORMERS_CONFIG_KEYS: frozenset[str] = frozenset(
+    {
+        "num_labels",
+        "model_type",
+        "auto_map",
+        "custom_pipelines",
+        "transformers_version",
+        "torch_dtype",
+        "name_or_path",
+        "output_attentions",
+        "attn_implementation",
+        "experts_implementation",
+        "per_layer_config",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "sep_token_id",
+        "decoder_start_token_id",
+        "tie_word_embeddings",
+        "use_cache",
+        "tokenizer_class",
+        "finetuning_task",
+        "task_specific_params",
+        "prefix",
+        "cross_attention_hidden_size",
+        "add_cross_attention",
+        "is_decoder",
+        "tie_encoder_decoder",
+        "pruned_heads",
+        "torchscript",
+    }
+)
 
 
 class LDDUConfig(PreTrainedConfig):
@@ -133,6 +171,7 @@ class LDDUConfig(PreTrainedConfig):
     modality_dropout: dict[str, float] | None = None
 
     def __post_init__(self, **kwargs):
+        self._reject_unknown_keys(kwargs)
         if self.id2label is None and "num_labels" not in kwargs:
             self.id2label = dict(enumerate(MOSEI_EMOTIONS))
         if self.problem_type is None:
@@ -153,6 +192,22 @@ class LDDUConfig(PreTrainedConfig):
             )
             self.label_thresholds = None
         self._validate_lddu()
+
+    def _reject_unknown_keys(self, kwargs: dict) -> None:
+        """A key that is neither a field nor one transformers uses: a ValueError naming the
+        nearest valid name, instead of an attribute stored and silently ignored."""
+        valid = {item.name for item in fields(self)} | TRANSFORMERS_CONFIG_KEYS
+        unknown = sorted(key for key in kwargs if key not in valid and not key.startswith("_"))
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            nearest = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+            hints.append(f"{key!r}" + (f" (did you mean {nearest[0]!r}?)" if nearest else ""))
+        raise ValueError(
+            f"LDDUConfig got unknown key(s) {', '.join(hints)}; valid keys are the fields listed "
+            "in LDDUConfig's docstring."
+        )
 
     def feature_dim(self, modality: str) -> int:
         """Feature size of ``modality`` (one of :data:`MODALITIES`)."""
@@ -259,6 +314,12 @@ class LDDUConfig(PreTrainedConfig):
         if self.num_labels < 1:
             raise ValueError(
                 f"LDDUConfig needs at least one label, got num_labels={self.num_labels}."
+            )
+        keys = sorted(self.id2label) if self.id2label else []
+        if keys != list(range(len(keys))):
+            raise ValueError(
+                f"LDDUConfig.id2label keys must be exactly 0..{len(keys) - 1} (one per label, in "
+                f"class order); got {keys}."
             )
         if self.label_thresholds is not None:
             thresholds = list(self.label_thresholds)
