@@ -263,6 +263,12 @@ def convert_original_state_dict(
     take("queue_label", "contrastive_memory.queue_classes", lambda tensor: tensor.reshape(-1))
     take("queue_ptr", "contrastive_memory.queue_ptr", lambda tensor: tensor.reshape(1).long())
 
+    for key, tensor in converted.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointConversionError(
+                f"{key}: the checkpoint's tensor holds {int((~torch.isfinite(tensor)).sum())} "
+                "non-finite value(s) (NaN or inf); a model built from it would answer NaN."
+            )
     unknown = sorted(set(state_dict) - consumed)
     if unknown:
         raise CheckpointConversionError(
@@ -305,6 +311,7 @@ def convert_original_checkpoint(
                 f"{key}: the checkpoint gives shape {tuple(tensor.shape)}, the config expects {target_shape}."
             )
     model.load_state_dict(converted, strict=True)
+    model.check_loaded_state()  # finite weights (checked above too), queue pointer in range
     if destination is not None:
         destination = Path(destination)
         if destination.exists() and any(destination.iterdir()):

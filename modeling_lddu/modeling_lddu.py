@@ -488,6 +488,34 @@ class LDDUPreTrainedModel(PreTrainedModel):
             if not getattr(module.queue, "_is_hf_initialized", False):  # not loaded
                 module.reset_queue()
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """As `PreTrainedModel.from_pretrained`, then :meth:`check_loaded_state`: a folder whose
+        weights would give NaN on the first request is refused at load, naming the tensor."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        model.check_loaded_state()
+        return (model, info) if output_loading_info else model
+
+    @torch.no_grad()
+    def check_loaded_state(self) -> None:
+        """Every floating-point weight and buffer finite, every queue pointer inside its queue."""
+        for name, tensor in (*self.named_parameters(), *self.named_buffers()):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise ValueError(
+                    f"The checkpoint's tensor {name!r} holds {bad} non-finite value(s) (NaN or "
+                    "inf); the model would answer NaN. Re-export or re-convert it."
+                )
+        for name, module in self.named_modules():
+            if isinstance(module, LDDUContrastiveMemory):
+                pointer = int(module.queue_ptr[0])
+                if not 0 <= pointer < module.queue_size:
+                    raise ValueError(
+                        f"The checkpoint's {name}.queue_ptr is {pointer}, outside the queue "
+                        f"[0, {module.queue_size})."
+                    )
+
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
         """
         Visit every block. `PreTrainedModel` skips a remote-code module whose own direct parameters
@@ -639,7 +667,17 @@ class LDDUModel(LDDUPreTrainedModel):
             raise ValueError(
                 f"{modality}_mask must have shape {(batch_size, length)}; got {tuple(mask.shape)}."
             )
+        if mask.is_floating_point() and not torch.isfinite(mask).all():
+            raise ValueError(f"{modality}_mask holds NaN or inf; it must hold only 0 and 1.")
+        if not ((mask == 0) | (mask == 1)).all():
+            raise ValueError(
+                f"{modality}_mask must hold only 0 (padding) and 1 (real frame); got values "
+                f"{sorted(set(mask[(mask != 0) & (mask != 1)].tolist()))[:5]}."
+            )
         mask = mask.bool()
+        # Padding is excluded by the masks, but a NaN there would still reach the attention's
+        # weighted sums as 0 * NaN: padded frames are zeroed (valid frames are untouched).
+        features = torch.where(mask[:, :, None], features, 0.0)
         present = mask.any(dim=1)  # [batch]
         # An absent sample attends to all of its (zeroed) frames so that no softmax sees only -inf;
         # its outputs are replaced by the prior afterwards, so its features cannot leak.
