@@ -419,7 +419,18 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
                 f"normalization_stats[{modality!r}] must hold {dim} means and stds; got "
                 f"{len(mean)} and {len(std)}"
             )
-        if min(std) <= 0:
+        # Checked as float32, the precision they are applied in: a finite float64 that overflows
+        # or underflows to 0 there would still turn every frame into NaN or inf.
+        mean32 = np.asarray(mean, dtype=np.float64).astype(np.float32)
+        std32 = np.asarray(std, dtype=np.float64).astype(np.float32)
+        for name, values in (("mean", mean32), ("std", std32)):
+            if not np.isfinite(values).all():
+                index = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise ValueError(
+                    f"normalization_stats[{modality!r}][{name!r}] must be finite within float32; "
+                    f"value {index} is {[mean, std][name == 'std'][index]!r}"
+                )
+        if not (std32 > 0).all():
             raise ValueError(f"normalization_stats[{modality!r}]['std'] must be positive")
         self.normalization_stats[modality] = {"mean": mean, "std": std}
 
