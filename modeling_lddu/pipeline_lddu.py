@@ -58,19 +58,22 @@ class LDDUEmotionPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         if self.feature_extractor is None:
             raise OSError(MISSING_FEATURE_EXTRACTOR)
+        check_max_lengths(self.feature_extractor, self.model.config)
 
     def _sanitize_parameters(self, threshold=None, top_k=None, return_preprocessing=None, **kwargs):
         postprocess = {}
         if return_preprocessing is not None:
             postprocess["return_preprocessing"] = bool(return_preprocessing)
         if threshold is not None:
-            threshold = float(threshold)
-            if not 0.0 < threshold < 1.0:
-                raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
-            postprocess["threshold"] = threshold
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+                raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}.")
+            if not 0.0 < float(threshold) < 1.0:  # also refuses NaN and inf
+                raise ValueError(f"threshold must be in (0, 1), got {threshold!r}.")
+            postprocess["threshold"] = float(threshold)
         if top_k is not None:
-            if int(top_k) < 1:
-                raise ValueError(f"top_k must be a positive integer, got {top_k}.")
+            # Not rounded: 1.5, inf or "3" is a client's mistake, not a request for 1 or 3.
+            if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+                raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
             postprocess["top_k"] = int(top_k)
         return {}, {}, postprocess
 
@@ -111,6 +114,13 @@ class LDDUEmotionPipeline(Pipeline):
 
     def postprocess(self, model_outputs, threshold=None, top_k=None, return_preprocessing=False):
         scores = model_outputs["scores"].float().cpu().numpy()
+        if not np.isfinite(scores).all():
+            # Finite inputs can still overflow inside the model (e.g. frames of 3e38): an answer
+            # of NaN would be neither a prediction nor valid JSON.
+            raise ValueError(
+                "The model produced non-finite scores for this input; its feature values are "
+                "probably far outside the range of the training features."
+            )
         uncertainty = model_outputs["uncertainty"]  # None for a model that has no uncertainty
         # One list of records per sample; a sample cut from a batch arrives as its own list.
         notes = model_outputs["preprocessing"]
@@ -186,15 +196,53 @@ def load_sample(inputs) -> dict:
             "The input holds no modality: give at least one of 'text', 'audio', 'visual'."
         )
     for key, value in features.items():
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        array = np.asarray(value, dtype=np.float32)
-        if array.ndim != 2:
-            raise ValueError(
-                f"'{key}' must be a 2-D array [frames, dim] for one sample; got shape {array.shape}."
-            )
-        features[key] = array
+        features[key] = _checked_array(key, value)
     return features
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked_array(key: str, value) -> np.ndarray:
+    """A float32 `[frames, dim]` array of finite numbers, or a ValueError naming the problem."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"'{key}' is not a rectangular array of numbers: {error}") from None
+    if array.dtype.kind not in "iuf":  # strings, booleans, ragged lists, ints beyond 64 bits
+        raise ValueError(
+            f"'{key}' must hold only numbers (within float32 range) in a rectangular "
+            f"[frames, dim] array; got an array of {array.dtype}."
+        )
+    if array.ndim != 2:
+        raise ValueError(
+            f"'{key}' must be a 2-D array [frames, dim] for one sample; got shape {array.shape}."
+        )
+    wide = array.astype(np.float64, copy=False)
+    if not np.isfinite(wide).all():
+        raise ValueError(
+            f"'{key}' holds {int((~np.isfinite(wide)).sum())} NaN or infinite value(s); give a "
+            "missing modality by leaving it out, not as NaN."
+        )
+    if wide.size and float(np.abs(wide).max()) > _FLOAT32_MAX:
+        raise ValueError(f"'{key}' holds values beyond the float32 range (+-{_FLOAT32_MAX:.3g}).")
+    return wide.astype(np.float32)
+
+
+def check_max_lengths(feature_extractor, config) -> None:
+    """The feature extractor's maximum lengths must fit the model's position table, else the
+    first long request fails inside the model."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    for modality, length in getattr(feature_extractor, "max_lengths", {}).items():
+        if length is None or length > limit:
+            raise ValueError(
+                f"The feature extractor's max_lengths[{modality!r}] is {length}, but the model "
+                f"takes at most max_position_embeddings={limit} frames; set it to {limit} or less."
+            )
 
 
 PIPELINE_REGISTRY.register_pipeline(
@@ -204,4 +252,10 @@ PIPELINE_REGISTRY.register_pipeline(
     type="multimodal",
 )
 
-__all__ = ["MISSING_FEATURE_EXTRACTOR", "LDDUEmotionPipeline", "TASK", "load_sample"]
+__all__ = [
+    "MISSING_FEATURE_EXTRACTOR",
+    "LDDUEmotionPipeline",
+    "TASK",
+    "check_max_lengths",
+    "load_sample",
+]
