@@ -5,48 +5,111 @@ Request body (JSON)::
     {"inputs": {"text": [[...], ...], "audio": [[...], ...], "visual": [[...], ...]},
      "parameters": {"top_k": 3, "threshold": 0.3}}
 
-``inputs`` may also be a list of such dicts (a batch). Any modality may be left out. The response
-is, per sample, the emotions sorted by score with ``score``, ``predicted`` and ``uncertainty``.
-A malformed request gets ``{"error": "..."}`` naming the problem instead of a server error.
+``inputs`` may also be a list of such dicts (a batch), run through the model in batches of
+``batch_size``. Any modality may be left out. The response is, per sample, the emotions sorted by
+score with ``score``, ``predicted`` and ``uncertainty``.
+
+Every failure is answered with JSON, ``{"error": "<what is wrong>", "status": <code>}``: 400 for a
+malformed request (wrong shape, non-numeric, NaN/inf or beyond-float32 values, non-binary masks, a
+bad parameter), 413 for a request over the limits, 500 for anything else. No answer holds NaN.
+
+Limits (constructor arguments, or environment variables read when the handler starts):
+
+- ``max_samples`` / ``MMER_MAX_SAMPLES``: samples per request (default 64);
+- ``max_frames`` / ``MMER_MAX_FRAMES``: frames per modality of one sample (default 4096);
+- ``batch_size`` / ``MMER_BATCH_SIZE``: samples per forward pass (default 16).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from transformers import pipeline
 
 TASK = "multimodal-emotion-recognition"
 ALLOWED_PARAMETERS = ("top_k", "threshold")
+DEFAULT_MAX_SAMPLES = 64
+DEFAULT_MAX_FRAMES = 4096
+DEFAULT_BATCH_SIZE = 16
+
+
+class RequestError(Exception):
+    """A request the handler refuses; ``status`` is the HTTP-like code of the answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _limit(value: int | None, variable: str, default: int) -> int:
+    if value is None:
+        value = int(os.environ.get(variable, default))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{variable.removeprefix('MMER_').lower()} must be a positive integer.")
+    return value
 
 
 class EndpointHandler:
-    def __init__(self, path: str = ""):
+    def __init__(
+        self,
+        path: str = "",
+        max_samples: int | None = None,
+        max_frames: int | None = None,
+        batch_size: int | None = None,
+    ):
+        self.max_samples = _limit(max_samples, "MMER_MAX_SAMPLES", DEFAULT_MAX_SAMPLES)
+        self.max_frames = _limit(max_frames, "MMER_MAX_FRAMES", DEFAULT_MAX_FRAMES)
+        self.batch_size = _limit(batch_size, "MMER_BATCH_SIZE", DEFAULT_BATCH_SIZE)
         self.pipeline = pipeline(TASK, model=path or ".", trust_remote_code=True)
 
-    def __call__(self, data: dict[str, Any]) -> list | dict:
+    def __call__(self, data: Any) -> list | dict:
+        try:
+            outputs = self._answer(data)
+            json.dumps(outputs, allow_nan=False)  # never NaN or inf in the answer
+            return outputs
+        except RequestError as error:
+            return {"error": str(error), "status": error.status}
+        except (ValueError, TypeError, OverflowError) as error:
+            return {"error": str(error), "status": 400}
+        except Exception as error:  # an answer, not a crashed worker
+            return {"error": f"Internal error: {type(error).__name__}: {error}", "status": 500}
+
+    def _answer(self, data: Any) -> list | dict:
         if not isinstance(data, dict) or "inputs" not in data:
-            return {"error": "The request body must be a JSON object with an 'inputs' field."}
+            raise RequestError("The request body must be a JSON object with an 'inputs' field.")
         inputs = data["inputs"]
         parameters = data.get("parameters") or {}
         if not isinstance(parameters, dict):
-            return {"error": "'parameters' must be a JSON object, e.g. {\"top_k\": 3}."}
+            raise RequestError("'parameters' must be a JSON object, e.g. {\"top_k\": 3}.")
         unknown = sorted(set(parameters) - set(ALLOWED_PARAMETERS))
         if unknown:
-            return {
-                "error": f"Unknown parameter(s) {unknown}; allowed: {list(ALLOWED_PARAMETERS)}."
-            }
+            raise RequestError(
+                f"Unknown parameter(s) {unknown}; allowed: {list(ALLOWED_PARAMETERS)}."
+            )
         batch = inputs if isinstance(inputs, list) else [inputs]
         if not batch:
-            return {"error": "'inputs' is an empty list."}
+            raise RequestError("'inputs' is an empty list.")
+        if len(batch) > self.max_samples:
+            raise RequestError(
+                f"{len(batch)} samples in one request; the limit is {self.max_samples}.", 413
+            )
         for index, sample in enumerate(batch):
-            if not isinstance(sample, dict):
-                return {
-                    "error": f"inputs[{index}] must be an object with any of the keys 'text', "
-                    f"'audio', 'visual' (each a list of frames); got {type(sample).__name__}."
-                }
-        try:
-            outputs = [self.pipeline(sample, **parameters) for sample in batch]
-        except (ValueError, TypeError) as error:
-            return {"error": str(error)}
+            self._check_sample(index, sample)
+        outputs = self.pipeline(batch, batch_size=min(self.batch_size, len(batch)), **parameters)
         return outputs if isinstance(inputs, list) else outputs[0]
+
+    def _check_sample(self, index: int, sample: Any) -> None:
+        if not isinstance(sample, dict):
+            raise RequestError(
+                f"inputs[{index}] must be an object with any of the keys 'text', 'audio', "
+                f"'visual' (each a list of frames); got {type(sample).__name__}."
+            )
+        for modality, frames in sample.items():
+            if isinstance(frames, list) and len(frames) > self.max_frames:
+                raise RequestError(
+                    f"inputs[{index}]['{modality}'] has {len(frames)} frames; the limit is "
+                    f"{self.max_frames}.",
+                    413,
+                )
