@@ -30,7 +30,12 @@ feature extractor's policy (``"resample"``: the whole sequence resampled in time
 length; ``"cut"``: only the first frames kept; ``"error"``: such inputs are refused).
 
 The folder needs the feature extractor (``preprocessor_config.json``): it holds the normalisation
-statistics fitted on the training data, so it is never rebuilt from the model's config.
+statistics fitted on the training data, so it is never rebuilt from the model's config. Its
+``max_lengths`` must fit the model's ``max_position_embeddings``.
+
+Refused with a ``ValueError`` (see ``docs/promises.md``): values that are not numbers, NaN or
+infinite, or beyond the float32 range; an input that makes the model's scores non-finite; a
+``top_k`` that is not a positive integer, a ``threshold`` outside ``(0, 1)``.
 """
 
 from __future__ import annotations
