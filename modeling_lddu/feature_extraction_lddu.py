@@ -421,8 +421,9 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             )
         # Checked as float32, the precision they are applied in: a finite float64 that overflows
         # or underflows to 0 there would still turn every frame into NaN or inf.
-        mean32 = np.asarray(mean, dtype=np.float64).astype(np.float32)
-        std32 = np.asarray(std, dtype=np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):  # an overflow is what the check below reports
+            mean32 = np.asarray(mean, dtype=np.float64).astype(np.float32)
+            std32 = np.asarray(std, dtype=np.float64).astype(np.float32)
         for name, values in (("mean", mean32), ("std", std32)):
             if not np.isfinite(values).all():
                 index = int(np.flatnonzero(~np.isfinite(values))[0])
