@@ -484,15 +484,17 @@ def safe_load_pickle(path: str | os.PathLike) -> Any:
     with path.open("rb") as file:
         try:
             return RestrictedUnpickler(file, source=str(path), file_size=size).load()
-        except EOFError:
+        except (EOFError, pickle.UnpicklingError) as error:
+            if isinstance(error, UnsafeSourceError) or type(error) is CorruptSourceError:
+                raise
+            if isinstance(error, pickle.UnpicklingError) and "exhausted" not in str(error):
+                raise CorruptSourceError(
+                    f"{path} is not a valid pickle of a dataset (UnpicklingError: {error})"
+                ) from error
             raise CorruptSourceError(
                 f"{path} ends before its pickle is complete ({size} bytes): the file is truncated"
             ) from None
-        except (pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError) as error:
-            if isinstance(error, pickle.UnpicklingError) and (
-                isinstance(error, UnsafeSourceError) or type(error) is CorruptSourceError
-            ):
-                raise
+        except (ValueError, TypeError, IndexError, KeyError) as error:
             raise CorruptSourceError(
                 f"{path} is not a valid pickle of a dataset ({type(error).__name__}: {error})"
             ) from error
@@ -515,6 +517,19 @@ def _torch_safe_globals() -> list[Any]:
     return entries
 
 
+def _refuse_unsafe_torch_globals(path: Path) -> None:
+    import torch
+
+    refused = sorted(
+        set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - set(ALLOWED_GLOBALS)
+    )
+    if refused:
+        raise UnsafeSourceError(
+            f"Refusing to load {path}: it references the global(s) {refused}, which are not "
+            "on the allow-list of dataset_scripts.safe_load. Nothing from the file was executed."
+        )
+
+
 def safe_load_torch(path: str | os.PathLike) -> Any:
     """Loads a torch `.pt` file with `torch.load(weights_only=True)`.
 
@@ -527,20 +542,14 @@ def safe_load_torch(path: str | os.PathLike) -> Any:
     import torch
 
     path = Path(path)
-    if zipfile.is_zipfile(path):
-        # Scan first (no code runs) so that the error names every global that would be refused.
-        refused = sorted(
-            set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - set(ALLOWED_GLOBALS)
-        )
-        if refused:
-            raise UnsafeSourceError(
-                f"Refusing to load {path}: it references the global(s) {refused}, which are not "
-                "on the allow-list of dataset_scripts.safe_load. Nothing from the file was "
-                "executed."
-            )
     try:
+        if zipfile.is_zipfile(path):
+            # Scan first (no code runs) so that the error names every global that is refused.
+            _refuse_unsafe_torch_globals(path)
         with torch.serialization.safe_globals(_torch_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
+    except UnsafeSourceError:
+        raise
     except (RuntimeError, EOFError) as error:
         raise CorruptSourceError(
             f"{path} is not a readable torch file ({type(error).__name__}: {error}); it may be "
