@@ -517,6 +517,53 @@ def _torch_safe_globals() -> list[Any]:
     return entries
 
 
+class _TorchPlaceholder:
+    """Stands for a torch global or storage while `_TorchScanUnpickler` checks a `.pt` pickle."""
+
+    def __call__(self, *args: Any) -> _TorchPlaceholder:
+        return _TorchPlaceholder()
+
+
+class _TorchScanUnpickler(_GuardedUnpickler):
+    """Runs the checks of `_GuardedUnpickler` over the `data.pkl` of a torch zip archive without
+    building tensors: torch globals and storages become placeholders (torch's own
+    `weights_only` allow-list judges them when the file is really loaded)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch" or module.startswith("torch."):
+            return _TorchPlaceholder()
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _TorchPlaceholder()
+
+    def _checked_call(self, func: Any, args: Any) -> Any:
+        if isinstance(func, _TorchPlaceholder):
+            return _TorchPlaceholder()
+        return super()._checked_call(func, args)
+
+    def load_build(self) -> None:
+        if isinstance(self.stack[-1], _TorchPlaceholder):
+            self.stack.pop()
+            return
+        super().load_build()
+
+
+_TorchScanUnpickler.dispatch = dict(_GuardedUnpickler.dispatch)
+_TorchScanUnpickler.dispatch[pickle.BUILD[0]] = _TorchScanUnpickler.load_build
+
+
+def _scan_torch_pickle(path: Path) -> None:
+    """Applies the loader's limits to the pickle inside a torch zip archive before torch reads it."""
+    with zipfile.ZipFile(path) as archive:
+        names = [name for name in archive.namelist() if name.endswith("/data.pkl")]
+        for name in names[:1]:
+            info = archive.getinfo(name)
+            with archive.open(info) as file:
+                owner = RestrictedUnpickler(io.BytesIO(), source=f"{path} ({name})")
+                _TorchScanUnpickler(file, owner, info.file_size).load()
+
+
 def _refuse_unsafe_torch_globals(path: Path) -> None:
     import torch
 
@@ -544,13 +591,15 @@ def safe_load_torch(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
         if zipfile.is_zipfile(path):
-            # Scan first (no code runs) so that the error names every global that is refused.
+            # Scan first (no code runs): the loader's limits on the archive's pickle, then
+            # torch's scan, so that the error names every global that would be refused.
+            _scan_torch_pickle(path)
             _refuse_unsafe_torch_globals(path)
         with torch.serialization.safe_globals(_torch_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except UnsafeSourceError:
         raise
-    except (RuntimeError, EOFError) as error:
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
         raise CorruptSourceError(
             f"{path} is not a readable torch file ({type(error).__name__}: {error}); it may be "
             "truncated or corrupt"

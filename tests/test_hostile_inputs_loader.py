@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -437,3 +438,19 @@ def test_repeated_ids_are_warned_about_and_reported(caplog):
     assert report["duplicate_ids"] == {"within_split": {"train": 1}, "across_splits": 1}
     assert "split 'train' repeats 1 sample id(s)" in caplog.text
     assert "1 sample id(s) of split 'test' also occur in an earlier split" in caplog.text
+
+
+def test_torch_archive_pickle_gets_the_same_limits(tmp_path):
+    # A real torch zip whose data.pkl is replaced by an array without data.
+    saved = tmp_path / "saved.pt"
+    torch.save({"x": torch.zeros(2)}, saved)
+    source = tmp_path / "crafted.pt"
+    with zipfile.ZipFile(saved) as original, zipfile.ZipFile(source, "w") as crafted:
+        for info in original.infolist():
+            data = original.read(info)
+            if info.filename.endswith("/data.pkl"):
+                data = _program(pickle.EMPTY_DICT + _unicode("x") + _reconstruct((64,)))
+                data = data[:-1] + pickle.SETITEM + pickle.STOP
+            crafted.writestr(info, data)
+    with pytest.raises(SourceLimitError, match=r"crafted\.pt \(.*data\.pkl\).*only empty arrays"):
+        load_source_file(source)
