@@ -65,6 +65,8 @@ def _unicode(text: str) -> bytes:
 
 
 def _bytes(data: bytes) -> bytes:
+    if len(data) < 256:  # the short form, which torch's own unpickler also reads
+        return pickle.SHORT_BINBYTES + bytes([len(data)]) + data
     return pickle.BINBYTES + struct.pack("<I", len(data)) + data
 
 
@@ -188,7 +190,14 @@ def test_nesting_deeper_than_the_limit_is_refused(tmp_path):
         safe_load_pickle(source)
 
 
-def _reconstruct(shape: tuple[int, ...]) -> bytes:
+def _latin1(text: str) -> bytes:
+    """Bytes as protocol 2 spells them: `_codecs.encode(text, 'latin1')`."""
+    return (
+        _global("_codecs", "encode") + _unicode(text) + _unicode("latin1") + pickle.TUPLE2
+    ) + pickle.REDUCE
+
+
+def _reconstruct(shape: tuple[int, ...], protocol_2: bool = False) -> bytes:
     shape_ops = b"".join(_long(n) for n in shape)
     return (
         _global("numpy.core.multiarray", "_reconstruct")
@@ -196,7 +205,7 @@ def _reconstruct(shape: tuple[int, ...]) -> bytes:
         + pickle.MARK
         + shape_ops
         + pickle.TUPLE
-        + _bytes(b"b")
+        + (_latin1("b") if protocol_2 else _bytes(b"b"))
         + pickle.TUPLE3
         + pickle.REDUCE
     )
@@ -449,7 +458,9 @@ def test_torch_archive_pickle_gets_the_same_limits(tmp_path):
         for info in original.infolist():
             data = original.read(info)
             if info.filename.endswith("/data.pkl"):
-                data = _program(pickle.EMPTY_DICT + _unicode("x") + _reconstruct((64,)))
+                data = _program(
+                    pickle.EMPTY_DICT + _unicode("x") + _reconstruct((64,), protocol_2=True)
+                )
                 data = data[:-1] + pickle.SETITEM + pickle.STOP
             crafted.writestr(info, data)
     with pytest.raises(SourceLimitError, match=r"crafted\.pt \(.*data\.pkl\).*only empty arrays"):
