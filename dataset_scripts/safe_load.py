@@ -8,6 +8,12 @@ refuse every other global *before* anything is called:
 * `.pt` files go through `torch.load(weights_only=True)` with exactly the numpy globals of that
   allow-list added via `torch.serialization.safe_globals`; the file is scanned for globals first
   so that the error can name what was refused.
+
+Refusing code is not enough: a small pickle can still describe an exponentially large object, an
+array of uninitialised memory or a 3 GB allocation, or set attributes on an allowed class. The
+pickle unpickler (and a scan of the pickle inside torch archives) therefore checks every opcode
+that builds, shares or changes an object (`_GuardedUnpickler`); the limits are listed under "What
+the loader enforces" in docs/promises.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ Steps, in order (each dataset module only supplies a `DatasetSpec`):
    `audio_lengths`, ...) unless `use_lengths=False`;
 5. check that each modality's dim agrees across splits, then resolve which modality is which
    from the dims (`resolve_modality_dims`);
-6. replace non-finite values (-inf, +inf, NaN) by 0 on copies, and count them per split and
+6. check the label set against the file's own vocabulary (`labels.check_label_set`), refuse two
+   identical splits and warn about repeated sample ids (`check_ids_and_overlap`);
+7. replace non-finite values (-inf, +inf, NaN) by 0 on copies, and count them per split and
    modality.
 
 The result, one `SplitArrays` per split, goes to `building.build_dataset_dict`.
@@ -36,6 +38,7 @@ __all__ = [
     "Samples",
     "SplitArrays",
     "clean_non_finite",
+    "check_ids_and_overlap",
     "clean_splits",
     "feature_dim",
     "non_finite_total",
@@ -532,8 +535,9 @@ def parse_source(
 
     Returns:
         The splits keyed by output split name, and a report dict with the keys `source`,
-        `num_samples`, `feature_dims`, `swapped_audio_visual`, `lengths` and `non_finite` (per
-        split and modality: counts of NaN, +inf, -inf and affected samples, all replaced by 0).
+        `num_samples`, `feature_dims`, `swapped_audio_visual`, `lengths`, `duplicate_ids` and
+        `non_finite` (per split and modality: counts of NaN, +inf, -inf and affected samples, all
+        replaced by 0).
     """
     if not isinstance(raw, Mapping):
         raise ValueError(f"{source} must hold a dict of splits; got {type(raw).__name__}")
