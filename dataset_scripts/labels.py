@@ -11,6 +11,7 @@ vector.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "LabelSpec",
     "M3ED_LABELS",
     "MOSEI_LABELS",
+    "check_label_set",
     "check_target_vocabulary",
     "multi_hot_to_target_tokens",
     "target_tokens_to_multi_hot",
@@ -40,6 +42,8 @@ class LabelSpec:
         begin_token: Token that starts every `tgt` list (`<s>`).
         end_token: Token that ends every `tgt` list (`</s>`).
         pad_token: Token that may follow the end token when lists are padded (`<blank>`).
+        vocabulary_required: Source files of this dataset always carry their own `tgt`
+            vocabulary (`dict['tgt']`); a file without one is refused (`check_label_set`).
     """
 
     dataset_name: str
@@ -48,6 +52,7 @@ class LabelSpec:
     begin_token: int = 2
     end_token: int = 3
     pad_token: int = 0
+    vocabulary_required: bool = False
 
     def __post_init__(self) -> None:
         classes = sorted(self.token_to_class.values())
@@ -91,6 +96,9 @@ M3ED_LABELS = LabelSpec(
     dataset_name="m3ed",
     label_names=("happy", "neutral", "sad", "disgust", "anger", "fear", "surprise"),
     token_to_class={4: 0, 5: 1, 6: 2, 7: 3, 8: 4, 9: 5, 10: 6},
+    # CARAT's m3ed_reader always writes dict['tgt']; without it a MOSEI file (tokens 4..9, all
+    # valid M3ED tokens) would be stored under M3ED's names.
+    vocabulary_required=True,
 )
 
 
@@ -99,6 +107,16 @@ M3ED_LABELS = LabelSpec(
 GOEMOTIONS_LABELS: tuple[str, ...] = tuple(
     "anger disgust fear joy neutral sadness surprise".split()
 )
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxother = 3, 12, 80
+
+
+def short_repr(value: Any) -> str:
+    """A repr cut to 3 levels and 12 items per level: error messages about a file's content stay
+    short and cost bounded time however deep or shared the content is."""
+    return _SHORT_REPR.repr(value)
 
 
 def _as_token_list(tokens: Any) -> list[int]:
@@ -111,6 +129,8 @@ def _as_token_list(tokens: Any) -> list[int]:
     for token in tokens:
         if isinstance(token, float) and not token.is_integer():
             raise ValueError(f"token {token!r} is not an integer")
+        if not isinstance(token, (int, float, np.integer, np.floating)):
+            raise TypeError(f"token {short_repr(token)} is a {type(token).__name__}, not a number")
         result.append(int(token))
     return result
 
@@ -136,7 +156,7 @@ def target_tokens_to_multi_hot(
             tokens = _as_token_list(raw_tokens)
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"split {split!r}, sample {sample_index}: tgt entry {raw_tokens!r} is not a list "
+                f"split {split!r}, sample {sample_index}: tgt entry {short_repr(raw_tokens)} is not a list "
                 f"of integer tokens ({error})"
             ) from None
         while tokens and tokens[-1] == label_spec.pad_token:
@@ -147,7 +167,8 @@ def target_tokens_to_multi_hot(
             or tokens[-1] != label_spec.end_token
         ):
             raise ValueError(
-                f"split {split!r}, sample {sample_index}: tgt {tokens} must start with the begin "
+                f"split {split!r}, sample {sample_index}: tgt {short_repr(tokens)} must start with "
+                "the begin "
                 f"token {label_spec.begin_token} and end with the end token "
                 f"{label_spec.end_token}"
             )
@@ -156,7 +177,7 @@ def target_tokens_to_multi_hot(
             if class_index is None:
                 raise ValueError(
                     f"split {split!r}, sample {sample_index}: unknown {label_spec.dataset_name} "
-                    f"emotion token {token} in tgt {tokens}; known tokens: "
+                    f"emotion token {token} in tgt {short_repr(tokens)}; known tokens: "
                     f"{dict(label_spec.token_to_class)}"
                 )
             labels[sample_index, class_index] = 1.0
@@ -214,4 +235,46 @@ def check_target_vocabulary(
         raise ValueError(
             f"The tgt vocabulary stored in {source} does not match the {label_spec.dataset_name} "
             f"label map of dataset_scripts/labels.py ({details})"
+        )
+
+
+def check_label_set(
+    vocabulary: Mapping[Any, Any] | None,
+    label_spec: LabelSpec,
+    labels: np.ndarray,
+    source: str,
+) -> None:
+    """Checks the label set a file holds against `label_spec`.
+
+    With a vocabulary (name -> token): every name must map to `label_spec`'s token
+    (`check_target_vocabulary`) and every emotion of `label_spec` must be named (same label
+    count). Without one: refused if `label_spec.vocabulary_required`, naming the emotion tokens the
+    file uses. `labels` is the multi-hot matrix of all splits, used only for that message.
+
+    Raises:
+        ValueError: If the file's label set is not `label_spec`'s.
+    """
+    used = [label_spec.class_to_token[int(i)] for i in np.flatnonzero(labels.sum(axis=0) > 0)]
+    if vocabulary is None:
+        if label_spec.vocabulary_required:
+            raise ValueError(
+                f"{source} carries no tgt vocabulary (dict['tgt']), which every "
+                f"{label_spec.dataset_name} source file has, so its label set cannot be checked. "
+                f"It uses {len(used)} emotion token(s) {used}; the {label_spec.dataset_name} "
+                f"label set has {label_spec.num_labels} ({label_spec.token_summary()}). It is "
+                "probably a file of another dataset (MOSEI's 6 emotions are tokens 4..9)."
+            )
+        return
+    check_target_vocabulary(vocabulary, label_spec, source)
+    named = {
+        str(name).lower()
+        for name in vocabulary
+        if not (str(name).startswith("<") and str(name).endswith(">"))
+    }
+    missing = [name for name in label_spec.label_names if name not in named]
+    if missing:
+        raise ValueError(
+            f"The tgt vocabulary stored in {source} names {len(named)} emotion(s), the "
+            f"{label_spec.dataset_name} label set has {label_spec.num_labels}; missing: "
+            f"{', '.join(missing)}"
         )

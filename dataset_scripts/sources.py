@@ -11,7 +11,9 @@ Steps, in order (each dataset module only supplies a `DatasetSpec`):
    `audio_lengths`, ...) unless `use_lengths=False`;
 5. check that each modality's dim agrees across splits, then resolve which modality is which
    from the dims (`resolve_modality_dims`);
-6. replace non-finite values (-inf, +inf, NaN) by 0 on copies, and count them per split and
+6. check the label set against the file's own vocabulary (`labels.check_label_set`), refuse two
+   identical splits and warn about repeated sample ids (`check_ids_and_overlap`);
+7. replace non-finite values (-inf, +inf, NaN) by 0 on copies, and count them per split and
    modality.
 
 The result, one `SplitArrays` per split, goes to `building.build_dataset_dict`.
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .labels import LabelSpec, check_target_vocabulary, target_tokens_to_multi_hot
+from .labels import LabelSpec, check_label_set, check_target_vocabulary, target_tokens_to_multi_hot
 from .modalities import MODALITIES
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ __all__ = [
     "Samples",
     "SplitArrays",
     "clean_non_finite",
+    "check_ids_and_overlap",
     "clean_splits",
     "feature_dim",
     "non_finite_total",
@@ -411,6 +414,57 @@ def _parse_split(
     return SplitArrays(ids=ids, features=features, labels=labels)
 
 
+def _same_split(left: SplitArrays, right: SplitArrays) -> bool:
+    """Whether two splits hold the same samples in the same order (labels and every feature)."""
+    if len(left) != len(right) or not np.array_equal(left.labels, right.labels):
+        return False
+    for modality, samples in left.features.items():
+        other = right.features.get(modality)
+        if other is None or len(other) != len(samples):
+            return False
+        if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(samples, other)):
+            return False
+    return True
+
+
+def check_ids_and_overlap(splits: Mapping[str, SplitArrays], source: str) -> dict[str, Any]:
+    """Refuses two identical splits; warns about repeated sample ids and returns their counts.
+
+    A test (or validation) split identical to another split makes every score meaningless, so it is
+    an error. Repeated ids are only warned about (with counts in the report): real files can carry
+    ids that repeat for distinct segments, and the features, not the ids, are what is trained on.
+    """
+    names = list(splits)
+    for index, first in enumerate(names):
+        for second in names[index + 1 :]:
+            if _same_split(splits[first], splits[second]):
+                raise ValueError(
+                    f"{source}: split {second!r} is identical to split {first!r} "
+                    f"({len(splits[first])} samples, same features and labels); scores on it "
+                    "would mean nothing"
+                )
+    report: dict[str, Any] = {"within_split": {}, "across_splits": 0}
+    seen: dict[str, str] = {}
+    for split, arrays in splits.items():
+        repeated = len(arrays.ids) - len(set(arrays.ids))
+        if repeated:
+            report["within_split"][split] = repeated
+            logger.warning("%s: split %r repeats %d sample id(s)", source, split, repeated)
+        shared = sorted({i for i in set(arrays.ids) if seen.get(i, split) != split})
+        if shared:
+            report["across_splits"] += len(shared)
+            logger.warning(
+                "%s: %d sample id(s) of split %r also occur in an earlier split, e.g. %r",
+                source,
+                len(shared),
+                split,
+                shared[:3],
+            )
+        for sample_id in arrays.ids:
+            seen.setdefault(sample_id, split)
+    return report
+
+
 def swap_audio_visual(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """`mapping` (keyed by modality) with its audio and visual entries exchanged, in `MODALITIES`
     order; a modality absent from `mapping` stays absent."""
@@ -481,8 +535,9 @@ def parse_source(
 
     Returns:
         The splits keyed by output split name, and a report dict with the keys `source`,
-        `num_samples`, `feature_dims`, `swapped_audio_visual`, `lengths` and `non_finite` (per
-        split and modality: counts of NaN, +inf, -inf and affected samples, all replaced by 0).
+        `num_samples`, `feature_dims`, `swapped_audio_visual`, `lengths`, `duplicate_ids` and
+        `non_finite` (per split and modality: counts of NaN, +inf, -inf and affected samples, all
+        replaced by 0).
     """
     if not isinstance(raw, Mapping):
         raise ValueError(f"{source} must hold a dict of splits; got {type(raw).__name__}")
@@ -519,6 +574,14 @@ def parse_source(
             split: swap_audio_visual(cut) for split, cut in report["lengths"].items()
         }
 
+    all_labels = np.concatenate([arrays.labels for arrays in splits.values()])
+    check_label_set(
+        vocabulary if isinstance(vocabulary, Mapping) else None,
+        spec.label_spec,
+        all_labels,
+        source,
+    )
+    report["duplicate_ids"] = check_ids_and_overlap(splits, source)
     report["non_finite"] = clean_splits(splits, source)
     report["num_samples"] = {split: len(arrays) for split, arrays in splits.items()}
     report["feature_dims"] = dims
