@@ -459,6 +459,7 @@ def _family(model_args: ModelArguments) -> ModelFamily:
 class PreparedData:
     """The three splits as model inputs, with what the model and the card need to know of them."""
 
+    dataset_name: str  # as the data's metadata names it (the card describes this)
     labels: list[str]
     feature_dims: dict[str, int]
     max_lengths: dict[str, int]
@@ -490,6 +491,7 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
         for split in ("train", "validation", "test")
     )
     return PreparedData(
+        dataset_name=_dataset_name(dataset["train"], data_args.dataset),
         labels=split_label_names(dataset["train"]),
         feature_dims=feature_dims,
         max_lengths=max_lengths,
@@ -499,6 +501,21 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
         test=test,
         collator=MultimodalDataCollator(padding_side=feature_extractor.padding_side),
     )
+
+
+def _dataset_name(split, flag: str) -> str:
+    """The dataset's own name from its metadata; the --dataset flag only when it carries none."""
+    from dataset_scripts.building import metadata_from_dataset
+
+    name = (metadata_from_dataset(split) or {}).get("dataset_name") or flag
+    if name != flag:
+        logger.warning(
+            "--dataset %s, but the data in --data_dir was built as %r: the model card describes %r.",
+            flag,
+            name,
+            name,
+        )
+    return name
 
 
 def _export(output_dir, trainer, arguments, data: PreparedData, report, publish) -> None:
@@ -537,8 +554,8 @@ def _export(output_dir, trainer, arguments, data: PreparedData, report, publish)
         feature_extractor=data.feature_extractor,
         report=report,
         label_names=data.labels,
-        dataset_name=data_args.dataset,
-        synthetic=data_args.dataset == "synthetic",
+        dataset_name=data.dataset_name,
+        synthetic=data.dataset_name == "synthetic",
         hyperparameters=_hyperparameters(training_args, trainer, export_model.config),
         test_dataset=data.test,
         license=training_args.license,

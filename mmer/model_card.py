@@ -35,6 +35,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from dataset_scripts.io import write_bytes_atomic
 from model_cards import FamilyCardText, load_family_card_text
 
+from .templates.handler import DEFAULT_MAX_FRAMES, DEFAULT_MAX_SAMPLES
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -375,6 +377,8 @@ def _usage_section(inputs: ModelCardInputs) -> dict[str, Any]:
         "auto_model_class": inputs.auto_model_class,
         "load_path": inputs.repo_id or "path/to/exported/model",
         "endpoint_handler": inputs.endpoint_handler,
+        "max_samples": DEFAULT_MAX_SAMPLES,
+        "max_frames": DEFAULT_MAX_FRAMES,
     }
 
 

@@ -559,3 +559,25 @@ def test_lora_adapter_is_published_and_loads_with_peft(tmp_path, monkeypatch):
     train.main(tiny_arguments("local", *lora, model=False, epochs=1))
     recorded = json.loads((tmp_path / "local" / "adapter" / "adapter_config.json").read_text())
     assert recorded["base_model_name_or_path"] == str(base_dir.resolve())
+
+
+def test_the_card_describes_the_data_trained_on_not_the_flag(tmp_path, caplog):
+    """Synthetic data given as `--dataset m3ed`: the card must not claim M3ED's features."""
+    from dataset_scripts.saving import save_prepared
+    from dataset_scripts.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(
+        num_train=48, num_validation=24, num_test=24, seed=1, text_length=4, audio_length=4,
+        visual_length=4, text_dim=16, audio_dim=6, visual_dim=5,
+    )  # fmt: skip
+    save_prepared(data, tmp_path / "data")
+    output_dir = tmp_path / "run"
+    arguments = tiny_arguments(
+        output_dir, "--dataset", "m3ed", "--data_dir", str(tmp_path / "data")
+    )
+    with caplog.at_level("WARNING", logger="train"):
+        train.main([*arguments, "--num_train_epochs", "1"])
+    card = (output_dir / "README.md").read_text()
+    assert "wav2vec" not in card and "M3ED" not in card
+    assert "Synthetic" in card
+    assert any("--dataset m3ed" in record.getMessage() for record in caplog.records)
