@@ -581,3 +581,11 @@ def test_the_card_describes_the_data_trained_on_not_the_flag(tmp_path, caplog):
     assert "wav2vec" not in card and "M3ED" not in card
     assert "Synthetic" in card
     assert any("--dataset m3ed" in record.getMessage() for record in caplog.records)
+
+
+def test_the_card_states_the_endpoint_limits(trained):
+    from mmer.templates.handler import DEFAULT_MAX_FRAMES, DEFAULT_MAX_SAMPLES
+
+    text = (trained[0] / "README.md").read_text()
+    assert f"more than {DEFAULT_MAX_SAMPLES} samples" in text
+    assert f"{DEFAULT_MAX_FRAMES} frames" in text
