@@ -22,6 +22,7 @@ What the run does, in order:
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -237,11 +238,71 @@ def parse_arguments(argv: list[str] | None = None):
         logger.info("Synthetic-data preset (explicit arguments override it): %s", preset)
     _check_processes(training_args)
     _check_precision(training_args)
+    _check_hyperparameters(training_args)
     if data_args.threshold_tuning not in ("global", "per_label", "none"):
         raise ValueError(
             f"--threshold_tuning must be global, per_label or none; got {data_args.threshold_tuning!r}."
         )
     return model_args, data_args, training_args
+
+
+#: (argument, lowest allowed value, whether the lowest value itself is allowed)
+_HYPERPARAMETER_BOUNDS = (
+    ("learning_rate", 0.0, False),
+    ("weight_decay", 0.0, True),
+    ("max_grad_norm", 0.0, True),
+    ("warmup_steps", 0.0, True),
+    ("adam_epsilon", 0.0, False),
+    ("per_device_train_batch_size", 1, True),
+    ("per_device_eval_batch_size", 1, True),
+    ("gradient_accumulation_steps", 1, True),
+    ("early_stopping_patience", 0, True),
+    ("logging_steps", 0, False),
+)
+
+
+def _check_hyperparameters(training_args) -> None:
+    """Refuse values no training can use, naming the flag, before anything is loaded."""
+    problems = []
+    for name, lowest, inclusive in _HYPERPARAMETER_BOUNDS:
+        value = getattr(training_args, name)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < lowest or (value == lowest and not inclusive):
+            bound = f">= {lowest}" if inclusive else f"> {lowest}"
+            problems.append(f"--{name} must be finite and {bound}; got {value}")
+    for name in ("adam_beta1", "adam_beta2"):
+        value = getattr(training_args, name)
+        if not 0.0 <= value < 1.0:
+            problems.append(f"--{name} must be in [0, 1); got {value}")
+    epochs = training_args.num_train_epochs
+    if training_args.max_steps <= 0 and not (math.isfinite(epochs) and epochs > 0):
+        problems.append(f"--num_train_epochs must be > 0 (or --max_steps > 0); got {epochs}")
+    if problems:
+        raise ValueError("Impossible hyperparameters: " + "; ".join(problems) + ".")
+
+
+def _config_overrides(model_args: ModelArguments) -> dict:
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f"--config_overrides must be a JSON object; got {model_args.config_overrides!r}."
+        )
+    return overrides
+
+
+def _check_config_fields(overrides: dict, family: ModelFamily) -> None:
+    """Refuse --config_overrides keys the family's config does not have (they would be stored and
+    ignored), with the nearest valid name."""
+    valid = set(family.config_class().to_dict())
+    for key in overrides:
+        if key not in valid:
+            nearest = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+            hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+            raise ValueError(
+                f"--config_overrides: {key!r} is not a field of {family.config_class.__name__}"
+                f"{hint}"
+            )
 
 
 def _launched_processes() -> int:
@@ -379,6 +440,8 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
             training_args.hub_model_id, token=training_args.hub_token
         )
         _check_adapter_publishable(model_args)
+    family = _family(model_args)
+    _check_config_fields(_config_overrides(model_args), family)
     output_dir = Path(training_args.output_dir)
     if training_args.process_index == 0:
         _prepare_output_dir(output_dir, training_args)
@@ -387,7 +450,6 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
     training_args.push_to_hub = False  # we publish the whole folder ourselves, at the end
 
     set_seed(training_args.seed)
-    family = _family(model_args)
     data = prepare_data(data_args, family)
     model = _build_model(model_args, family, data)
     n_parameters = sum(parameter.numel() for parameter in model.parameters())
@@ -612,11 +674,7 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
     data_fields = {f"{m}_dim": data.feature_dims.get(m, 1) for m in MODALITIES}
     data_fields["max_position_embeddings"] = max(60, *data.max_lengths.values())
     data_fields["id2label"] = dict(enumerate(data.labels))
-    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
-    if not isinstance(overrides, dict):
-        raise ValueError(
-            f"--config_overrides must be a JSON object; got {model_args.config_overrides!r}."
-        )
+    overrides = _config_overrides(model_args)
     clash = sorted(set(overrides) & set(data_fields))
     if clash:
         raise ValueError(f"--config_overrides may not set {clash}: they are read from the data.")

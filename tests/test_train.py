@@ -589,3 +589,28 @@ def test_the_card_states_the_endpoint_limits(trained):
     text = (trained[0] / "README.md").read_text()
     assert f"more than {DEFAULT_MAX_SAMPLES} samples" in text
     assert f"{DEFAULT_MAX_FRAMES} frames" in text
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--weight_decay", "-5"),
+        ("--max_grad_norm", "-1"),
+        ("--learning_rate", "0"),
+        ("--num_train_epochs", "-1"),
+        ("--per_device_train_batch_size", "0"),
+        ("--adam_beta2", "1.5"),
+        ("--max_grad_norm", "nan"),
+    ],
+)
+def test_impossible_hyperparameters_are_refused_naming_the_flag(tmp_path, flag, value):
+    with pytest.raises(ValueError, match=flag):
+        train.parse_arguments(tiny_arguments(tmp_path / "out", flag, value))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_config_field_is_refused_with_the_nearest_name(tmp_path):
+    model = {**TINY_MODEL, "hiden_size": 64}
+    with pytest.raises(ValueError, match="'hiden_size'.*did you mean 'hidden_size'"):
+        train.main(tiny_arguments(tmp_path / "out", model=model, epochs=1))
+    assert not (tmp_path / "out").exists()
