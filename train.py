@@ -434,7 +434,7 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
         _check_output_dir(output_dir, model_args, data_args, training_args)
     with output_lock(output_dir) if main_process else contextlib.nullcontext():
         with training_args.main_process_first(desc="staging folder"):
-            staging = _staging_dir(output_dir, main_process)
+            staging = _staging_dir(output_dir, main_process, training_args.resume_from_checkpoint)
         try:
             return _train_and_export(
                 output_dir, staging, model_args, data_args, training_args, extra_callbacks
@@ -573,6 +573,7 @@ def _export(output_dir, staging, trainer, arguments, data: PreparedData, report,
 
     model_args, _, training_args = arguments
     model_type = _write_export(staging, trainer, arguments, data, report)
+    _relocate_checkpoint_states(staging, output_dir)
     replace_output(staging, output_dir, OUTPUT_TOOL)
     logger.info("Model folder written to %s", output_dir)
     _print_summary(report.results, model_type)
@@ -665,7 +666,7 @@ def _check_output_dir(output_dir: Path, model_args, data_args, training_args) ->
         )
 
 
-def _staging_dir(output_dir: Path, main_process: bool) -> Path:
+def _staging_dir(output_dir: Path, main_process: bool, resume_from_checkpoint=None) -> Path:
     """The folder the run writes into (the same path in every process). The main process settles
     what an interrupted run left beside the output first."""
     from dataset_scripts.outputs import recover_leftovers, temporary_output_dir
@@ -673,7 +674,35 @@ def _staging_dir(output_dir: Path, main_process: bool) -> Path:
     if not main_process:
         return output_dir.parent / f".{output_dir.name}.tmp-train"
     recover_leftovers(output_dir)
-    return temporary_output_dir(output_dir, tag="train")
+    staging = temporary_output_dir(output_dir, tag="train")
+    resume = resume_from_checkpoint and Path(resume_from_checkpoint).absolute()
+    previous = output_dir / "checkpoints"
+    if resume and previous in resume.parents:
+        # Resuming in place: the new output keeps the checkpoints it continues from, as it would
+        # in one folder. Hard links: the Trainer writes new files and never changes saved ones.
+        shutil.copytree(previous, staging / "checkpoints", copy_function=_link_or_copy)
+    return staging
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _relocate_checkpoint_states(staging: Path, output_dir: Path) -> None:
+    """The Trainer records the best checkpoint by absolute path: point it at where the
+    checkpoints will be once the staging folder is the output, so that a resume finds it."""
+    from dataset_scripts.io import write_json_atomic
+
+    for state_file in sorted(staging.glob("checkpoints/checkpoint-*/trainer_state.json")):
+        state = json.loads(state_file.read_text())
+        best = state.get("best_model_checkpoint")
+        if best and Path(best).is_relative_to(staging):
+            state["best_model_checkpoint"] = str(output_dir / Path(best).relative_to(staging))
+            state_file.unlink()  # a hard link may share its bytes with the previous output
+            write_json_atomic(state_file, state)
 
 
 def _build_model(model_args: ModelArguments, family: ModelFamily, data: PreparedData):
