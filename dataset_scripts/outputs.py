@@ -12,8 +12,8 @@ Every tool that writes a whole folder (`train.py`, the dataset builders) goes th
   `.<name>.tmp-*` folders (incomplete new outputs, removed) and `.<name>.old-*` folders (the previous
   output, put back when the output itself is missing, else removed), and logs each.
 - `replace_output` moves a complete new folder into place with two renames (old -> `.old-`, new ->
-  target), carrying over the entries of the old folder that its manifest does not list, and deletes
-  the old folder only when the new one is in place.
+  target), then moves the entries of the old folder that its manifest does not list into the new
+  one, and deletes the old folder only then.
 """
 
 from __future__ import annotations
@@ -200,8 +200,8 @@ def recover_leftovers(target: str | os.PathLike) -> list[str]:
     """Finds and settles what an interrupted run left beside `target`; call it under the lock.
 
     The previous output (`.<name>.old-*`) is put back when `target` is missing (a kill between the
-    two renames of `replace_output`), else removed; incomplete new outputs (`.<name>.tmp-*`) are
-    removed. Returns one line per action, each also logged as a warning.
+    two renames of `replace_output`), else the user's entries in it are moved into `target` and the
+    rest removed; incomplete new outputs (`.<name>.tmp-*`) are removed. Returns one line per action, each also logged as a warning.
     """
     target = Path(target).absolute()
     actions = []
@@ -216,6 +216,8 @@ def recover_leftovers(target: str | os.PathLike) -> list[str]:
         if ".old-" in folder.name and not target.exists():
             folder.rename(target)
             actions.append(f"restored the previous output {target} from {folder.name}")
+        elif ".old-" in folder.name:  # replaced, but the user's files may still be in it
+            actions.append(_settle_backup(folder, target))
         else:
             size = _size_text(folder)
             shutil.rmtree(folder)
@@ -258,7 +260,7 @@ def replace_output(new: Path, target: str | os.PathLike, tool: str, manifest: bo
 
     The manifest is written into `new` first; the previous output is renamed aside, `new` renamed
     into place, and only then is the previous output deleted. Entries of the previous output that it
-    did not list are carried over. Call under `output_lock`. `manifest=False` is for folders whose
+    did not list (the user's) are moved into the new one. Call under `output_lock`. `manifest=False` is for folders whose
     every entry the tool recognises by name (e.g. a Hub layout's config folder, which is uploaded
     as it is).
     """
@@ -268,7 +270,6 @@ def replace_output(new: Path, target: str | os.PathLike, tool: str, manifest: bo
     if not target.exists():
         new.rename(target)
         return target
-    conflicts = _carry_over_unlisted(target, new)
     backup = _sibling(target, f"old-{os.getpid()}")
     target.rename(backup)
     try:
@@ -276,16 +277,27 @@ def replace_output(new: Path, target: str | os.PathLike, tool: str, manifest: bo
     except BaseException:
         backup.rename(target)
         raise
+    # Only now, with the new output in place, the user's files follow it (a kill before this point
+    # leaves them in the backup, which the next run's `recover_leftovers` settles the same way).
+    _settle_backup(backup, target)
+    return target
+
+
+def _settle_backup(backup: Path, target: Path) -> str:
+    """Moves the user's entries of a replaced output into `target`, then deletes the rest of it;
+    keeps it whole when a user's entry has a name `target` also uses. Returns what was done."""
+    conflicts = _carry_over_unlisted(backup, target)
     if conflicts:
         logger.warning(
-            "Kept the previous output in %s: it holds %s, which the run did not write and whose "
+            "Kept the previous output in %s: it holds %s, which the tool did not write and whose "
             "names the new output also uses.",
             backup,
             conflicts,
         )
-    else:
-        shutil.rmtree(backup, ignore_errors=True)
-    return target
+        return f"kept {backup}: it holds {conflicts}, not written by the tool"
+    size = _size_text(backup)
+    shutil.rmtree(backup, ignore_errors=True)
+    return f"removed {backup} ({size}) left by an interrupted run"
 
 
 def nearest_name_hint(name: str, valid: Iterable[str]) -> str:

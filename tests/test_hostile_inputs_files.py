@@ -259,3 +259,26 @@ def test_manifest_lists_what_the_builder_wrote(tmp_path):
     manifest = json.loads((target / ".mmer-output.json").read_text())
     assert manifest["tool"] == "dataset_scripts"
     assert {"dataset_dict.json", "train", "validation", "test"} <= set(manifest["entries"])
+
+
+def test_a_kill_after_the_renames_still_carries_the_users_files_over(tmp_path, caplog):
+    from dataset_scripts.outputs import recover_leftovers, replace_output, write_manifest
+
+    target = tmp_path / "model"
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "config.json").write_text("{}")
+    replace_output(previous, target, "train.py")
+    (target / "my_notes.txt").write_text("mine")  # added by the user after the run
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "config.json").write_text('{"new": 1}')
+    write_manifest(new, "train.py")
+    # The state a kill leaves after both renames, before the user's files followed the output:
+    target.rename(tmp_path / ".model.old-4242")
+    new.rename(target)
+    recover_leftovers(target)
+    assert (target / "my_notes.txt").read_text() == "mine"
+    assert json.loads((target / "config.json").read_text()) == {"new": 1}
+    assert hidden_leftovers(target) == []
+    assert ".model.old-4242" in caplog.text
