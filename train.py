@@ -22,7 +22,7 @@ What the run does, in order:
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import json
 import logging
 import math
@@ -246,7 +246,7 @@ def parse_arguments(argv: list[str] | None = None):
     return model_args, data_args, training_args
 
 
-#: (argument, lowest allowed value, whether the lowest value itself is allowed)
+#: (flag, lowest allowed value, whether the lowest value itself is allowed)
 _HYPERPARAMETER_BOUNDS = (
     ("learning_rate", 0.0, False),
     ("weight_decay", 0.0, True),
@@ -262,7 +262,7 @@ _HYPERPARAMETER_BOUNDS = (
 
 
 def _check_hyperparameters(training_args) -> None:
-    """Refuse values no training can use, naming the flag, before anything is loaded."""
+    """Refuses values no training can use, naming the flag, before anything is loaded."""
     problems = []
     for name, lowest, inclusive in _HYPERPARAMETER_BOUNDS:
         value = getattr(training_args, name)
@@ -275,34 +275,15 @@ def _check_hyperparameters(training_args) -> None:
         value = getattr(training_args, name)
         if not 0.0 <= value < 1.0:
             problems.append(f"--{name} must be in [0, 1); got {value}")
-    epochs = training_args.num_train_epochs
-    if training_args.max_steps <= 0 and not (math.isfinite(epochs) and epochs > 0):
-        problems.append(f"--num_train_epochs must be > 0 (or --max_steps > 0); got {epochs}")
+    if training_args.max_steps <= 0 and not (
+        math.isfinite(training_args.num_train_epochs) and training_args.num_train_epochs > 0
+    ):
+        problems.append(
+            f"--num_train_epochs must be > 0 (or --max_steps > 0); got "
+            f"{training_args.num_train_epochs}"
+        )
     if problems:
         raise ValueError("Impossible hyperparameters: " + "; ".join(problems) + ".")
-
-
-def _config_overrides(model_args: ModelArguments) -> dict:
-    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
-    if not isinstance(overrides, dict):
-        raise ValueError(
-            f"--config_overrides must be a JSON object; got {model_args.config_overrides!r}."
-        )
-    return overrides
-
-
-def _check_config_fields(overrides: dict, family: ModelFamily) -> None:
-    """Refuse --config_overrides keys the family's config does not have (they would be stored and
-    ignored), with the nearest valid name."""
-    valid = set(family.config_class().to_dict())
-    for key in overrides:
-        if key not in valid:
-            nearest = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
-            hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
-            raise ValueError(
-                f"--config_overrides: {key!r} is not a field of {family.config_class.__name__}"
-                f"{hint}"
-            )
 
 
 def _launched_processes() -> int:
@@ -431,7 +412,14 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def run(model_args, data_args, training_args, extra_callbacks=()):
-    """Train, evaluate and export; returns ``(trainer, results)``."""
+    """Train, evaluate and export; returns ``(trainer, results)``.
+
+    Nothing is written into ``--output_dir`` while the run goes: checkpoints and the export go to
+    a staging folder beside it, which replaces a previous output of this script only at the very
+    end (`dataset_scripts.outputs`). The main process holds a lock on the output for the whole run.
+    """
+    from dataset_scripts.outputs import output_lock
+
     _set_up_logging(training_args)
     if training_args.push_to_hub:  # the token and the repo, before anything is trained
         from mmer.hub import check_publish_target
@@ -440,16 +428,49 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
             training_args.hub_model_id, token=training_args.hub_token
         )
         _check_adapter_publishable(model_args)
-    family = _family(model_args)
-    _check_config_fields(_config_overrides(model_args), family)
-    output_dir = Path(training_args.output_dir)
-    if training_args.process_index == 0:
-        _prepare_output_dir(output_dir, training_args)
+    output_dir = Path(training_args.output_dir).absolute()
+    main_process = training_args.process_index == 0
+    if main_process:
+        _check_output_dir(output_dir, model_args, data_args, training_args)
+    with output_lock(output_dir) if main_process else contextlib.nullcontext():
+        with training_args.main_process_first(desc="staging folder"):
+            staging = _staging_dir(output_dir, main_process, training_args.resume_from_checkpoint)
+        try:
+            return _train_and_export(
+                output_dir, staging, model_args, data_args, training_args, extra_callbacks
+            )
+        except BaseException:
+            if main_process:
+                _settle_failed_run(staging, output_dir)
+            raise
+
+
+def _settle_failed_run(staging: Path, output_dir: Path) -> None:
+    """A failed run leaves no temporary folder behind, but its checkpoints are kept for a resume."""
+    from dataset_scripts.outputs import keep_interrupted_run
+
+    if not staging.is_dir():
+        return
+    if any(staging.glob("checkpoints/checkpoint-*/trainer_state.json")):
+        kept = keep_interrupted_run(staging, output_dir)
+        logger.warning(
+            "The run stopped; its checkpoints are kept in %s. Resume with "
+            "--resume_from_checkpoint %s/checkpoints/checkpoint-N --output_dir %s",
+            kept,
+            kept,
+            output_dir,
+        )
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _train_and_export(output_dir, staging, model_args, data_args, training_args, extra_callbacks):
     publish = training_args.push_to_hub
-    training_args.output_dir = str(output_dir / "checkpoints")
+    training_args.output_dir = str(staging / "checkpoints")
     training_args.push_to_hub = False  # we publish the whole folder ourselves, at the end
 
     set_seed(training_args.seed)
+    family = _family(model_args)
     data = prepare_data(data_args, family)
     model = _build_model(model_args, family, data)
     n_parameters = sum(parameter.numel() for parameter in model.parameters())
@@ -484,7 +505,8 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
     )
     report.results["train"] = {key: float(value) for key, value in train_result.metrics.items()}
     if trainer.is_world_process_zero():
-        _export(output_dir, trainer, (model_args, data_args, training_args), data, report, publish)
+        arguments = (model_args, data_args, training_args)
+        _export(output_dir, staging, trainer, arguments, data, report, publish)
     return trainer, report.results
 
 
@@ -580,38 +602,62 @@ def _dataset_name(split, flag: str) -> str:
     return name
 
 
-def _export(output_dir, trainer, arguments, data: PreparedData, report, publish) -> None:
-    """Main process only: write the model folder (or the LoRA adapter) and publish it."""
+def _export(output_dir, staging, trainer, arguments, data: PreparedData, report, publish) -> None:
+    """Main process only: write the model folder (or the LoRA adapter) into `staging`, move it to
+    `output_dir` in one step (`replace_output`), then publish it."""
+    from dataset_scripts.outputs import replace_output
+
+    model_args, _, training_args = arguments
+    model_type = _write_export(staging, trainer, arguments, data, report)
+    _relocate_checkpoint_states(staging, output_dir)
+    replace_output(staging, output_dir, OUTPUT_TOOL)
+    logger.info("Model folder written to %s", output_dir)
+    _print_summary(report.results, model_type)
+    if not publish:
+        return
+    if model_args.use_lora and not model_args.merge_lora:
+        from mmer.hub import publish_adapter_folder
+
+        publish_adapter_folder(
+            output_dir / "adapter",
+            training_args.hub_model_id,
+            token=training_args.hub_token,
+            private=bool(training_args.hub_private_repo),
+        )
+        logger.info("Published the adapter to %s", training_args.hub_model_id)
+        return
+    from mmer.hub import publish_folder
+
+    if not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id.")
+    publish_folder(
+        output_dir,
+        training_args.hub_model_id,
+        token=training_args.hub_token,
+        private=bool(training_args.hub_private_repo),
+    )
+    logger.info("Published %s to %s", output_dir, training_args.hub_model_id)
+
+
+def _write_export(folder: Path, trainer, arguments, data: PreparedData, report) -> str:
+    """The adapter and/or the model folder, written into `folder`; returns the model type."""
     from dataset_scripts.io import write_json_atomic
     from mmer.export import write_model_folder
     from mmer.lora import base_hub_id, base_reference, save_adapter
 
     model_args, data_args, training_args = arguments
     export_model = trainer.model
-    base_id = base_hub_id(model_args.model_name_or_path, model_args.base_model_id)
     if model_args.use_lora:
-        adapter_dir = output_dir / "adapter"
         base = base_reference(model_args.model_name_or_path, model_args.base_model_id)
-        save_adapter(trainer.model, adapter_dir, base=base)
-        logger.info("LoRA adapter of %s saved to %s", base, adapter_dir)
+        save_adapter(trainer.model, folder / "adapter", base=base)
+        logger.info("LoRA adapter of %s saved", base)
         if not model_args.merge_lora:
-            write_json_atomic(output_dir / "all_results.json", report.results)
-            _print_summary(report.results, export_model.config.model_type)
-            if publish:
-                from mmer.hub import publish_adapter_folder
-
-                publish_adapter_folder(
-                    adapter_dir,
-                    training_args.hub_model_id,
-                    token=training_args.hub_token,
-                    private=bool(training_args.hub_private_repo),
-                )
-                logger.info("Published the adapter to %s", training_args.hub_model_id)
-            return
+            write_json_atomic(folder / "all_results.json", report.results)
+            return export_model.config.model_type
         export_model = trainer.model.merge_and_unload()
     write_model_folder(
         model=export_model,
-        output_dir=output_dir,
+        output_dir=folder,
         trainer=trainer,
         feature_extractor=data.feature_extractor,
         report=report,
@@ -622,49 +668,77 @@ def _export(output_dir, trainer, arguments, data: PreparedData, report, publish)
         test_dataset=data.test,
         license=training_args.license,
         hub_model_id=training_args.hub_model_id,
-        base_model=base_id,
+        base_model=base_hub_id(model_args.model_name_or_path, model_args.base_model_id),
     )
-    _print_summary(report.results, export_model.config.model_type)
-    if publish:
-        from mmer.hub import publish_folder
+    return export_model.config.model_type
 
-        if not training_args.hub_model_id:
-            raise ValueError("--push_to_hub needs --hub_model_id.")
-        publish_folder(
+
+#: The name train.py's outputs carry in their manifest (`dataset_scripts.outputs`).
+OUTPUT_TOOL = "train.py"
+
+
+def _check_output_dir(output_dir: Path, model_args, data_args, training_args) -> None:
+    """Before anything is loaded: the output is not one of the run's inputs and does not contain
+    one, is writable, and, when not empty, is a previous output of this script that the user asked
+    to replace (--overwrite_output_dir, or --resume_from_checkpoint)."""
+    from dataset_scripts.outputs import check_output_target
+
+    sources = [data_args.data_dir]
+    if model_args.model_name_or_path and Path(model_args.model_name_or_path).exists():
+        sources.append(model_args.model_name_or_path)
+    replace = training_args.overwrite_output_dir or bool(training_args.resume_from_checkpoint)
+    check_output_target(
+        output_dir,
+        tool=OUTPUT_TOOL,
+        overwrite=replace,
+        sources=sources,
+        flag="--overwrite_output_dir (or --resume_from_checkpoint to continue a run)",
+    )
+    if replace and output_dir.is_dir() and any(output_dir.iterdir()):
+        logger.warning(
+            "The model in %s will be replaced at the end of the run (files this script did not "
+            "write are kept).",
             output_dir,
-            training_args.hub_model_id,
-            token=training_args.hub_token,
-            private=bool(training_args.hub_private_repo),
         )
-        logger.info("Published %s to %s", output_dir, training_args.hub_model_id)
 
 
-def _prepare_output_dir(output_dir: Path, training_args: EmotionTrainingArguments) -> None:
-    """Refuse a non-empty folder unless asked to replace the model in it. Only the previous run's
-    Trainer checkpoints are deleted here; the export replaces the files it writes, each
-    atomically, and leaves any other file alone."""
-    if training_args.resume_from_checkpoint:
-        return
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not training_args.overwrite_output_dir:
-            raise FileExistsError(
-                f"Output folder {output_dir} exists and is not empty; pass --overwrite_output_dir "
-                "to replace the model in it, or --resume_from_checkpoint to continue a run."
-            )
-        logger.warning("Replacing the model files in %s (--overwrite_output_dir).", output_dir)
-        _remove_previous_checkpoints(output_dir / "checkpoints")
-    output_dir.mkdir(parents=True, exist_ok=True)
+def _staging_dir(output_dir: Path, main_process: bool, resume_from_checkpoint=None) -> Path:
+    """The folder the run writes into (the same path in every process). The main process settles
+    what an interrupted run left beside the output first."""
+    from dataset_scripts.outputs import recover_leftovers, temporary_output_dir
+
+    if not main_process:
+        return output_dir.parent / f".{output_dir.name}.tmp-train"
+    recover_leftovers(output_dir)
+    staging = temporary_output_dir(output_dir, tag="train")
+    resume = resume_from_checkpoint and Path(resume_from_checkpoint).absolute()
+    if resume and resume.parent.name == "checkpoints" and resume.parent.is_dir():
+        # Resuming (from the output, or from an interrupted run kept beside it): the new output
+        # keeps the checkpoints it continues from, as it would in one folder. Hard links: the
+        # Trainer writes new files and never changes saved ones.
+        shutil.copytree(resume.parent, staging / "checkpoints", copy_function=_link_or_copy)
+    return staging
 
 
-def _remove_previous_checkpoints(checkpoints: Path) -> None:
-    """Delete the Trainer checkpoints of a previous run (folders ``checkpoint-N`` holding a
-    ``trainer_state.json``: what this script wrote), so that they cannot mix with the new run's."""
-    for folder in sorted(checkpoints.glob("checkpoint-*")) if checkpoints.is_dir() else ():
-        if (
-            folder.name.removeprefix("checkpoint-").isdigit()
-            and (folder / "trainer_state.json").is_file()
-        ):
-            shutil.rmtree(folder)
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _relocate_checkpoint_states(staging: Path, output_dir: Path) -> None:
+    """The Trainer records the best checkpoint by absolute path: point it at where the
+    checkpoints will be once the staging folder is the output, so that a resume finds it."""
+    from dataset_scripts.io import write_json_atomic
+
+    for state_file in sorted(staging.glob("checkpoints/checkpoint-*/trainer_state.json")):
+        state = json.loads(state_file.read_text())
+        best = state.get("best_model_checkpoint")
+        if best and Path(best).is_relative_to(staging):
+            state["best_model_checkpoint"] = str(output_dir / Path(best).relative_to(staging))
+            state_file.unlink()  # a hard link may share its bytes with the previous output
+            write_json_atomic(state_file, state)
 
 
 def _build_model(model_args: ModelArguments, family: ModelFamily, data: PreparedData):
@@ -674,7 +748,12 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
     data_fields = {f"{m}_dim": data.feature_dims.get(m, 1) for m in MODALITIES}
     data_fields["max_position_embeddings"] = max(60, *data.max_lengths.values())
     data_fields["id2label"] = dict(enumerate(data.labels))
-    overrides = _config_overrides(model_args)
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f"--config_overrides must be a JSON object; got {model_args.config_overrides!r}."
+        )
+    _check_config_fields(overrides, family)
     clash = sorted(set(overrides) & set(data_fields))
     if clash:
         raise ValueError(f"--config_overrides may not set {clash}: they are read from the data.")
@@ -686,6 +765,20 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
 
         return load_for_adaptation(model_args, data_fields, overrides)
     return family.model_class(family.config_class(**data_fields, **overrides))
+
+
+def _check_config_fields(overrides: dict, family: ModelFamily) -> None:
+    """Refuses --config_overrides keys the family's config does not have (they would be stored
+    and ignored), with the nearest valid name."""
+    from dataset_scripts.outputs import nearest_name_hint
+
+    valid = set(family.config_class().to_dict())
+    for key in overrides:
+        if key not in valid:
+            raise ValueError(
+                f"--config_overrides: {key!r} is not a field of {family.config_class.__name__}"
+                f"{nearest_name_hint(key, valid)}"
+            )
 
 
 #: Config fields read from the data or tuned after training: not hyperparameters.

@@ -16,7 +16,7 @@ from .conversion import ConversionResult, convert_source
 from .modalities import MODALITIES
 from .sources import DatasetSpec, non_finite_total
 
-__all__ = ["builder_parser", "parse_builder_args", "run_conversion_cli"]
+__all__ = ["builder_parser", "builder_sources", "parse_builder_args", "run_conversion_cli"]
 
 
 def _parse_feature_dims(text: str) -> dict[str, int]:
@@ -48,15 +48,29 @@ def builder_parser(
 def parse_builder_args(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> argparse.Namespace:
-    """Parses `argv` and sets up logging; refuses an existing `--output` without `--overwrite`
-    before the (long) build starts."""
+    """Parses `argv` and sets up logging; before the (long) build starts, refuses an `--output`
+    that is or contains a source (`--source`, `--source_dir`), that is not writable, or that exists
+    and is not replaceable (without `--overwrite`, or not a dataset this package wrote)."""
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.output.exists() and not args.overwrite:
-        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    if getattr(args, "source_format", None):  # a single file, not a dataset folder
+        if args.output.exists() and not args.overwrite:
+            parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+        return args
+    try:
+        saving.check_dataset_output(
+            args.output, args.overwrite, builder_sources(args), flag="--overwrite"
+        )
+    except (OSError, ValueError) as error:
+        parser.error(f"--output: {error}")
     return args
+
+
+def builder_sources(args: argparse.Namespace) -> list[Path]:
+    """The input paths a builder's command line names (never to be overwritten)."""
+    return [getattr(args, name) for name in ("source", "source_dir") if getattr(args, name, None)]
 
 
 def _build_argument_parser(
@@ -152,15 +166,21 @@ def run_conversion_cli(
     args = parse_builder_args(parser, argv)
     spec = specs[getattr(args, "config", next(iter(specs)))]
     hub_config_dir = args.hub_layout / spec.config_name if args.hub_layout else None
-    if hub_config_dir is not None and hub_config_dir.exists() and not args.overwrite:
-        parser.error(f"{hub_config_dir} exists; pass --overwrite to replace it")
+    sources = builder_sources(args)
+    if hub_config_dir is not None:
+        try:
+            saving.check_dataset_output(hub_config_dir, args.overwrite, sources, flag="--overwrite")
+        except (OSError, ValueError) as error:
+            parser.error(f"--hub_layout: {error}")
 
     result = convert_source(
         args.source, spec, feature_dims=args.feature_dims, use_lengths=not args.keep_padding
     )
     written = {
         "saved dataset": str(
-            saving.save_prepared(result.dataset_dict, args.output, overwrite=args.overwrite)
+            saving.save_prepared(
+                result.dataset_dict, args.output, overwrite=args.overwrite, sources=sources
+            )
         )
     }
     card_text = {"pretty_name": spec.pretty_name, "card_description": spec.description}

@@ -389,7 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    save_prepared(result.dataset_dict, args.output, overwrite=args.overwrite)
+    save_prepared(
+        result.dataset_dict, args.output, overwrite=args.overwrite, sources=[args.source_dir]
+    )
     print(_summary(result, args.output))
     return 0
 

@@ -28,8 +28,7 @@ import logging
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,13 @@ import datasets
 
 from .building import metadata_from_dataset
 from .io import write_json_atomic, write_text_atomic
+from .outputs import (
+    check_output_target,
+    output_lock,
+    recover_leftovers,
+    replace_output,
+    temporary_output_dir,
+)
 from .sources import non_finite_total
 
 logger = logging.getLogger(__name__)
@@ -45,6 +51,7 @@ __all__ = [
     "CLEANING_REPORT_FILENAME",
     "METADATA_FILENAME",
     "atomic_output_dir",
+    "check_dataset_output",
     "push_hub_layout",
     "save_prepared",
     "write_hub_layout",
@@ -53,47 +60,90 @@ __all__ = [
 METADATA_FILENAME = "dataset_metadata.json"
 CLEANING_REPORT_FILENAME = "cleaning_report.json"
 DEFAULT_MAX_SHARD_BYTES = 500 * 2**20
+#: The name the builders' outputs carry in their manifest (`dataset_scripts.outputs`).
+TOOL = "dataset_scripts"
 
 _CONFIG_SECTION_START = "<!-- dataset-config:{} -->"
 _CONFIG_SECTION_END = "<!-- /dataset-config:{} -->"
 
 
-@contextlib.contextmanager
-def atomic_output_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yields a fresh temporary folder beside `target`, renamed to `target` when the block succeeds.
+def _is_saved_dataset(folder: Path) -> bool:
+    """A `save_prepared` or Hub-layout config folder written before manifests existed: every entry
+    is one this module writes."""
+    names = {"dataset_dict.json", CLEANING_REPORT_FILENAME, METADATA_FILENAME}
+    for entry in folder.iterdir():
+        if entry.is_dir() and (entry / "dataset_info.json").is_file():
+            continue  # a split saved by save_to_disk
+        if entry.is_file() and (entry.name in names or entry.name.endswith(".parquet")):
+            continue
+        return False
+    return True
 
-    On an error the temporary folder is removed and `target` is untouched. With `overwrite`, an
-    existing `target` is replaced only after the new content is complete.
+
+def check_dataset_output(
+    target: str | os.PathLike,
+    overwrite: bool = False,
+    sources: Sequence[Any] = (),
+    flag: str = "overwrite=True (--overwrite)",
+    recognised: Callable[[Path], bool] = _is_saved_dataset,
+) -> Path:
+    """Refuses, before the build, an output that is or contains a source, that is not writable,
+    or that exists and is not a dataset this package wrote (see `dataset_scripts.outputs`)."""
+    return check_output_target(
+        target,
+        tool=TOOL,
+        overwrite=overwrite,
+        sources=sources,
+        recognised=recognised,
+        flag=flag,
+    )
+
+
+@contextlib.contextmanager
+def atomic_output_dir(
+    target: str | os.PathLike,
+    overwrite: bool = False,
+    sources: Sequence[Any] = (),
+    manifest: bool = True,
+    recognised: Callable[[Path], bool] = _is_saved_dataset,
+) -> Iterator[Path]:
+    """Yields a fresh temporary folder beside `target`, moved to `target` when the block succeeds.
+
+    Under a lock on `target`: leftovers of an interrupted run are settled first (see
+    `recover_leftovers`), the target is checked (`check_dataset_output`), and on success a previous
+    output is replaced only once the new content is complete. On an error the temporary folder is
+    removed and `target` is untouched. `manifest=False` writes no manifest (the Hub layout's
+    config folders, recognised by their entries); `recognised` says which existing folders without a
+    manifest the caller wrote (default: saved datasets and Hub-layout config folders).
 
     Raises:
-        FileExistsError: If `target` exists and `overwrite` is False (checked before and after).
+        FileExistsError: If `target` exists and `overwrite` is False, or it is not a dataset this
+            package wrote.
+        OutputInUseError: If another process is writing `target`.
     """
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield temporary
-        if target.exists():
-            if not overwrite:
+    check_dataset_output(target, overwrite, sources, recognised=recognised)
+    with output_lock(target):
+        recover_leftovers(target)
+        check_dataset_output(target, overwrite, sources, recognised=recognised)
+        temporary = temporary_output_dir(target)
+        try:
+            yield temporary
+            if target.exists() and not overwrite:
                 raise FileExistsError(
                     f"{target} appeared while it was being written; nothing was replaced"
                 )
-            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            backup.rmdir()
-            target.rename(backup)
-            temporary.rename(target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            temporary.rename(target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+            replace_output(temporary, target, TOOL, manifest=manifest)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
 
 
 def save_prepared(
-    dataset_dict: datasets.DatasetDict, output_dir: str | os.PathLike, overwrite: bool = False
+    dataset_dict: datasets.DatasetDict,
+    output_dir: str | os.PathLike,
+    overwrite: bool = False,
+    sources: Sequence[Any] = (),
 ) -> Path:
     """`save_to_disk` into `output_dir` atomically, plus the cleaning report file.
 
@@ -103,7 +153,7 @@ def save_prepared(
         FileExistsError: If `output_dir` exists and `overwrite` is False.
     """
     output_dir = Path(output_dir)
-    with atomic_output_dir(output_dir, overwrite=overwrite) as temporary:
+    with atomic_output_dir(output_dir, overwrite=overwrite, sources=sources) as temporary:
         dataset_dict.save_to_disk(str(temporary))
         metadata = metadata_from_dataset(dataset_dict)
         if metadata is not None:
@@ -211,7 +261,7 @@ def write_hub_layout(
     hub_dir = Path(hub_dir)
     metadata = metadata_from_dataset(dataset_dict) or {}
     config_name = config_name or metadata.get("config_name") or "default"
-    with atomic_output_dir(hub_dir / config_name, overwrite=overwrite) as temporary:
+    with atomic_output_dir(hub_dir / config_name, overwrite=overwrite, manifest=False) as temporary:
         for split, dataset in dataset_dict.items():
             num_shards = max(1, math.ceil(dataset.data.nbytes / max_shard_bytes))
             for index in range(num_shards):

@@ -552,7 +552,10 @@ def test_failed_write_leaves_target_untouched(tmp_path):
     target.mkdir()
     (target / "old.txt").write_text("old")
     with pytest.raises(RuntimeError, match="boom"):
-        with atomic_output_dir(target, overwrite=True) as temporary:
+        # The caller declares `out` its own: a folder nobody declares is never replaced.
+        with atomic_output_dir(
+            target, overwrite=True, manifest=False, recognised=lambda folder: True
+        ) as temporary:
             (temporary / "new.txt").write_text("new")
             raise RuntimeError("boom")
     assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -591,26 +591,24 @@ def test_the_card_states_the_endpoint_limits(trained):
     assert f"{DEFAULT_MAX_FRAMES} frames" in text
 
 
-@pytest.mark.parametrize(
-    "flag, value",
-    [
-        ("--weight_decay", "-5"),
-        ("--max_grad_norm", "-1"),
-        ("--learning_rate", "0"),
-        ("--num_train_epochs", "-1"),
-        ("--per_device_train_batch_size", "0"),
-        ("--adam_beta2", "1.5"),
-        ("--max_grad_norm", "nan"),
-    ],
-)
-def test_impossible_hyperparameters_are_refused_naming_the_flag(tmp_path, flag, value):
-    with pytest.raises(ValueError, match=flag):
-        train.parse_arguments(tiny_arguments(tmp_path / "out", flag, value))
-    assert not (tmp_path / "out").exists()
+def test_a_crashed_run_keeps_its_checkpoints_and_resumes_like_an_uninterrupted_run(tmp_path):
+    from transformers import TrainerCallback
 
+    uninterrupted = train.main(tiny_arguments(tmp_path / "full", "--early_stopping_patience", "0"))
 
-def test_a_mistyped_config_field_is_refused_with_the_nearest_name(tmp_path):
-    model = {**TINY_MODEL, "hiden_size": 64}
-    with pytest.raises(ValueError, match="'hiden_size'.*did you mean 'hidden_size'"):
-        train.main(tiny_arguments(tmp_path / "out", model=model, epochs=1))
-    assert not (tmp_path / "out").exists()
+    class CrashAfterFirstEpoch(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt  # Ctrl-C right after the first checkpoint
+
+    output_dir = tmp_path / "crashed"
+    arguments = tiny_arguments(output_dir, "--early_stopping_patience", "0")
+    with pytest.raises(KeyboardInterrupt):
+        train.run(*train.parse_arguments(arguments), extra_callbacks=[CrashAfterFirstEpoch()])
+    assert not output_dir.exists()  # nothing half-written in place of a model
+    kept = tmp_path / "crashed.interrupted-1"
+    checkpoints = sorted((kept / "checkpoints").glob("checkpoint-*"))
+    assert len(checkpoints) == 1
+    resumed = train.main([*arguments, "--resume_from_checkpoint", str(checkpoints[0])])
+    for key in ("f1_micro", "f1_macro", "accuracy_jaccard", "hamming_loss"):
+        assert resumed["test"][key] == pytest.approx(uninterrupted["test"][key], abs=1e-6), key
+    assert (output_dir / "model.safetensors").is_file()
