@@ -428,7 +428,7 @@ def run(model_args, data_args, training_args, extra_callbacks=()):
             training_args.hub_model_id, token=training_args.hub_token
         )
         _check_adapter_publishable(model_args)
-    output_dir = Path(training_args.output_dir).absolute()
+    output_dir = Path(training_args.output_dir).resolve()
     main_process = training_args.process_index == 0
     if main_process:
         _check_output_dir(output_dir, model_args, data_args, training_args)
@@ -711,13 +711,31 @@ def _staging_dir(output_dir: Path, main_process: bool, resume_from_checkpoint=No
         return output_dir.parent / f".{output_dir.name}.tmp-train"
     recover_leftovers(output_dir)
     staging = temporary_output_dir(output_dir, tag="train")
-    resume = resume_from_checkpoint and Path(resume_from_checkpoint).absolute()
+    resume = resume_from_checkpoint and Path(resume_from_checkpoint).resolve()
     if resume and resume.parent.name == "checkpoints" and resume.parent.is_dir():
         # Resuming (from the output, or from an interrupted run kept beside it): the new output
         # keeps the checkpoints it continues from, as it would in one folder. Hard links: the
-        # Trainer writes new files and never changes saved ones.
-        shutil.copytree(resume.parent, staging / "checkpoints", copy_function=_link_or_copy)
+        # Trainer writes new files and never changes saved ones. Checkpoints of later steps are
+        # left out: the resumed run writes its own under those names.
+        step = _checkpoint_step(resume.name)
+
+        def later_checkpoints(folder: str, names: list[str]) -> list[str]:
+            if Path(folder) != resume.parent or step is None:
+                return []
+            return [n for n in names if (_checkpoint_step(n) or 0) > step]
+
+        shutil.copytree(
+            resume.parent,
+            staging / "checkpoints",
+            copy_function=_link_or_copy,
+            ignore=later_checkpoints,
+        )
     return staging
+
+
+def _checkpoint_step(name: str) -> int | None:
+    number = name.removeprefix("checkpoint-")
+    return int(number) if name.startswith("checkpoint-") and number.isdigit() else None
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import glob
 import json
 import logging
 import os
@@ -111,7 +112,7 @@ def check_output_target(
         FileExistsError: The output is a non-empty folder and may not be replaced.
         PermissionError: The output's folder is not writable.
     """
-    target = Path(target).absolute()
+    target = Path(target).resolve()  # symlinks and '..' resolved: renames act on the real folder
     resolved = target.resolve()
     for source in filter(None, sources):
         source = Path(source).absolute().resolve()
@@ -158,7 +159,7 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
     Raises:
         OutputInUseError: Another running process (named by pid) holds the lock.
     """
-    target = Path(target).absolute()
+    target = Path(target).resolve()  # symlinks and '..' resolved: renames act on the real folder
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = _sibling(target, "lock")
     for _ in range(2):
@@ -203,12 +204,13 @@ def recover_leftovers(target: str | os.PathLike) -> list[str]:
     two renames of `replace_output`), else the user's entries in it are moved into `target` and the
     rest removed; incomplete new outputs (`.<name>.tmp-*`) are removed. Returns one line per action, each also logged as a warning.
     """
-    target = Path(target).absolute()
+    target = Path(target).resolve()  # symlinks and '..' resolved: renames act on the real folder
     actions = []
     if not target.parent.is_dir():
         return actions
-    leftovers = sorted(target.parent.glob(f".{target.name}.old-*")) + sorted(
-        target.parent.glob(f".{target.name}.tmp-*")
+    name = glob.escape(target.name)  # an output named `run[1]` must not match `.run1.*`
+    leftovers = sorted(target.parent.glob(f".{name}.old-*")) + sorted(
+        target.parent.glob(f".{name}.tmp-*")
     )
     for folder in leftovers:
         if not folder.is_dir():
@@ -236,7 +238,7 @@ def recover_leftovers(target: str | os.PathLike) -> list[str]:
 def keep_interrupted_run(staging: Path, target: str | os.PathLike) -> Path:
     """Rename the staging folder of a run that stopped after writing checkpoints to a visible
     ``<name>.interrupted-N`` beside `target`, so that it can be resumed and is never cleaned up."""
-    target = Path(target).absolute()
+    target = Path(target).resolve()  # symlinks and '..' resolved: renames act on the real folder
     number = 1
     while (kept := target.parent / f"{target.name}.interrupted-{number}").exists():
         number += 1
@@ -246,7 +248,7 @@ def keep_interrupted_run(staging: Path, target: str | os.PathLike) -> Path:
 
 def temporary_output_dir(target: str | os.PathLike, tag: str | None = None) -> Path:
     """A fresh, empty `.<name>.tmp-<tag>` folder beside `target` (tag: this process's pid)."""
-    target = Path(target).absolute()
+    target = Path(target).resolve()  # symlinks and '..' resolved: renames act on the real folder
     temporary = _sibling(target, f"tmp-{tag or os.getpid()}")
     if temporary.exists():
         shutil.rmtree(temporary)
@@ -258,8 +260,8 @@ def _carry_over_unlisted(old: Path, new: Path) -> list[str]:
     """Moves the entries of the previous output that its manifest does not list (files the user put
     there) into the new output; an entry whose name the new output also uses stays in `old`."""
     manifest = read_manifest(old)
-    if manifest is None:  # an output recognised by its entries: all of them are ours
-        return []
+    if manifest is None:  # no record of what the tool wrote: keep all of it, delete nothing
+        return sorted(entry.name for entry in old.iterdir())
     listed = set(manifest.get("entries", [])) | {MANIFEST_FILENAME}
     kept = []
     for entry in sorted(old.iterdir()):
@@ -281,7 +283,7 @@ def replace_output(new: Path, target: str | os.PathLike, tool: str, manifest: bo
     every entry the tool recognises by name (e.g. a Hub layout's config folder, which is uploaded
     as it is).
     """
-    target = Path(target).absolute()
+    target = Path(target).resolve()  # symlinks and '..' resolved: renames act on the real folder
     if manifest:
         write_manifest(new, tool)
     if not target.exists():
@@ -306,8 +308,8 @@ def _settle_backup(backup: Path, target: Path) -> str:
     conflicts = _carry_over_unlisted(backup, target)
     if conflicts:
         logger.warning(
-            "Kept the previous output in %s: it holds %s, which the tool did not write and whose "
-            "names the new output also uses.",
+            "Kept the previous output in %s: it holds %s, which the tool has no record of writing "
+            "(no manifest) or whose names the new output also uses.",
             backup,
             conflicts,
         )

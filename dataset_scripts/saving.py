@@ -24,9 +24,11 @@ read (the command lines point to it); the loader reads it back only for the Hub 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -67,17 +69,31 @@ _CONFIG_SECTION_START = "<!-- dataset-config:{} -->"
 _CONFIG_SECTION_END = "<!-- /dataset-config:{} -->"
 
 
+#: The parquet file names `write_hub_layout` gives a split.
+_HUB_SHARD = re.compile(r"[A-Za-z0-9_.-]+-\d{5}-of-\d{5}\.parquet")
+
+
 def _is_saved_dataset(folder: Path) -> bool:
     """A `save_prepared` or Hub-layout config folder written before manifests existed: every entry
     is one this module writes."""
     names = {"dataset_dict.json", CLEANING_REPORT_FILENAME, METADATA_FILENAME}
-    for entry in folder.iterdir():
-        if entry.is_dir() and (entry / "dataset_info.json").is_file():
-            continue  # a split saved by save_to_disk
-        if entry.is_file() and (entry.name in names or entry.name.endswith(".parquet")):
-            continue
-        return False
-    return True
+    entries = {entry.name: entry for entry in folder.iterdir()}
+    if "dataset_dict.json" in entries:  # save_to_disk: exactly the splits it lists
+        try:
+            splits = set(json.loads(entries["dataset_dict.json"].read_text())["splits"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        allowed = names | splits
+        return all(
+            name in allowed and (entry.is_file() or (entry / "dataset_info.json").is_file())
+            for name, entry in entries.items()
+        )
+    if METADATA_FILENAME in entries:  # a Hub-layout config folder: our parquet names only
+        return all(
+            name in names or (entry.is_file() and _HUB_SHARD.fullmatch(name))
+            for name, entry in entries.items()
+        )
+    return False
 
 
 def check_dataset_output(

@@ -282,3 +282,39 @@ def test_a_kill_after_the_renames_still_carries_the_users_files_over(tmp_path, c
     assert json.loads((target / "config.json").read_text()) == {"new": 1}
     assert hidden_leftovers(target) == []
     assert ".model.old-4242" in caplog.text
+
+
+def test_an_output_without_a_manifest_is_kept_whole_when_replaced(tmp_path):
+    """A folder that appeared (or was filled) while the run went is not the tool's to delete."""
+    from dataset_scripts.outputs import replace_output
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "thesis.tex").write_text("mine")
+    new = tmp_path / ".out.tmp-1"
+    new.mkdir()
+    (new / "model.safetensors").write_bytes(b"weights")
+    replace_output(new, target, "train.py")
+    assert (target / "model.safetensors").is_file()
+    kept = [path for path in tmp_path.glob(".out.old-*/thesis.tex")]
+    assert kept and kept[0].read_text() == "mine"
+
+
+def test_a_folder_of_foreign_parquet_files_is_not_taken_for_a_saved_dataset(tmp_path):
+    from dataset_scripts.saving import _is_saved_dataset
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "sales-0.parquet").write_bytes(b"PAR1")
+    assert not _is_saved_dataset(lake)
+
+
+def test_recovery_does_not_touch_another_outputs_leftovers(tmp_path):
+    """`run[1]` is a glob pattern that matches `run1`: recovery must take the name literally."""
+    from dataset_scripts.outputs import recover_leftovers
+
+    other = tmp_path / ".run1.tmp-123"
+    other.mkdir()
+    (other / "part").write_text("a live build of another output")
+    recover_leftovers(tmp_path / "run[1]")
+    assert other.is_dir()
