@@ -170,7 +170,12 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
                 holder = int(lock.read_text().strip() or 0)
             except (OSError, ValueError):
                 holder = 0
-            if holder and holder != os.getpid() and _pid_alive(holder):
+            if not holder:  # being written by a run that is starting (or left by a crash then)
+                raise OutputInUseError(
+                    f"{target} is in use by another run that is starting (empty lock {lock}); "
+                    "if no run is using it, delete the lock file."
+                ) from None
+            if holder == os.getpid() or _pid_alive(holder):  # our pid: another container's run
                 raise OutputInUseError(
                     f"{target} is in use by another run (pid {holder}, lock {lock}); wait for it "
                     "to finish or choose another output."
