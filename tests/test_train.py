@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from unittest import mock
 
 import numpy as np
@@ -263,37 +262,43 @@ def test_resume_ends_like_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(again[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_two_processes_keep_identical_queues(tmp_path):
+#: Run by each process of a two-process test: train, then save what the test compares across ranks.
+RANK_DRIVER = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+import train
+trainer, results = train.run(*train.parse_arguments(sys.argv[1:]))
+rank = trainer.args.process_index
+memory = trainer.model.contrastive_memory
+torch.save({{"queue": memory.queue.cpu(), "classes": memory.queue_classes.cpu(),
+             "ptr": memory.queue_ptr.cpu(), "world": trainer.args.world_size,
+             "results": results.get("num_samples"), "f1": results["test"]["f1_micro"],
+             "threshold": results["thresholds"]["value"]}},
+           {folder!r} + f"/rank{{rank}}.pt")
+trainer.accelerator.wait_for_everyone()
+torch.distributed.destroy_process_group()
+"""
+
+
+def _run_two_ranks(tmp_path, launcher: list[str], arguments: list[str], **environment):
+    """Launch train.py's run in two processes (`python -m <launcher> driver.py <arguments>`) and
+    return the two ranks' saved states."""
     driver = tmp_path / "driver.py"
-    driver.write_text(
-        textwrap.dedent(
-            f"""
-            import sys, torch
-            sys.path.insert(0, {str(REPO_ROOT)!r})
-            import train
-            trainer, results = train.run(*train.parse_arguments(sys.argv[1:]))
-            rank = trainer.args.process_index
-            memory = trainer.model.contrastive_memory
-            torch.save({{"queue": memory.queue, "classes": memory.queue_classes, "ptr": memory.queue_ptr,
-                         "world": trainer.args.world_size, "results": results.get("num_samples")}},
-                       {str(tmp_path)!r} + f"/rank{{rank}}.pt")
-            trainer.accelerator.wait_for_everyone()
-            torch.distributed.destroy_process_group()
-            """
-        )
-    )
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        str(driver), *tiny_arguments(tmp_path / "out", epochs=1),
-    ]  # fmt: skip
-    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    driver.write_text(RANK_DRIVER.format(repo=str(REPO_ROOT), folder=str(tmp_path)))
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), **environment)
     result = subprocess.run(
-        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
-    )
+        [sys.executable, "-m", *launcher, str(driver), *arguments],
+        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     states = [tmp_path / f"rank{rank}.pt" for rank in (0, 1)]
-    # Judge the run by what both ranks wrote (gloo teardown can abort after success; see docs).
     assert all(path.exists() for path in states), result.stderr[-4000:]
-    first, second = (torch.load(path, weights_only=True) for path in states)
+    return [torch.load(path, weights_only=True) for path in states]
+
+
+def test_two_processes_keep_identical_queues(tmp_path):
+    torchrun = ["torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    # Judge the run by what both ranks wrote (gloo teardown can abort after success; see docs).
+    first, second = _run_two_ranks(tmp_path, torchrun, tiny_arguments(tmp_path / "out", epochs=1))
     assert first["world"] == second["world"] == 2
     assert torch.equal(first["queue"], second["queue"])
     assert torch.equal(first["classes"], second["classes"])
@@ -440,41 +445,12 @@ def test_card_records_the_precision_actually_used():
 def test_accelerate_launch_as_the_readme_writes_it(tmp_path):
     """Issue 11, item 5: `accelerate launch --multi_gpu --num_processes 2 train.py ...` without
     --use_cpu trains as ONE two-process run, on GPUs or (gloo) on a machine without one."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(
-        textwrap.dedent(
-            f"""
-            import sys, torch
-            sys.path.insert(0, {str(REPO_ROOT)!r})
-            import train
-            trainer, results = train.run(*train.parse_arguments(sys.argv[1:]))
-            rank = trainer.args.process_index
-            memory = trainer.model.contrastive_memory
-            torch.save({{"queue": memory.queue.cpu(), "classes": memory.queue_classes.cpu(),
-                         "world": trainer.args.world_size, "f1": results["test"]["f1_micro"],
-                         "threshold": results["thresholds"]["value"]}},
-                       {str(tmp_path)!r} + f"/rank{{rank}}.pt")
-            trainer.accelerator.wait_for_everyone()
-            torch.distributed.destroy_process_group()
-            """
-        )
-    )
     arguments = tiny_arguments(tmp_path / "out", epochs=1)
     index = arguments.index("--use_cpu")
     del arguments[index : index + 2]  # the launcher's environment decides the device
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--main_process_port", "29523", str(driver), *arguments,
-    ]  # fmt: skip
-    environment = dict(
-        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), HF_HOME=str(tmp_path / "hf")
-    )
-    result = subprocess.run(
-        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
-    )
-    states = [tmp_path / f"rank{rank}.pt" for rank in (0, 1)]
-    assert all(path.exists() for path in states), result.stderr[-4000:]
-    first, second = (torch.load(path, weights_only=True) for path in states)
+    launch = ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--main_process_port", "29523"]
+    first, second = _run_two_ranks(tmp_path, launch, arguments, HF_HOME=str(tmp_path / "hf"))
     assert first["world"] == second["world"] == 2
     assert torch.equal(first["queue"], second["queue"])
     assert torch.equal(first["classes"], second["classes"])
