@@ -33,6 +33,7 @@ from dataset_scripts.sources import parse_source
 from dataset_scripts.synthetic import generate_synthetic_splits, write_source
 
 from .conftest import REPO_ROOT
+from .test_dataset_scripts import SMALL
 
 TIMEOUT_S = 60
 
@@ -377,18 +378,6 @@ def test_plain_pickle_named_pt_loads_with_a_warning(tmp_path, caplog):
 # --------------------------------------------------------------------------------------------------
 # 3. Builders: label set, repeated ids, identical splits
 # --------------------------------------------------------------------------------------------------
-
-SMALL = {
-    "num_train": 12,
-    "num_validation": 4,
-    "num_test": 5,
-    "text_dim": 12,
-    "audio_dim": 7,
-    "visual_dim": 5,
-    "text_length": 6,
-    "audio_length": 6,
-    "visual_length": 6,
-}
 
 
 def test_mosei_file_through_the_m3ed_builder_is_refused(tmp_path):
