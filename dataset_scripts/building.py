@@ -31,6 +31,9 @@ from .sources import Samples, SplitArrays, sample_count, sequence_lengths, split
 
 __all__ = [
     "METADATA_KEY",
+    "MULTI_LABEL",
+    "PROBLEM_TYPES",
+    "SINGLE_LABEL",
     "build_dataset_dict",
     "build_features",
     "metadata_from_dataset",
@@ -39,6 +42,13 @@ __all__ = [
 
 #: Key of the metadata in the JSON of `DatasetInfo.description`.
 METADATA_KEY = "dataset_metadata"
+
+#: The two kinds of label a dataset can hold (the names transformers gives them in
+#: `PreTrainedConfig.problem_type`). Both are stored as one `labels` row of 0/1 float32 per sample:
+#: any number of ones for multi-label data, exactly one (a one-hot row) for single-label data.
+MULTI_LABEL = "multi_label_classification"
+SINGLE_LABEL = "single_label_classification"
+PROBLEM_TYPES = (MULTI_LABEL, SINGLE_LABEL)
 
 # Arrow's list type has int32 offsets: keep each chunk's float count below 2**31.
 _MAX_VALUES_PER_CHUNK = 2**30
@@ -130,6 +140,27 @@ def _fingerprint(description: str, split: str, arrays: SplitArrays) -> str:
     return digest.hexdigest()
 
 
+def _check_problem_type(
+    splits: Mapping[str, SplitArrays], problem_type: str, dataset_name: str
+) -> None:
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(
+            f"{dataset_name}: problem_type must be one of {PROBLEM_TYPES}; got {problem_type!r}"
+        )
+    if problem_type != SINGLE_LABEL:
+        return
+    for split, arrays in splits.items():
+        positives = (np.asarray(arrays.labels) > 0).sum(axis=1)
+        wrong = np.flatnonzero(positives != 1)
+        if wrong.size:
+            index = int(wrong[0])
+            raise ValueError(
+                f"{dataset_name}: single-label data needs exactly one label per sample; split "
+                f"{split!r} sample {arrays.ids[index]!r} has {int(positives[index])} "
+                f"({wrong.size} such samples in the split)"
+            )
+
+
 def _modalities_of(splits: Mapping[str, SplitArrays], dataset_name: str) -> list[str]:
     """The modalities of the splits, in `MODALITIES` order; raises unless every split has them."""
     first = next(iter(splits.values()))
@@ -157,6 +188,7 @@ def build_dataset_dict(
     dataset_name: str,
     config_name: str,
     report: Mapping[str, Any] | None = None,
+    problem_type: str = MULTI_LABEL,
 ) -> datasets.DatasetDict:
     """Turns validated splits into a `DatasetDict` with explicit `Features` and metadata.
 
@@ -167,7 +199,11 @@ def build_dataset_dict(
 
     A dataset may have only some of the modalities (e.g. text only): the modalities are those in
     the splits' `features`, the same in every split; absent ones get no column.
+
+    `problem_type` (`MULTI_LABEL` or `SINGLE_LABEL`) is stored in the metadata; single-label data
+    must have exactly one positive per `labels` row.
     """
+    _check_problem_type(splits, problem_type, dataset_name)
     modalities = _modalities_of(splits, dataset_name)
     feature_dims = split_feature_dims(splits, modalities, dataset_name)
     fixed_lengths = {modality: _fixed_length(splits, modality) for modality in modalities}
@@ -181,6 +217,7 @@ def build_dataset_dict(
             "dataset_name": dataset_name,
             "config_name": config_name,
             "label_names": list(label_names),
+            "problem_type": problem_type,
             "modalities": modalities,
             "feature_dims": feature_dims,
             "sequence_lengths": fixed_lengths,

@@ -28,7 +28,13 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .building import metadata_from_dataset, metadata_to_description
+from .building import (
+    MULTI_LABEL,
+    PROBLEM_TYPES,
+    SINGLE_LABEL,
+    metadata_from_dataset,
+    metadata_to_description,
+)
 from .modalities import MODALITIES
 from .saving import CLEANING_REPORT_FILENAME, METADATA_FILENAME
 
@@ -169,6 +175,27 @@ def split_label_names(split: datasets.Dataset) -> list[str]:
     count = len(split[0]["labels"])
     logger.warning("The dataset carries no label names; using label_0..label_%d.", count - 1)
     return [f"label_{index}" for index in range(count)]
+
+
+def split_problem_type(split: datasets.Dataset) -> str:
+    """``"single_label_classification"`` or ``"multi_label_classification"``, from the split's
+    metadata; data without the key (written before it existed, or by hand) is multi-label."""
+    metadata = metadata_from_dataset(split) or {}
+    problem_type = metadata.get("problem_type", MULTI_LABEL)
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(
+            f"The dataset's metadata names problem_type {problem_type!r}; expected one of "
+            f"{PROBLEM_TYPES}."
+        )
+    if problem_type == SINGLE_LABEL and len(split):
+        positives = np.asarray(split.with_format("numpy", columns=["labels"])["labels"]).sum(1)
+        if not (positives == 1).all():
+            raise ValueError(
+                "The dataset's metadata says single_label_classification, but "
+                f"{int((positives != 1).sum())} rows of its labels column do not hold exactly one "
+                "positive."
+            )
+    return problem_type
 
 
 def split_shapes(split: datasets.Dataset) -> tuple[dict[str, int], dict[str, int]]:

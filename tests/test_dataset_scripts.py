@@ -762,3 +762,35 @@ def test_build_dataset_dict_with_a_subset_of_modalities():
             "toy",
             "default",
         )
+
+
+def test_single_label_problem_type_is_stored_and_checked():
+    from dataset_scripts.building import SINGLE_LABEL
+    from dataset_scripts.loading import split_problem_type
+
+    rng = np.random.default_rng(0)
+    one_hot = np.eye(3, dtype=np.float32)[[0, 2, 1, 2]]
+    arrays = SplitArrays(
+        ids=[f"u{index}" for index in range(4)],
+        features={"text": rng.standard_normal((4, 5, 8)).astype(np.float32)},
+        labels=one_hot,
+    )
+    built = build_dataset_dict(
+        {"train": arrays}, ["a", "b", "c"], "toy", "default", problem_type=SINGLE_LABEL
+    )
+    assert metadata_from_dataset(built)["problem_type"] == SINGLE_LABEL
+    assert split_problem_type(built["train"]) == SINGLE_LABEL
+
+    two_labels = one_hot.copy()
+    two_labels[3, 0] = 1.0
+    arrays = SplitArrays(ids=arrays.ids, features=arrays.features, labels=two_labels)
+    with pytest.raises(ValueError, match="exactly one label per sample.*'u3' has 2"):
+        build_dataset_dict(
+            {"train": arrays}, ["a", "b", "c"], "toy", "default", problem_type=SINGLE_LABEL
+        )
+    multi = build_dataset_dict({"train": arrays}, ["a", "b", "c"], "toy", "default")
+    assert split_problem_type(multi["train"]) == "multi_label_classification"
+    with pytest.raises(ValueError, match="problem_type must be one of"):
+        build_dataset_dict(
+            {"train": arrays}, ["a", "b", "c"], "toy", "default", problem_type="regression"
+        )
