@@ -146,8 +146,14 @@ class _GuardedUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file: Any, owner: RestrictedUnpickler, file_size: int | None) -> None:
-        super().__init__(file)
+    def __init__(
+        self,
+        file: Any,
+        owner: RestrictedUnpickler,
+        file_size: int | None,
+        encoding: str = "ASCII",
+    ) -> None:
+        super().__init__(file, encoding=encoding)
         self._owner = owner
         self._source = owner.source
         self._file = file
@@ -298,6 +304,7 @@ class _GuardedUnpickler(pickle._Unpickler):
         state = self.stack.pop()
         inst = self.stack[-1]
         if isinstance(inst, np.ndarray) and type(inst) is np.ndarray:
+            state = _python2_array_state(state, self.encoding)
             _check_array_state(inst, state, self.refuse)
             inst.__setstate__(state)
             self._record_top()
@@ -369,6 +376,19 @@ for _opcode in (pickle.INST, pickle.OBJ, pickle.NEWOBJ_EX):
     _D[_opcode[0]] = _GuardedUnpickler.refused_opcode
 
 
+def _python2_array_state(state: Any, encoding: str) -> Any:
+    """An array state read from a Python 2 pickle with `encoding="latin1"` carries its data as a
+    `str` (Python 2's `str` was bytes); it is turned back into those bytes, as numpy itself does."""
+    if (
+        str(encoding).lower() in _LATIN1
+        and isinstance(state, tuple)
+        and len(state) in (4, 5)
+        and isinstance(state[-1], str)
+    ):
+        return (*state[:-1], state[-1].encode("latin1"))
+    return state
+
+
 def _check_array_state(array: np.ndarray, state: Any, refuse: Any) -> None:
     """An ndarray's BUILD state must carry exactly the data its shape and dtype declare."""
     if array.size != 0:
@@ -413,6 +433,8 @@ def _checked_call(func: Any, args: tuple, file_size: int | None, refuse: Any) ->
             )
         return func(buffer, dtype, shape, order)
     if func is _multiarray.scalar:
+        if len(args) == 2 and isinstance(args[1], str):  # a Python 2 pickle read with latin1
+            args = (args[0], args[1].encode("latin1"))
         if len(args) == 2 and not args[0].hasobject and len(args[1]) != args[0].itemsize:
             raise refuse(f"numpy scalar of dtype {args[0]} with {len(args[1])} bytes")
         return func(*args)
@@ -449,11 +471,15 @@ class RestrictedUnpickler(pickle.Unpickler):
     """
 
     def __init__(
-        self, file: io.BufferedIOBase, source: str = "<stream>", file_size: int | None = None
+        self,
+        file: io.BufferedIOBase,
+        source: str = "<stream>",
+        file_size: int | None = None,
+        encoding: str = "ASCII",
     ) -> None:
         super().__init__(file)
         self.source = source
-        self._guarded = _GuardedUnpickler(file, self, file_size)
+        self._guarded = _GuardedUnpickler(file, self, file_size, encoding=encoding)
 
     def load(self) -> Any:
         return self._guarded.load()
@@ -475,8 +501,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         return ALLOWED_GLOBALS[qualified_name]
 
 
-def safe_load_pickle(path: str | os.PathLike) -> Any:
+def safe_load_pickle(path: str | os.PathLike, encoding: str = "ASCII") -> Any:
     """Loads a pickle file with `RestrictedUnpickler`.
+
+    `encoding` is how Python 2 `str` objects are decoded, as for `pickle.load`: `"latin1"` reads
+    the Python 2 pickles of the conversational-ER code bases (numpy array data included; Python 3
+    `bytes` stay bytes either way).
 
     Raises:
         UnsafeSourceError: If the file references a global that is not allowed.
@@ -489,7 +519,9 @@ def safe_load_pickle(path: str | os.PathLike) -> Any:
         raise CorruptSourceError(f"{path} is empty (0 bytes); expected a pickle")
     with path.open("rb") as file:
         try:
-            return RestrictedUnpickler(file, source=str(path), file_size=size).load()
+            return RestrictedUnpickler(
+                file, source=str(path), file_size=size, encoding=encoding
+            ).load()
         except (EOFError, pickle.UnpicklingError) as error:
             if isinstance(error, UnsafeSourceError) or type(error) is CorruptSourceError:
                 raise

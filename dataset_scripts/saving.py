@@ -36,7 +36,7 @@ from typing import Any
 
 import datasets
 
-from .building import metadata_from_dataset
+from .building import SINGLE_LABEL, metadata_from_dataset
 from .io import write_json_atomic, write_text_atomic
 from .outputs import (
     check_output_target,
@@ -180,6 +180,11 @@ def save_prepared(
     return output_dir
 
 
+def _label_kind(metadata: Mapping[str, Any]) -> str:
+    """`"one-hot"` for single-label data, `"multi-hot"` otherwise (the metadata's problem_type)."""
+    return "one-hot" if metadata.get("problem_type") == SINGLE_LABEL else "multi-hot"
+
+
 def _config_section(
     config_name: str, metadata: Mapping[str, Any], card_description: str | None
 ) -> str:
@@ -192,7 +197,8 @@ def _config_section(
     if card_description:
         lines += [card_description.strip(), ""]
     lines += [
-        f"Labels (multi-hot `labels` column, in this order): {', '.join(metadata['label_names'])}.",
+        f"Labels ({_label_kind(metadata)} `labels` column, in this order): "
+        f"{', '.join(metadata['label_names'])}.",
         "",
         "| column | type |",
         "|---|---|",
@@ -316,7 +322,9 @@ def write_hub_layout(
     title = pretty_name or card_data.get("pretty_name") or metadata.get("dataset_name", "dataset")
     card_data.pretty_name = card_data.get("pretty_name") or title
     card_data.tags = sorted(
-        set(card_data.get("tags") or []) | {"multimodal", "emotion-recognition", "multi-label"}
+        set(card_data.get("tags") or [])
+        | {"multimodal", "emotion-recognition"}
+        | {"single-label" if metadata.get("problem_type") == SINGLE_LABEL else "multi-label"}
     )
     section = _config_section(config_name, metadata, card_description) if metadata else ""
     card = DatasetCard(

@@ -238,7 +238,7 @@ def non_finite_total(counts: Mapping[str, int]) -> int:
 def clean_splits(
     splits: Mapping[str, SplitArrays], source: str
 ) -> dict[str, dict[str, dict[str, int]]]:
-    """Runs `clean_non_finite` on every split and modality.
+    """Runs `clean_non_finite` on every split and on each modality it has.
 
     The cleaned arrays replace those in `splits` (the arrays themselves are never modified). Logs a
     warning per affected split and modality and returns the counts as
@@ -247,7 +247,7 @@ def clean_splits(
     report: dict[str, dict[str, dict[str, int]]] = {}
     for split, arrays in splits.items():
         report[split] = {}
-        for modality in MODALITIES:
+        for modality in (m for m in MODALITIES if m in arrays.features):
             arrays.features[modality], counts = clean_non_finite(arrays.features[modality])
             report[split][modality] = counts
             if non_finite_total(counts):
