@@ -1,6 +1,7 @@
 """Emotion label sets of the supported datasets, and the `tgt` token list <-> multi-hot conversion.
 
-This module is the single place where each dataset's emotion order and token map are written.
+This module is the single place where each dataset's emotion order and token map are written,
+including the single-label class sets of IEMOCAP and MELD (`UtteranceClassSet`, at the end).
 
 The source files store labels as `tgt` token lists in the vocabulary of the CARAT/TAILOR
 preprocessing: `<blank>` 0, `<unk>` 1, `<s>` 2 (begin), `</s>` 3 (end), then one token per emotion.
@@ -20,9 +21,15 @@ import numpy as np
 
 __all__ = [
     "GOEMOTIONS_LABELS",
+    "IEMOCAP4_CLASSES",
+    "IEMOCAP6_CLASSES",
+    "IEMOCAP_PICKLE_CLASSES",
     "LabelSpec",
     "M3ED_LABELS",
+    "MELD7_CLASSES",
     "MOSEI_LABELS",
+    "UTTERANCE_CLASS_SETS",
+    "UtteranceClassSet",
     "check_label_set",
     "check_target_vocabulary",
     "multi_hot_to_target_tokens",
@@ -278,3 +285,147 @@ def check_label_set(
             f"{label_spec.dataset_name} label set has {label_spec.num_labels}; missing: "
             f"{', '.join(missing)}"
         )
+
+
+# --------------------------------------------------------------------------------------------------
+# Single-label utterance class sets (IEMOCAP, MELD): `dataset_scripts.utterances`
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UtteranceClassSet:
+    """One single-label class set of an utterance-level dataset, and how source labels map onto it.
+
+    Args:
+        name: Configuration name of the class set (`"iemocap4"`, `"iemocap6"`, `"meld7"`).
+        dataset: The dataset (`"iemocap"`, `"meld"`).
+        label_names: The classes, in class-index order (the order of the one-hot `labels`).
+        aliases: Source label name (lower case) -> class name. Names the dataset writes (IEMOCAP
+            `neu`, `exc`; MELD `joy`) and the class names themselves.
+        excluded: Label names the dataset uses that are outside this class set (IEMOCAP `fru`,
+            `xxx` for the 4 classes): rows with them are left out and counted. Any other name is
+            an error.
+        pickle_classes: Label name of each class index in the utterance-feature pickles of the
+            conversational-ER code bases (DialogueRNN, DialogueGCN, MMGCN, COGMEN).
+    """
+
+    name: str
+    dataset: str
+    label_names: tuple[str, ...]
+    aliases: Mapping[str, str] = field(repr=False)
+    excluded: frozenset[str] = field(default_factory=frozenset, repr=False)
+    pickle_classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        wrong = {
+            alias: name for alias, name in self.aliases.items() if name not in self.label_names
+        }
+        unnamed = [name for name in self.label_names if name not in self.aliases.values()]
+        both = sorted(set(self.aliases) & set(self.excluded))
+        unknown = [name for name in self.pickle_classes if self.lookup(name) == "unknown"]
+        if wrong or unnamed or both or unknown:
+            raise ValueError(
+                f"class set {self.name!r} is inconsistent: aliases to unknown classes {wrong}, "
+                f"classes without alias {unnamed}, names both kept and excluded {both}, pickle "
+                f"classes it does not know {unknown}"
+            )
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def lookup(self, label: Any) -> int | str:
+        """The class index of a source label name (case and surrounding spaces ignored), or
+        `"excluded"` for a known name outside the class set, or `"unknown"`."""
+        key = str(label).strip().lower()
+        if key in self.aliases:
+            return self.label_names.index(self.aliases[key])
+        return "excluded" if key in self.excluded else "unknown"
+
+    def pickle_class_name(self, index: Any) -> str:
+        """The label name of a class index of the pickles; raises for an index out of range."""
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            if not (isinstance(index, (float, np.floating)) and float(index).is_integer()):
+                raise ValueError(f"label {short_repr(index)} is not an integer class index")
+        position = int(index)
+        if not 0 <= position < len(self.pickle_classes):
+            raise ValueError(
+                f"class index {position} is outside 0..{len(self.pickle_classes) - 1} "
+                f"({', '.join(self.pickle_classes)})"
+            )
+        return self.pickle_classes[position]
+
+
+#: IEMOCAP's emotion codes as its annotation files write them, and the full names also accepted.
+_IEMOCAP_CODES = {
+    "neu": "neutral",
+    "hap": "happy",
+    "exc": "excited",
+    "sad": "sad",
+    "ang": "angry",
+    "fru": "frustrated",
+    "sur": "surprised",
+    "fea": "fearful",
+    "dis": "disgusted",
+    "oth": "other",
+    "xxx": "xxx",  # no majority among the annotators
+}
+#: The class index order of the IEMOCAP pickles: {'hap':0, 'sad':1, 'neu':2, 'ang':3, 'exc':4,
+#: 'fru':5}.
+IEMOCAP_PICKLE_CLASSES: tuple[str, ...] = ("hap", "sad", "neu", "ang", "exc", "fru")
+
+
+def _iemocap_class_set(name: str, kept: Mapping[str, str]) -> UtteranceClassSet:
+    """`kept`: IEMOCAP code -> class name. Every other code (and its full name) is excluded."""
+    aliases = {}
+    for code, class_name in kept.items():
+        aliases[code] = class_name
+        aliases[_IEMOCAP_CODES[code]] = class_name
+    excluded = {
+        spelling
+        for code, full_name in _IEMOCAP_CODES.items()
+        if code not in kept
+        for spelling in (code, full_name)
+    }
+    return UtteranceClassSet(
+        name=name,
+        dataset="iemocap",
+        label_names=tuple(dict.fromkeys(kept.values())),
+        aliases=aliases,
+        excluded=frozenset(excluded),
+        pickle_classes=IEMOCAP_PICKLE_CLASSES,
+    )
+
+
+#: IEMOCAP, 4 classes, the usual protocol: `exc` (excited) merged into happy; `fru`, `xxx` and the
+#: rarer emotions are left out.
+IEMOCAP4_CLASSES = _iemocap_class_set(
+    "iemocap4", {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
+)
+#: IEMOCAP, 6 classes, in the class index order of the pickles.
+IEMOCAP6_CLASSES = _iemocap_class_set(
+    "iemocap6",
+    {
+        "hap": "happy",
+        "sad": "sad",
+        "neu": "neutral",
+        "ang": "angry",
+        "exc": "excited",
+        "fru": "frustrated",
+    },
+)
+#: MELD, 7 classes, in the class index order of its pickles: {'neutral': 0, 'surprise': 1,
+#: 'fear': 2, 'sadness': 3, 'joy': 4, 'disgust': 5, 'anger': 6}.
+MELD7_CLASSES = UtteranceClassSet(
+    name="meld7",
+    dataset="meld",
+    label_names=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+    aliases={
+        name: name for name in ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
+    },
+    pickle_classes=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+)
+#: Every utterance class set, by name.
+UTTERANCE_CLASS_SETS: dict[str, UtteranceClassSet] = {
+    class_set.name: class_set for class_set in (IEMOCAP4_CLASSES, IEMOCAP6_CLASSES, MELD7_CLASSES)
+}
