@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUTPUT_DIR ?= outputs/lddu-synthetic
 
-.PHONY: setup train test lint format benchmark clean
+.PHONY: setup train test lint format fix-copies benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -28,10 +28,15 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) utils/check_copies.py
 
 format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Rewrite every `# Copied from` copy in modeling_*/ from its source (after editing a source).
+fix-copies: setup
+	$(PY) utils/check_copies.py --fix
 
 benchmark: setup
 	$(PY) benchmarks/bench_training.py

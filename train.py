@@ -43,6 +43,7 @@ from transformers import (
 )
 
 import modeling_lddu  # noqa: F401  (importing a family registers it with the Auto classes)
+import modeling_lsgmer  # noqa: F401
 from dataset_scripts.modalities import MODALITIES
 from mmer.evaluation import MODALITY_COMBINATIONS, final_evaluation, make_compute_metrics
 from mmer.family import ModelFamily

@@ -1,0 +1,154 @@
+"""The `# Copied from` machinery: every copy in the repository matches its source, and the checker
+itself finds drift, repairs it with --fix and names a source that does not exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+
+import pytest
+
+from .conftest import REPO_ROOT
+
+
+def _load_checker():
+    spec = importlib.util.spec_from_file_location(
+        "check_copies", REPO_ROOT / "utils" / "check_copies.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+check_copies = _load_checker()
+
+
+def test_every_copy_in_the_repository_matches_its_source():
+    drifts = check_copies.check_copies(REPO_ROOT)
+    assert drifts == [], "\n".join(map(str, drifts))
+
+
+def test_the_repository_has_copies_to_check():
+    """Guards the test above against passing because the markers stopped being recognised."""
+    text = (REPO_ROOT / "modeling_lsgmer" / "modeling_lsgmer.py").read_text()
+    assert text.count("# Copied from modeling_lddu.modeling_lddu.") >= 4
+    first = (REPO_ROOT / "modeling_lsgmer" / "pipeline_lsgmer.py").read_text().splitlines()[0]
+    assert check_copies.MARKER.match(first)
+
+
+SOURCE = '''\
+"""A source module."""
+
+
+class SourceBlock:
+    """A SourceBlock."""
+
+    def forward(self, value):
+        return source_helper(value) + 1
+
+
+def source_helper(value):
+    return value * 2
+'''
+
+COPY_HEADER = '''\
+"""A copying module."""
+
+
+# Copied from modeling_src.source_src.SourceBlock with Source->Target, source->target
+class TargetBlock:
+    """A TargetBlock."""
+
+    def forward(self, value):
+        return target_helper(value) + 1
+
+
+class Own:
+    # Copied from modeling_src.source_src.source_helper with source->target
+    def target_helper(value):
+        return value * 2
+'''
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A repository with one source folder, one block-copying file and one whole-file copy."""
+    (tmp_path / "modeling_src").mkdir()
+    (tmp_path / "modeling_dst").mkdir()
+    (tmp_path / "modeling_src" / "source_src.py").write_text(SOURCE)
+    (tmp_path / "modeling_dst" / "blocks_dst.py").write_text(COPY_HEADER)
+    whole = "# Copied from modeling_src.source_src with Source->Target\n" + SOURCE.replace(
+        "Source", "Target"
+    )
+    (tmp_path / "modeling_dst" / "whole_dst.py").write_text(whole)
+    return tmp_path
+
+
+def test_matching_copies_pass(tree):
+    assert check_copies.check_copies(tree) == []
+    assert check_copies.main(["--root", str(tree)]) == 0
+
+
+def test_an_edited_block_copy_is_found_and_fixed(tree):
+    path = tree / "modeling_dst" / "blocks_dst.py"
+    path.write_text(COPY_HEADER.replace("return target_helper(value) + 1", "return 0"))
+    drifts = check_copies.check_copies(tree)
+    assert [(d.path.name, d.line, d.source) for d in drifts] == [
+        ("blocks_dst.py", 4, "modeling_src.source_src.SourceBlock")
+    ]
+    assert check_copies.main(["--root", str(tree)]) == 1
+    assert check_copies.main(["--root", str(tree), "--fix"]) == 0
+    assert path.read_text() == COPY_HEADER
+    assert check_copies.check_copies(tree) == []
+
+
+def test_a_changed_source_makes_every_copy_drift_and_fix_follows_it(tree):
+    source = tree / "modeling_src" / "source_src.py"
+    source.write_text(SOURCE.replace("value * 2", "value * 3"))
+    drifts = check_copies.check_copies(tree)
+    assert {(d.path.name, d.line) for d in drifts} == {("blocks_dst.py", 13), ("whole_dst.py", 1)}
+    check_copies.check_copies(tree, fix=True)
+    assert check_copies.check_copies(tree) == []
+    copied = (tree / "modeling_dst" / "blocks_dst.py").read_text()
+    assert "    def target_helper(value):\n        return value * 3\n" in copied  # re-indented
+    assert "value * 3" in (tree / "modeling_dst" / "whole_dst.py").read_text()
+
+
+def test_an_edited_whole_file_copy_is_found_and_fixed(tree):
+    path = tree / "modeling_dst" / "whole_dst.py"
+    expected = path.read_text()
+    path.write_text(expected + "\nEXTRA = 1\n")
+    assert [d.path.name for d in check_copies.check_copies(tree)] == ["whole_dst.py"]
+    check_copies.check_copies(tree, fix=True)
+    assert path.read_text() == expected
+
+
+@pytest.mark.parametrize(
+    "marker, named",
+    [
+        ("modeling_src.source_src.NoSuchBlock", "NoSuchBlock"),
+        ("modeling_nowhere.module.Block", "modeling_nowhere.module.Block"),
+    ],
+)
+def test_an_unknown_source_is_named(tree, marker, named, capsys):
+    path = tree / "modeling_dst" / "blocks_dst.py"
+    path.write_text(COPY_HEADER.replace("modeling_src.source_src.SourceBlock", marker))
+    with pytest.raises(check_copies.CopySourceError, match=named):
+        check_copies.check_copies(tree)
+    assert check_copies.main(["--root", str(tree)]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_a_marker_not_above_a_definition_is_refused(tree):
+    path = tree / "modeling_dst" / "blocks_dst.py"
+    text = textwrap.dedent(
+        """\
+        # Copied from modeling_src.source_src.SourceBlock
+        VALUE = 1
+        """
+    )
+    path.write_text('"""Doc."""\n' + text)
+    with pytest.raises(check_copies.CopySourceError, match="directly above a class or def"):
+        check_copies.check_copies(tree)
