@@ -23,7 +23,7 @@ from transformers import pipeline
 from dataset_scripts.io import write_json_atomic
 
 from .evaluation import EvaluationReport
-from .family import EMOTION_TASK, MODALITIES
+from .family import EMOTION_TASK, MODALITIES, ModelFamily
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,12 @@ def write_model_folder(
 
     # The task's pipeline, as the family registered it: saving it writes the weights, the config
     # (with auto_map and custom_pipelines), the feature extractor and the remote-code files.
-    recognizer = pipeline(EMOTION_TASK, model=model, feature_extractor=feature_extractor)
+    recognizer = pipeline(
+        EMOTION_TASK,
+        model=model,
+        feature_extractor=feature_extractor,
+        pipeline_class=ModelFamily.of(model).pipeline_class,
+    )
     recognizer.save_pretrained(staging)
     templates = resources.files(__package__) / "templates"
     for name in ENDPOINT_FILES:

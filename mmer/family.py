@@ -48,9 +48,10 @@ through ``train.py``'s code path.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -118,6 +119,26 @@ class ModelFamily:
             model_class=model_class,
             feature_extractor_class=FEATURE_EXTRACTOR_MAPPING[config_class],
         )
+
+    @property
+    def pipeline_class(self) -> type | None:
+        """The family's own copy of the task's pipeline: the ``Pipeline`` subclass its package
+        exports (None if it exports none, and then the registered one serves it).
+
+        The registry keeps one class per task, the last one registered; exporting through the
+        family's own class keeps the other families' remote-code files out of its folder.
+        """
+        package = sys.modules.get(self.config_class.__module__.rpartition(".")[0])
+        found = (
+            [
+                value
+                for value in vars(package).values()
+                if isinstance(value, type) and issubclass(value, Pipeline) and value is not Pipeline
+            ]
+            if package is not None
+            else []
+        )
+        return found[0] if len(found) == 1 else None
 
     @classmethod
     def of(cls, model) -> ModelFamily:

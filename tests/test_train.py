@@ -97,6 +97,9 @@ def test_output_folder_is_complete(trained):
         str(path.relative_to(output_dir)) for path in output_dir.rglob("*") if path.is_file()
     }
     assert expected <= present, expected - present
+    # Every family registers the same pipeline task; the folder holds only its own family's code.
+    foreign = {name for name in present if name.endswith(".py") and "lddu" not in name}
+    assert foreign == {"handler.py"}, foreign
     assert any(name.startswith("examples/") and name.endswith(".npz") for name in present)
     assert not (output_dir / ".staging").exists()
     config = json.loads((output_dir / "config.json").read_text())
