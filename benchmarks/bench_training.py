@@ -1,7 +1,8 @@
-"""Training and inference speed of LDDU on this machine, in the paper configuration.
+"""Training and inference speed of a model family on this machine, at its default size.
 
-The model is ``LDDUForEmotionRecognition(LDDUConfig())`` (text 768 / audio 74 / visual 35, hidden
-256, 3 layers per encoder, latent 128, queue 8192), fed random batches of ``--batch_size`` samples
+The model is the family's classification model with its config's defaults (``--model_type``;
+LDDU by default: ``LDDUForEmotionRecognition(LDDUConfig())``, text 768 / audio 74 / visual 35,
+hidden 256, 3 layers per encoder, latent 128, queue 8192, the paper configuration), fed random batches of ``--batch_size`` samples
 with ``--length`` frames per modality, in float32 on ``--threads`` CPU threads. Each phase runs in
 its own fresh process, so that peak memory figures do not contaminate each other:
 
@@ -30,6 +31,7 @@ Usage::
     python benchmarks/bench_training.py --output bench_training.json
     python benchmarks/bench_training.py --reference_loss --output bench_training.json  # + before
     python benchmarks/bench_training.py --batch_size 8 --steps 2 --repeats 2            # smoke run
+    python benchmarks/bench_training.py --model_type lsgmer --output bench_lsgmer.json  # LSGMER
     python benchmarks/bench_training.py --phases eval,eval_compiled                     # a subset
 
 Not part of the test suite. Other processes on the machine distort the figures: the load average
@@ -66,6 +68,11 @@ PHASES = ("train", "eval", "train_reference", "train_compiled", "eval_compiled")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model_type",
+        default="lddu",
+        help="The family (lddu, lsgmer, ...), at its config's default size.",
     )
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--length", type=int, default=50, help="Frames per modality.")
@@ -153,12 +160,15 @@ def _make_batches(config, batch_size: int, length: int, count: int, labels: bool
     for _ in range(count):
         batch = {}
         for modality in ("text", "audio", "visual"):
-            dim = config.feature_dim(modality)
+            dim = getattr(config, f"{modality}_dim")
             batch[f"{modality}_features"] = torch.randn(
                 batch_size, length, dim, generator=generator
             )
             batch[f"{modality}_mask"] = torch.ones(batch_size, length, dtype=torch.long)
-        if labels:
+        if labels and config.problem_type == "single_label_classification":
+            classes = torch.randint(config.num_labels, (batch_size,), generator=generator)
+            batch["labels"] = torch.nn.functional.one_hot(classes, config.num_labels).float()
+        elif labels:
             batch["labels"] = (
                 torch.rand(batch_size, config.num_labels, generator=generator) < 0.3
             ).float()
@@ -172,16 +182,20 @@ def run_phase(args: argparse.Namespace) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from modeling_lddu import LDDUConfig, LDDUForEmotionRecognition
+    import modeling_lddu  # noqa: F401  (registers the families)
+    import modeling_lsgmer  # noqa: F401
+    from mmer.family import ModelFamily
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     phase = args.phase
     training = phase.startswith("train")
-    config = LDDUConfig(
-        contrastive_implementation="direct" if phase == "train_reference" else "cached"
-    )
-    model = LDDUForEmotionRecognition(config)
+    family = ModelFamily.from_model_type(args.model_type)
+    if phase == "train_reference":
+        config = family.config_class(contrastive_implementation="direct")
+    else:
+        config = family.config_class()  # the family's default (paper) size
+    model = family.model_class(config)
     model.train(training)
     runner = torch.compile(model) if phase.endswith("compiled") else model
     batches = _make_batches(config, args.batch_size, args.length, 2, labels=training)
@@ -199,10 +213,12 @@ def run_phase(args: argparse.Namespace) -> dict:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        rows_per_step = 3 * config.num_labels * batch_size
         warmup = args.warmup_steps
-        if warmup is None:
+        if warmup is None and hasattr(config, "queue_size"):  # fill the contrastive queue first
+            rows_per_step = 3 * config.num_labels * batch_size
             warmup = math.ceil(config.queue_size / rows_per_step) + 1
+        elif warmup is None:
+            warmup = 3
         steps = args.reference_steps if phase == "train_reference" else args.steps
         repeats = args.reference_repeats if phase == "train_reference" else args.repeats
     else:
@@ -369,12 +385,13 @@ def format_table(report: dict) -> str:
             f"(matmul + attention), warm-up {result['warmup_steps']} steps"
         )
     phases = report["phases"]
-    if "train" in phases:
+    authors = report.get("model_type", "lddu") == "lddu"  # the authors' LDDU code only
+    if authors and "train" in phases:
         lines.append(
             f"train vs the authors' ~{AUTHORS['train']:.0f} samples/s: "
             f"{phases['train']['median_samples_per_second'] / AUTHORS['train']:.1f}x"
         )
-    if "eval" in phases:
+    if authors and "eval" in phases:
         lines.append(
             f"eval vs the authors' ~{AUTHORS['eval']:.0f} samples/s: "
             f"{phases['eval']['median_samples_per_second'] / AUTHORS['eval']:.2f}x"
@@ -412,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--phases: unknown or no phases {unknown}; choose from {PHASES}")
     report = {
         "command": command,
+        "model_type": args.model_type,
         "torch": torch.__version__,
         "cpu": _cpu_model(),
         "threads": args.threads,
