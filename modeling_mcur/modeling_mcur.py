@@ -476,8 +476,10 @@ class McurForEmotionRecognition(McurPreTrainedModel):
     losses, over ``num_views`` views per sample in training mode.
     """
 
-    # The family contract of the shared layer (mmer/family.py).
-    prediction_fields = ("scores", "sample_uncertainty")
+    # The family contract of the shared layer (mmer/family.py). `sample_uncertainty` is not
+    # collected yet: the shared evaluation scores every `*_uncertainty` field as `[batch, labels]`
+    # and refuses MCUR's `[batch]`; add it here once mmer/evaluation.py takes per-sample fields.
+    prediction_fields = ("scores",)
     lora_target_modules = (
         r".*(encoders\.\w+|fusion)\.layers?(\.\d+)?\.(attention\.(query|key|value)"
         r"|attention_output|intermediate|output)"
