@@ -491,6 +491,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num_labels", type=int, default=6)
     parser.add_argument("--signal_strength", type=float, default=1.0)
     parser.add_argument(
+        "--missing_rate",
+        type=float,
+        default=0.0,
+        help="Probability that a (sample, modality) pair has zero frames (missing modalities).",
+    )
+    parser.add_argument(
+        "--signal_split",
+        action="store_true",
+        help="Split each label's signal unevenly across the modalities.",
+    )
+    parser.add_argument(
         "--hub_layout", type=Path, default=None, help="Also write the Hub layout here."
     )
     parser.add_argument(
@@ -503,6 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every other option is an argument of `generate_synthetic_splits`.
     not_generator = ("output", "overwrite", "log_level", "hub_layout", "source_format")
     generator_kwargs = {k: v for k, v in vars(args).items() if k not in not_generator}
+    # The missing-modality options only when set (the arguments are recorded in the metadata).
+    for key in ("missing_rate", "signal_split"):
+        if not generator_kwargs[key]:
+            del generator_kwargs[key]
     if args.source_format is not None:
         path = write_source(args.output, format=args.source_format, **generator_kwargs)
         print(f"wrote a synthetic {args.source_format} source file to {path}")

@@ -660,3 +660,19 @@ def test_the_loader_turns_missing_samples_into_all_zero_mask_rows():
     model = mcur_model().eval()
     output = model(**{key: value for key, value in batch.items() if key != "labels"})
     assert not output.modality_mask[:, 1].any() and torch.isfinite(output.scores).all()
+
+
+def test_half_precision_weights_and_autocast_keep_the_losses_in_float32():
+    model = mcur_model()
+    inputs = mcur_inputs()
+    with torch.no_grad():
+        reference = model.eval()(**inputs)
+    half = mcur_model().to(torch.bfloat16).train()
+    output = half(**inputs)  # float32 inputs, as the feature extractor gives
+    assert output.scores.dtype == torch.bfloat16 and output.loss.dtype == torch.float32
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = model.eval()(**inputs)
+    assert autocast.loss.dtype == torch.float32
+    assert (autocast.scores.float() - reference.scores).abs().max() < 2e-2
