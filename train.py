@@ -42,8 +42,12 @@ from transformers import (
     set_seed,
 )
 
-import modeling_lddu  # noqa: F401  (importing a family registers it with the Auto classes)
+# Importing a family registers it with the Auto classes. The pipeline task keeps the class of the
+# family imported last, and an export writes that class's files: the default family comes last.
 import modeling_mcur  # noqa: F401
+
+# isort: split
+import modeling_lddu  # noqa: F401
 from dataset_scripts.modalities import MODALITIES
 from mmer.evaluation import MODALITY_COMBINATIONS, final_evaluation, make_compute_metrics
 from mmer.family import ModelFamily
