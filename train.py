@@ -44,6 +44,7 @@ from transformers import (
 
 import modeling_lddu  # noqa: F401  (importing a family registers it with the Auto classes)
 import modeling_lsgmer  # noqa: F401
+import modeling_mcur  # noqa: F401
 from dataset_scripts.modalities import MODALITIES
 from mmer.evaluation import MODALITY_COMBINATIONS, final_evaluation, make_compute_metrics
 from mmer.family import ModelFamily
@@ -135,6 +136,24 @@ class DataArguments:
     synthetic_dims: str = field(
         default="768,74,35",
         metadata={"help": "Synthetic text,audio,visual feature dims (CMU-MOSEI's by default)."},
+    )
+    synthetic_missing_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability that a synthetic (sample, modality) pair is missing (zero frames; "
+            "a sample keeps at least one modality), in the splits of --synthetic_missing_splits."
+        },
+    )
+    synthetic_missing_splits: str = field(
+        default="train,validation,test",
+        metadata={"help": "Comma-separated splits in which synthetic modalities go missing."},
+    )
+    synthetic_signal_split: bool = field(
+        default=False,
+        metadata={
+            "help": "Split each synthetic label's signal unevenly across the modalities (70% in "
+            "one, 15% in each other), so that losing a modality costs accuracy."
+        },
     )
     threshold_tuning: str = field(
         default="global",
@@ -377,6 +396,7 @@ def build_datasets(data_args: DataArguments):
             num_labels=data_args.synthetic_num_labels,
             signal_strength=data_args.synthetic_signal_strength,
             **_synthetic_dims(data_args.synthetic_dims),
+            **_synthetic_missing_modalities(data_args),
         )
     else:
         if data_args.data_dir is None:
@@ -388,6 +408,18 @@ def build_datasets(data_args: DataArguments):
             f"The dataset lacks the split(s) {sorted(missing)}; it has {sorted(dataset)}."
         )
     return dataset
+
+
+def _synthetic_missing_modalities(data_args: DataArguments) -> dict:
+    """The generator's missing-modality options, only those that differ from its defaults (the
+    generator's arguments are recorded in the data's metadata)."""
+    options = {}
+    if data_args.synthetic_missing_rate:
+        splits = [split.strip() for split in data_args.synthetic_missing_splits.split(",")]
+        options.update(missing_rate=data_args.synthetic_missing_rate, missing_splits=splits)
+    if data_args.synthetic_signal_split:
+        options["signal_split"] = True
+    return options
 
 
 def _synthetic_dims(text: str) -> dict[str, int]:

@@ -304,7 +304,9 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
             features = self._arrays[f"{modality}_features"]
             mask = self._arrays[f"{modality}_mask"]
             if modality in self._trimmable:
-                length = int(self._lengths[modality][index].max())
+                # At least one frame: a batch in which every sample lacks the modality keeps one
+                # padding frame (mask 0), so that no model sees a zero-length sequence.
+                length = max(int(self._lengths[modality][index].max()), 1)
                 if self.padding_side == "right":
                     frames = slice(0, length)
                 else:

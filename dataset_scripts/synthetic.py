@@ -15,6 +15,19 @@ capture:
   fraction (30-90%) of the frames;
 * `offset_m`, `scale_m` are per-dimension constants, so normalisation has something to undo.
 
+Two options (off by default) make the data a missing-modality benchmark:
+
+* `signal_split=True`: each label's evidence is split unevenly across the modalities. Label `c`
+  has a primary modality, `MODALITIES[c % 3]`, which carries `SIGNAL_SPLIT_PRIMARY_SHARE` of its
+  signal; the two others share the rest. The prototype term becomes
+  `3 * sum_c share[m, c] * P[m, c]`, so losing a modality costs most on its primary labels and no
+  modality alone carries every label well.
+* `missing_rate > 0`: in the splits named by `missing_splits`, each (sample, modality) pair is
+  missing with that probability (one number, or one per modality): the sample then has **zero
+  frames** of that modality. A sample never loses every modality (one, drawn at random, is kept).
+  The draw uses its own random stream, so the frames of the modalities kept are exactly those of
+  the complete data.
+
 `make_synthetic_dataset` returns the same columns and features as the real builders, and
 `write_source` writes raw source files in every supported format (for the builders' tests).
 """
@@ -24,7 +37,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -52,6 +65,8 @@ MOSEI_LABEL_PREVALENCE: tuple[float, ...] = (0.53, 0.25, 0.21, 0.10, 0.17, 0.08)
 MODALITY_WEIGHTS: dict[str, float] = {"text": 1.0, "audio": 0.7, "visual": 0.5}
 #: Share of (sample, modality) pairs that carry no label signal at all.
 UNINFORMATIVE_FRACTION = 0.15
+#: With `signal_split`: the share of a label's signal in its primary modality.
+SIGNAL_SPLIT_PRIMARY_SHARE = 0.7
 SOURCE_FORMATS: tuple[str, ...] = ("mmsa_pkl", "tailor_pt", "carat_m3ed_pt")
 
 LengthSpec = int | tuple[int, int]
@@ -96,6 +111,9 @@ def generate_synthetic_splits(
     signal_strength: float = 1.0,
     non_finite_fraction: float = 0.0,
     shared_lengths: bool = False,
+    signal_split: bool = False,
+    missing_rate: float | Mapping[str, float] = 0.0,
+    missing_splits: Sequence[str] = SPLITS,
 ) -> dict[str, SplitArrays]:
     """Generates the raw splits (see the module docstring for the model).
 
@@ -115,6 +133,11 @@ def generate_synthetic_splits(
         non_finite_fraction: Share of audio values replaced by -inf (MOSEI's COVAREP has some).
         shared_lengths: One length per sample for all modalities (M3ED: utterances per dialogue);
             the three length specs must then be equal.
+        signal_split: Split each label's signal unevenly across the modalities (see the module
+            docstring).
+        missing_rate: Probability that a (sample, modality) pair has zero frames, one number or
+            `{modality: probability}`; 0 (default) for complete data.
+        missing_splits: The splits in which modalities go missing.
 
     Returns:
         `{"train": SplitArrays, "validation": ..., "test": ...}` with float32 `[N, L, D]` arrays for
@@ -135,6 +158,12 @@ def generate_synthetic_splits(
         raise ValueError(
             f"label_prevalence must hold {num_labels} probabilities; got {list(label_prevalence)}"
         )
+
+    missing_rates = _missing_rates(missing_rate)
+    unknown_splits = sorted(set(missing_splits) - set(SPLITS))
+    if unknown_splits:
+        raise ValueError(f"missing_splits has unknown split(s) {unknown_splits}; use {SPLITS}")
+    shares = _signal_shares(num_labels) if signal_split else None
 
     world_seed, *split_seeds = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
     world = np.random.default_rng(world_seed)
@@ -166,7 +195,8 @@ def generate_synthetic_splits(
                 rng.random(num_samples) >= UNINFORMATIVE_FRACTION
             )
             gate_probability = rng.uniform(0.3, 0.9, num_samples)
-            directions = labels @ prototypes[modality]  # [N, D]
+            label_weights = labels if shares is None else labels * shares[modality]
+            directions = label_weights @ prototypes[modality]  # [N, D]
             fixed = isinstance(length_specs[modality], int)
             samples: np.ndarray | list[np.ndarray] = []
             if fixed:
@@ -195,9 +225,69 @@ def generate_synthetic_splits(
                 else:
                     samples.extend(np.split(frames, np.cumsum(chunk_lengths)[:-1]))
             features[modality] = samples
+        if split in missing_splits and any(missing_rates.values()):
+            missing = _draw_missing(split_seed, num_samples, missing_rates)
+            for modality, absent in missing.items():
+                features[modality] = _without_frames(features[modality], absent)
         ids = [f"synthetic-{split}-{index:06d}" for index in range(num_samples)]
         splits[split] = SplitArrays(ids=ids, features=features, labels=labels)
     return splits
+
+
+def _missing_rates(missing_rate: float | Mapping[str, float]) -> dict[str, float]:
+    rates = (
+        dict(missing_rate)
+        if isinstance(missing_rate, Mapping)
+        else dict.fromkeys(MODALITIES, missing_rate)
+    )
+    unknown = sorted(set(rates) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"missing_rate has unknown modalities {unknown}; use {MODALITIES}")
+    for modality, rate in rates.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"missing_rate[{modality!r}] must be in [0, 1); got {rate!r}")
+    return {modality: float(rates.get(modality, 0.0)) for modality in MODALITIES}
+
+
+def _signal_shares(num_labels: int) -> dict[str, np.ndarray]:
+    """`{modality: [num_labels]}` shares of each label's signal, summing to `len(MODALITIES)` over
+    the modalities (so the average signal per modality is unchanged)."""
+    count = len(MODALITIES)
+    secondary = (1.0 - SIGNAL_SPLIT_PRIMARY_SHARE) / (count - 1)
+    primary = np.arange(num_labels) % count
+    return {
+        modality: np.where(
+            primary == index, SIGNAL_SPLIT_PRIMARY_SHARE * count, secondary * count
+        ).astype(np.float32)
+        for index, modality in enumerate(MODALITIES)
+    }
+
+
+def _draw_missing(
+    split_seed: np.random.SeedSequence, num_samples: int, rates: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """`{modality: [N] bool}`, True = missing; never every modality of a sample. Drawn from a
+    child of the split's seed, so that the features drawn before do not change."""
+    rng = np.random.default_rng(split_seed.spawn(1)[0])
+    missing = np.stack(
+        [rng.random(num_samples) < rates[modality] for modality in MODALITIES], axis=1
+    )  # [N, M]
+    keep = rng.integers(0, len(MODALITIES), num_samples)
+    emptied = missing.all(axis=1)
+    missing[emptied, keep[emptied]] = False
+    return {modality: missing[:, index] for index, modality in enumerate(MODALITIES)}
+
+
+def _without_frames(
+    samples: np.ndarray | list[np.ndarray], absent: np.ndarray
+) -> np.ndarray | list[np.ndarray]:
+    """The samples with zero frames where `absent` (a list of arrays if any is)."""
+    if not absent.any():
+        return samples
+    return [
+        sample[:0] if is_absent else sample
+        for sample, is_absent in zip(samples, absent, strict=True)
+    ]
 
 
 def make_synthetic_dataset(
@@ -401,6 +491,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num_labels", type=int, default=6)
     parser.add_argument("--signal_strength", type=float, default=1.0)
     parser.add_argument(
+        "--missing_rate",
+        type=float,
+        default=0.0,
+        help="Probability that a (sample, modality) pair has zero frames (missing modalities).",
+    )
+    parser.add_argument(
+        "--signal_split",
+        action="store_true",
+        help="Split each label's signal unevenly across the modalities.",
+    )
+    parser.add_argument(
         "--hub_layout", type=Path, default=None, help="Also write the Hub layout here."
     )
     parser.add_argument(
@@ -413,6 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every other option is an argument of `generate_synthetic_splits`.
     not_generator = ("output", "overwrite", "log_level", "hub_layout", "source_format")
     generator_kwargs = {k: v for k, v in vars(args).items() if k not in not_generator}
+    # The missing-modality options only when set (the arguments are recorded in the metadata).
+    for key in ("missing_rate", "signal_split"):
+        if not generator_kwargs[key]:
+            del generator_kwargs[key]
     if args.source_format is not None:
         path = write_source(args.output, format=args.source_format, **generator_kwargs)
         print(f"wrote a synthetic {args.source_format} source file to {path}")

@@ -69,7 +69,8 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
     For each modality given to `__call__` it returns `{modality}_features` (float32 `[batch,
     length, dim]`) and `{modality}_mask` (int64 `[batch, length]`, 1 for real frames, 0 for
     padding). A modality that is not given is absent from the output; the model treats it as
-    missing.
+    missing. A sample given zero frames of a modality (`[0, dim]`) gets an all-zero mask row: the
+    modality is missing for that sample only.
 
     Args:
         feature_dims (`dict[str, int]`, *optional*):
@@ -309,13 +310,11 @@ class LDDUFeatureExtractor(FeatureExtractionMixin):
             lengths = np.full(samples.shape[0], samples.shape[1], dtype=np.int64)
         else:
             lengths = np.array([sample.shape[0] for sample in samples], dtype=np.int64)
-        if (lengths == 0).any():
-            raise ValueError(
-                f"{modality} sample {int(np.flatnonzero(lengths == 0)[0])} has no frames"
-            )
+        # A sample with zero frames (the modality is missing for it) gets an all-zero mask row.
         lengths = self._check_lengths(lengths, modality, max_length, policy)
         longest = int(lengths.max())
         target = longest if padding == "longest" or max_length is None else max(max_length, longest)
+        target = max(target, 1)  # at least one (padding) frame, also when every sample has none
         batch_size, dim = len(lengths), self.feature_dims[modality]
 
         if isinstance(samples, np.ndarray):

@@ -226,6 +226,11 @@ def _checked_array(key: str, value) -> np.ndarray:
         raise ValueError(
             f"'{key}' must be a 2-D array [frames, dim] for one sample; got shape {array.shape}."
         )
+    if array.shape[0] == 0:
+        raise ValueError(
+            f"'{key}' has no frames (shape {array.shape}); give a missing modality by leaving it "
+            "out."
+        )
     wide = array.astype(np.float64, copy=False)
     if not np.isfinite(wide).all():
         raise ValueError(

@@ -145,12 +145,27 @@ def test_non_finite_values_are_cleaned_without_touching_the_input():
             r"same batch size; got \{'text': 2, 'audio': 1\}",
         ),
         ({}, r"at least one modality"),
-        ({"text": np.zeros((1, 0, 6))}, r"text sample 0 has no frames"),
     ],
 )
 def test_clear_errors(inputs, message):
     with pytest.raises(ValueError, match=message):
         _extractor()(**inputs)
+
+
+@pytest.mark.parametrize("padding", ["max_length", "longest"])
+def test_a_sample_with_zero_frames_gets_an_all_zero_mask_row(padding):
+    """A modality missing for one sample (zero frames): that sample's mask row is all zero, the
+    others are unchanged; a batch where every sample lacks it keeps one padding frame."""
+    extractor = _extractor()
+    audio = _samples([3, 0, 2], 4)
+    batch = extractor(audio=audio, padding=padding, return_tensors="np")
+    mask, features = batch["audio_mask"], batch["audio_features"]
+    assert mask[1].sum() == 0 and (features[1] == 0).all()
+    assert mask[0].sum() == 3 and mask[2].sum() == 2
+    np.testing.assert_array_equal(features[0, :3], audio[0])
+    empty = extractor(audio=np.zeros((2, 0, 4)), padding=padding, return_tensors="np")
+    assert empty["audio_mask"].shape == (2, 1 if padding == "longest" else 7)
+    assert empty["audio_mask"].sum() == 0
 
 
 def test_invalid_configuration_is_rejected():

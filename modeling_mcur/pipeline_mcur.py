@@ -1,0 +1,272 @@
+# Copied from modeling_lddu.pipeline_lddu with LDDU->Mcur, lddu->mcur
+"""The ``multimodal-emotion-recognition`` pipeline for Mcur (remote code: torch, numpy, transformers).
+
+    from transformers import pipeline
+    recognizer = pipeline("multimodal-emotion-recognition", model="path/or/repo", trust_remote_code=True)
+    recognizer({"text": text_frames, "audio": audio_frames, "visual": visual_frames})
+    recognizer("sample.npz", top_k=3)
+
+Input: a dict of feature arrays (any of ``text``, ``audio``, ``visual``; each `[frames, dim]`), or a
+path to an ``.npz`` file with those keys; or a list of such inputs. A modality left out is treated
+as absent; a list may mix samples with different modalities, also with ``batch_size=`` (each sample
+gets every modality the model was trained with, an absent one as an all-zero mask). Output per
+sample: one entry per emotion, sorted by score::
+
+    {"label": "happy", "score": 0.71, "predicted": True, "uncertainty": 0.42}
+
+``score`` is the fused probability, ``predicted`` compares it with the model's tuned threshold for
+that emotion (or ``threshold=`` if given), ``uncertainty`` is the binary entropy in bits of the
+score (0 = certain, 1 = a coin flip; see the model card for its decomposition over the two experts
+of the gated fusion).
+
+When the feature extractor changed a sample (a modality longer than the longest training sequence,
+resampled or cut to it), every entry of that sample also carries ``preprocessing``, one record per
+given modality (with ``return_preprocessing=True``, every sample carries it)::
+
+    "preprocessing": [{"modality": "audio", "input_frames": 500, "model_frames": 20,
+                       "truncation": "resample"}, ...]
+
+``input_frames`` are the frames given, ``model_frames`` those the model saw, ``truncation`` the
+feature extractor's policy (``"resample"``: the whole sequence resampled in time to the maximum
+length; ``"cut"``: only the first frames kept; ``"error"``: such inputs are refused).
+
+The folder needs the feature extractor (``preprocessor_config.json``): it holds the normalisation
+statistics fitted on the training data, so it is never rebuilt from the model's config. Its
+``max_lengths`` must fit the model's ``max_position_embeddings``.
+
+Refused with a ``ValueError`` (see ``docs/promises.md``): values that are not numbers, NaN or
+infinite, or beyond the float32 range; an input that makes the model's scores non-finite; a
+``top_k`` that is not a positive integer, a ``threshold`` outside ``(0, 1)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .configuration_mcur import MODALITIES
+
+TASK = "multimodal-emotion-recognition"
+
+
+class McurEmotionPipeline(Pipeline):
+    _load_processor = False
+    _load_image_processor = False
+    # None: load it if the folder has one, so that a missing one gets the error of __init__ below.
+    _load_feature_extractor = None
+    _load_tokenizer = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.feature_extractor is None:
+            raise OSError(MISSING_FEATURE_EXTRACTOR)
+        check_max_lengths(self.feature_extractor, self.model.config)
+
+    def _sanitize_parameters(self, threshold=None, top_k=None, return_preprocessing=None, **kwargs):
+        postprocess = {}
+        if return_preprocessing is not None:
+            postprocess["return_preprocessing"] = bool(return_preprocessing)
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+                raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}.")
+            if not 0.0 < float(threshold) < 1.0:  # also refuses NaN and inf
+                raise ValueError(f"threshold must be in (0, 1), got {threshold!r}.")
+            postprocess["threshold"] = float(threshold)
+        if top_k is not None:
+            # Not rounded: 1.5, inf or "3" is a client's mistake, not a request for 1 or 3.
+            if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+                raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+            postprocess["top_k"] = int(top_k)
+        return {}, {}, postprocess
+
+    def preprocess(self, inputs):
+        features = load_sample(inputs)
+        model_inputs = self.feature_extractor(**features, return_tensors="pt")
+        # Every modality the model was trained with, so that samples with different modality sets
+        # batch together: an absent one is one zero frame with mask 0 (batching pads with zeros).
+        for modality, dim in self.feature_extractor.feature_dims.items():
+            if modality not in features:
+                model_inputs[f"{modality}_features"] = torch.zeros(1, 1, dim)
+                model_inputs[f"{modality}_mask"] = torch.zeros(1, 1, dtype=torch.long)
+        policy = getattr(self.feature_extractor, "truncation", None)
+        model_inputs["preprocessing"] = [
+            {
+                "modality": modality,
+                "input_frames": int(features[modality].shape[0]),
+                "model_frames": int(model_inputs[f"{modality}_mask"].sum()),
+                "truncation": policy,
+            }
+            for modality in MODALITIES
+            if modality in features
+        ]
+        return model_inputs
+
+    def _forward(self, model_inputs):
+        # One sample's records, or (when batched, gathered by the collate function) one list of
+        # records per sample.
+        notes = model_inputs.pop("preprocessing")
+        if isinstance(notes[0], dict):
+            notes = [notes]
+        output = self.model(**model_inputs)
+        return {
+            "scores": output.scores,
+            "uncertainty": output.get("uncertainty"),
+            "preprocessing": notes,
+        }
+
+    def postprocess(self, model_outputs, threshold=None, top_k=None, return_preprocessing=False):
+        scores = model_outputs["scores"].float().cpu().numpy()
+        if not np.isfinite(scores).all():
+            # Finite inputs can still overflow inside the model (e.g. frames of 3e38): an answer
+            # of NaN would be neither a prediction nor valid JSON.
+            raise ValueError(
+                "The model produced non-finite scores for this input; its feature values are "
+                "probably far outside the range of the training features."
+            )
+        uncertainty = model_outputs["uncertainty"]  # None for a model that has no uncertainty
+        # One list of records per sample; a sample cut from a batch arrives as its own list.
+        notes = model_outputs["preprocessing"]
+        if isinstance(notes[0], dict):
+            notes = [notes]
+        uncertainty = (
+            [None] * len(scores) if uncertainty is None else uncertainty.float().cpu().numpy()
+        )
+        config = self.model.config
+        thresholds = (
+            np.full(scores.shape[-1], threshold)
+            if threshold is not None
+            else np.asarray(config.thresholds)
+        )
+        results = []
+        for sample_scores, sample_uncertainty, note in zip(scores, uncertainty, notes):
+            entries = [
+                {
+                    "label": config.id2label[index],
+                    "score": float(sample_scores[index]),
+                    "predicted": bool(sample_scores[index] > thresholds[index]),
+                }
+                | (
+                    {}
+                    if sample_uncertainty is None
+                    else {"uncertainty": float(sample_uncertainty[index])}
+                )
+                | ({"preprocessing": note} if return_preprocessing or _changed(note) else {})
+                for index in range(sample_scores.shape[0])
+            ]
+            entries.sort(key=lambda entry: entry["score"], reverse=True)
+            results.append(entries[:top_k] if top_k is not None else entries)
+        return results[0] if len(results) == 1 else results
+
+
+def _changed(note: list[dict]) -> bool:
+    return any(record["input_frames"] != record["model_frames"] for record in note)
+
+
+MISSING_FEATURE_EXTRACTOR = (
+    "The model has no loadable feature extractor (its folder lacks preprocessor_config.json, or "
+    "that file could not be loaded). The pipeline does not build a default one: the feature extractor carries the model's maximum lengths and the "
+    "normalisation statistics fitted on its training data. Save it next to the model with "
+    "`feature_extractor.save_pretrained(folder)` / `feature_extractor.push_to_hub(repo_id)` (the "
+    "one train.py used is in its output folder), publish model and feature extractor together "
+    'with `pipeline("multimodal-emotion-recognition", model=model, '
+    "feature_extractor=feature_extractor).push_to_hub(repo_id)`, or pass "
+    "`feature_extractor=` to `pipeline(...)`."
+)
+
+
+def load_sample(inputs) -> dict:
+    """A dict of modality arrays from a dict or an ``.npz`` path; clear errors otherwise."""
+    if isinstance(inputs, (str, os.PathLike)):
+        path = os.fspath(inputs)
+        if not path.endswith(".npz"):
+            raise ValueError(
+                f"A path input must be an .npz file with text/audio/visual arrays; got {path!r}."
+            )
+        with np.load(path, allow_pickle=False) as archive:
+            inputs = {key: archive[key] for key in archive.files}
+    if not isinstance(inputs, dict):
+        raise ValueError(
+            "Each input must be a dict with any of the keys 'text', 'audio', 'visual' (arrays of shape "
+            f"[frames, dim]) or a path to an .npz file; got {type(inputs).__name__}."
+        )
+    unknown = sorted(set(inputs) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"Unknown input key(s) {unknown}; expected any of {list(MODALITIES)}.")
+    features = {key: value for key, value in inputs.items() if value is not None}
+    if not features:
+        raise ValueError(
+            "The input holds no modality: give at least one of 'text', 'audio', 'visual'."
+        )
+    for key, value in features.items():
+        features[key] = _checked_array(key, value)
+    return features
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked_array(key: str, value) -> np.ndarray:
+    """A float32 `[frames, dim]` array of finite numbers, or a ValueError naming the problem."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"'{key}' is not a rectangular array of numbers: {error}") from None
+    if array.dtype.kind not in "iuf":  # strings, booleans, ragged lists, ints beyond 64 bits
+        raise ValueError(
+            f"'{key}' must hold only numbers (within float32 range) in a rectangular "
+            f"[frames, dim] array; got an array of {array.dtype}."
+        )
+    if array.ndim != 2:
+        raise ValueError(
+            f"'{key}' must be a 2-D array [frames, dim] for one sample; got shape {array.shape}."
+        )
+    if array.shape[0] == 0:
+        raise ValueError(
+            f"'{key}' has no frames (shape {array.shape}); give a missing modality by leaving it "
+            "out."
+        )
+    wide = array.astype(np.float64, copy=False)
+    if not np.isfinite(wide).all():
+        raise ValueError(
+            f"'{key}' holds {int((~np.isfinite(wide)).sum())} NaN or infinite value(s); give a "
+            "missing modality by leaving it out, not as NaN."
+        )
+    if wide.size and float(np.abs(wide).max()) > _FLOAT32_MAX:
+        raise ValueError(f"'{key}' holds values beyond the float32 range (+-{_FLOAT32_MAX:.3g}).")
+    return wide.astype(np.float32)
+
+
+def check_max_lengths(feature_extractor, config) -> None:
+    """The feature extractor's maximum lengths must fit the model's position table, else the
+    first long request fails inside the model."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    for modality, length in getattr(feature_extractor, "max_lengths", {}).items():
+        if length is None or length > limit:
+            raise ValueError(
+                f"The feature extractor's max_lengths[{modality!r}] is {length}, but the model "
+                f"takes at most max_position_embeddings={limit} frames; set it to {limit} or less."
+            )
+
+
+PIPELINE_REGISTRY.register_pipeline(
+    TASK,
+    pipeline_class=McurEmotionPipeline,
+    pt_model=AutoModelForSequenceClassification,
+    type="multimodal",
+)
+
+__all__ = [
+    "MISSING_FEATURE_EXTRACTOR",
+    "McurEmotionPipeline",
+    "TASK",
+    "check_max_lengths",
+    "load_sample",
+]
