@@ -400,6 +400,10 @@ def build_datasets(data_args: DataArguments):
 
     if data_args.dataset == "synthetic":
         length = data_args.synthetic_length
+        single_label = data_args.synthetic_problem_type == SINGLE_LABEL
+        # Passed only when asked for: the multi-label data (and the report in its metadata) stay
+        # exactly those of the days before single-label data.
+        problem = {"single_label": True} if single_label else {}
         dataset = make_synthetic_dataset(
             num_train=data_args.synthetic_train_size,
             num_validation=data_args.synthetic_validation_size,
@@ -408,10 +412,10 @@ def build_datasets(data_args: DataArguments):
             text_length=length,
             audio_length=length,
             visual_length=length,
-            num_labels=data_args.synthetic_num_labels,
-            single_label=data_args.synthetic_problem_type == SINGLE_LABEL,
+            num_labels=data_args.synthetic_num_labels or (4 if single_label else 6),
             signal_strength=data_args.synthetic_signal_strength,
             **_synthetic_dims(data_args.synthetic_dims),
+            **problem,
         )
     else:
         if data_args.data_dir is None:
