@@ -269,3 +269,17 @@ def test_a_model_of_the_other_problem_type_is_refused(single_label_run, tmp_path
     )  # fmt: skip
     with pytest.raises(ValueError, match="made for single_label_classification but the data"):
         train.run(*train.parse_arguments(arguments))
+
+
+def test_the_endpoint_handler_answers_the_top_class_and_refuses_a_threshold(single_label_run):
+    from mmer.templates.handler import EndpointHandler
+
+    output_dir, _, _ = single_label_run
+    handler = EndpointHandler(str(output_dir))
+    with np.load(output_dir / "examples" / "test_sample_0.npz") as archive:
+        sample = {key: archive[key].tolist() for key in archive.files}
+    answer = handler({"inputs": [sample, sample]})
+    assert len(answer) == 2
+    assert all(sum(entry["predicted"] for entry in entries) == 1 for entries in answer)
+    refused = handler({"inputs": sample, "parameters": {"threshold": 0.4}})
+    assert refused["status"] == 400 and "single-label" in refused["error"]
