@@ -46,6 +46,7 @@ class MeanPoolConfig(PreTrainedConfig):
 class MeanPoolOutput(ModelOutput):
     loss: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+    sample_uncertainty: torch.Tensor | None = None  # [batch]: one value per sample
 
 
 class MeanPoolModel(PreTrainedModel):
@@ -53,7 +54,7 @@ class MeanPoolModel(PreTrainedModel):
     softmax and cross-entropy when ``config.problem_type`` is single-label."""
 
     config_class = MeanPoolConfig
-    prediction_fields = ("scores",)
+    prediction_fields = ("scores", "sample_uncertainty")
     lora_target_modules = r"classifier"
     lora_modules_to_save = ("classifier",)
 
@@ -103,10 +104,12 @@ class MeanPoolModel(PreTrainedModel):
             # One-hot rows from the shared layer; [batch] class indices are accepted too.
             targets = labels if labels is None or labels.ndim == 1 else labels.argmax(dim=-1)
             loss = None if labels is None else nn.functional.cross_entropy(logits, targets)
-            return MeanPoolOutput(loss=loss, scores=scores)
-        scores = torch.sigmoid(logits)
-        loss = None if labels is None else nn.functional.binary_cross_entropy(scores, labels)
-        return MeanPoolOutput(loss=loss, scores=scores)
+        else:
+            scores = torch.sigmoid(logits)
+            loss = None if labels is None else nn.functional.binary_cross_entropy(scores, labels)
+        # A per-sample uncertainty: how far the top score is from certainty.
+        uncertainty = 1.0 - scores.max(dim=-1).values
+        return MeanPoolOutput(loss=loss, scores=scores, sample_uncertainty=uncertainty)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -210,6 +213,8 @@ def test_a_softmax_family_trains_on_single_label_data_through_train_py(tmp_path,
     assert torch.allclose(scores.sum(-1), torch.ones(2))  # softmax scores
     assert results["problem_type"] == "single_label_classification"
     assert 0.0 <= results["test"]["unweighted_accuracy"] <= 1.0
+    # The per-sample uncertainty is scored against wrong samples (arg-max wrong).
+    assert "sample_error_auroc" in results["uncertainty"]
     assert set(results["modality_combinations_mean"]) == {
         "accuracy", "unweighted_accuracy", "f1_weighted", "f1_macro",
     }  # fmt: skip
