@@ -12,10 +12,12 @@ What the run does, in order:
 1. builds the datasets (synthetic, or a folder prepared with `dataset_scripts`);
 2. trains (defaults: LDDU's paper optimisation with AdamW; see `docs/training.md` for the
    deviations from the authors' BertAdam), evaluating on the VALIDATION split every epoch; the best
-   epoch by validation micro-F1 is kept, with early stopping;
-3. tunes the decision threshold(s) on the validation split and stores them in the model's config;
-4. evaluates the TEST split once, with those thresholds: metrics, the chance level, uncertainty
-   quality, one row per modality combination;
+   epoch by validation micro-F1 (multi-label data) or weighted F1 (single-label data) is kept,
+   with early stopping;
+3. multi-label data: tunes the decision threshold(s) on the validation split and stores them in the
+   model's config; single-label data: the top-scoring class is the decision, nothing is tuned;
+4. evaluates the TEST split once: metrics, the chance level, uncertainty quality, one row per
+   modality combination and their mean;
 5. writes the model folder (weights, remote code, feature extractor, pipeline, Inference Endpoints
    handler, model card, figures, `all_results.json`) and optionally publishes it.
 """
@@ -46,12 +48,21 @@ import modeling_lddu  # noqa: F401  (importing a family registers it with the Au
 import modeling_lsgmer  # noqa: F401
 import modeling_mcur  # noqa: F401
 from dataset_scripts.modalities import MODALITIES
-from mmer.evaluation import MODALITY_COMBINATIONS, final_evaluation, make_compute_metrics
-from mmer.family import ModelFamily
+from mmer.evaluation import (
+    DEFAULT_SELECTION_METRIC,
+    MODALITY_COMBINATIONS,
+    check_selection_metric,
+    final_evaluation,
+    make_compute_metrics,
+)
+from mmer.family import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL, ModelFamily
 from mmer.trainer import EmotionTrainer
 
 logger = logging.getLogger("train")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+#: The default of --metric_for_best_model: chosen by the data's problem type once it is loaded.
+AUTO_METRIC = "auto"
 
 #: Defaults applied when --dataset is synthetic; explicit arguments override them.
 SYNTHETIC_PRESET = Path(__file__).resolve().parent / "presets" / "synthetic.yaml"
@@ -130,8 +141,20 @@ class DataArguments:
             "help": "Scale of the label signal planted in the synthetic features (0: noise)."
         },
     )
-    synthetic_num_labels: int = field(
-        default=6, metadata={"help": "Synthetic emotions (6: CMU-MOSEI's, 7: M3ED's names)."}
+    synthetic_num_labels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Synthetic emotions (default 6 multi-label, with CMU-MOSEI's names, and 4 "
+            "single-label, with IEMOCAP-4's; 7: M3ED's names)."
+        },
+    )
+    synthetic_problem_type: str = field(
+        default=MULTI_LABEL,
+        metadata={
+            "help": "multi_label_classification (CMU-MOSEI-like label sets) or "
+            "single_label_classification (one emotion per sample, drawn from IEMOCAP-4-like "
+            "class shares)."
+        },
     )
     synthetic_dims: str = field(
         default="768,74,35",
@@ -155,11 +178,12 @@ class DataArguments:
             "one, 15% in each other), so that losing a modality costs accuracy."
         },
     )
-    threshold_tuning: str = field(
-        default="global",
+    threshold_tuning: str | None = field(
+        default=None,
         metadata={
-            "help": "How the decision threshold is tuned on the validation split: 'global' (one "
-            "threshold), 'per_label' (one per emotion) or 'none' (keep the config's)."
+            "help": "Multi-label data only: how the decision threshold is tuned on the validation "
+            "split: 'global' (one threshold; the default), 'per_label' (one per emotion) or 'none' "
+            "(keep the config's). Single-label data is decided by the top score, never a threshold."
         },
     )
     normalize_features: bool = field(
@@ -205,7 +229,13 @@ class EmotionTrainingArguments(TrainingArguments):
     logging_strategy: str = field(default="steps", metadata={"help": "Log every logging_steps."})
     logging_steps: float = field(default=10, metadata={"help": "Log interval in steps."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best epoch."})
-    metric_for_best_model: str = field(default="f1_micro", metadata={"help": "Validation metric."})
+    metric_for_best_model: str = field(
+        default=AUTO_METRIC,
+        metadata={
+            "help": "Validation metric that selects the best epoch; 'auto': f1_micro for "
+            "multi-label data, f1_weighted for single-label data."
+        },
+    )
     greater_is_better: bool = field(default=True, metadata={"help": "For metric_for_best_model."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept."})
     early_stopping_patience: int = field(
@@ -259,9 +289,14 @@ def parse_arguments(argv: list[str] | None = None):
     _check_processes(training_args)
     _check_precision(training_args)
     _check_hyperparameters(training_args)
-    if data_args.threshold_tuning not in ("global", "per_label", "none"):
+    if data_args.threshold_tuning not in (None, "global", "per_label", "none"):
         raise ValueError(
             f"--threshold_tuning must be global, per_label or none; got {data_args.threshold_tuning!r}."
+        )
+    if data_args.synthetic_problem_type not in PROBLEM_TYPES:
+        raise ValueError(
+            f"--synthetic_problem_type must be one of {PROBLEM_TYPES}; got "
+            f"{data_args.synthetic_problem_type!r}."
         )
     return model_args, data_args, training_args
 
@@ -385,6 +420,10 @@ def build_datasets(data_args: DataArguments):
 
     if data_args.dataset == "synthetic":
         length = data_args.synthetic_length
+        single_label = data_args.synthetic_problem_type == SINGLE_LABEL
+        # Passed only when asked for: the multi-label data (and the report in its metadata) stay
+        # exactly those of the days before single-label data.
+        problem = {"single_label": True} if single_label else {}
         dataset = make_synthetic_dataset(
             num_train=data_args.synthetic_train_size,
             num_validation=data_args.synthetic_validation_size,
@@ -393,10 +432,11 @@ def build_datasets(data_args: DataArguments):
             text_length=length,
             audio_length=length,
             visual_length=length,
-            num_labels=data_args.synthetic_num_labels,
+            num_labels=data_args.synthetic_num_labels or (4 if single_label else 6),
             signal_strength=data_args.synthetic_signal_strength,
             **_synthetic_dims(data_args.synthetic_dims),
             **_synthetic_missing_modalities(data_args),
+            **problem,
         )
     else:
         if data_args.data_dir is None:
@@ -505,6 +545,7 @@ def _train_and_export(output_dir, staging, model_args, data_args, training_args,
     set_seed(training_args.seed)
     family = _family(model_args)
     data = prepare_data(data_args, family)
+    threshold_tuning = _resolve_problem_type_arguments(data.problem_type, data_args, training_args)
     model = _build_model(model_args, family, data)
     n_parameters = sum(parameter.numel() for parameter in model.parameters())
     logger.info(
@@ -520,7 +561,9 @@ def _train_and_export(output_dir, staging, model_args, data_args, training_args,
         train_dataset=data.train,
         eval_dataset=data.validation,
         data_collator=data.collator,
-        compute_metrics=make_compute_metrics(data.labels, model.prediction_fields),
+        compute_metrics=make_compute_metrics(
+            data.labels, model.prediction_fields, data.problem_type
+        ),
         callbacks=callbacks,
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -531,16 +574,41 @@ def _train_and_export(output_dir, staging, model_args, data_args, training_args,
         test_dataset=data.test,
         train_labels=data.train.tensors["labels"].numpy(),
         label_names=data.labels,
-        threshold_tuning=data_args.threshold_tuning,
+        threshold_tuning=threshold_tuning,
         modality_combinations=MODALITY_COMBINATIONS
         if data_args.evaluate_modality_combinations
         else (),
+        problem_type=data.problem_type,
+        selection_metric=training_args.metric_for_best_model,
     )
     report.results["train"] = {key: float(value) for key, value in train_result.metrics.items()}
     if trainer.is_world_process_zero():
         arguments = (model_args, data_args, training_args)
         _export(output_dir, staging, trainer, arguments, data, report, publish)
     return trainer, report.results
+
+
+def _resolve_problem_type_arguments(problem_type: str, data_args, training_args) -> str | None:
+    """The arguments whose meaning depends on the data's problem type: the selection metric
+    ('auto' becomes the type's default; a named one must be computed) and the threshold tuning
+    (the one to use; refused for single-label data, which is decided by the top score)."""
+    if training_args.metric_for_best_model == AUTO_METRIC:
+        training_args.metric_for_best_model = DEFAULT_SELECTION_METRIC[problem_type]
+    check_selection_metric(training_args.metric_for_best_model, problem_type)
+    logger.info(
+        "%s data; the best epoch is selected by validation %s",
+        problem_type,
+        training_args.metric_for_best_model,
+    )
+    if problem_type == SINGLE_LABEL:
+        if data_args.threshold_tuning is not None:
+            raise ValueError(
+                f"--threshold_tuning {data_args.threshold_tuning} is for multi-label data; this "
+                "data is single-label, where each sample gets its top-scoring class and no "
+                "threshold is tuned. Leave --threshold_tuning out."
+            )
+        return None
+    return data_args.threshold_tuning or "global"
 
 
 def _check_adapter_publishable(model_args: ModelArguments) -> None:
@@ -578,6 +646,7 @@ class PreparedData:
 
     dataset_name: str  # as the data's metadata names it (the card describes this)
     labels: list[str]
+    problem_type: str  # multi_label_classification or single_label_classification
     feature_dims: dict[str, int]
     max_lengths: dict[str, int]
     feature_extractor: object
@@ -592,6 +661,7 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
         InMemoryMultimodalDataset,
         MultimodalDataCollator,
         split_label_names,
+        split_problem_type,
         split_shapes,
     )
 
@@ -610,6 +680,7 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
     return PreparedData(
         dataset_name=_dataset_name(dataset["train"], data_args.dataset),
         labels=split_label_names(dataset["train"]),
+        problem_type=split_problem_type(dataset["train"]),
         feature_dims=feature_dims,
         max_lengths=max_lengths,
         feature_extractor=feature_extractor,
@@ -799,6 +870,7 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
     data_fields = {f"{m}_dim": data.feature_dims.get(m, 1) for m in MODALITIES}
     data_fields["max_position_embeddings"] = max(60, *data.max_lengths.values())
     data_fields["id2label"] = dict(enumerate(data.labels))
+    data_fields["problem_type"] = data.problem_type
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
     if not isinstance(overrides, dict):
         raise ValueError(
@@ -837,6 +909,7 @@ _DATA_FIELDS = {f"{m}_dim" for m in MODALITIES} | {
     "max_position_embeddings",
     "decision_threshold",
     "label_thresholds",
+    "problem_type",
 }
 
 
@@ -876,21 +949,34 @@ def _precision_used(accelerator) -> str:
     return accelerator.mixed_precision if accelerator.native_amp else "no"
 
 
-def _print_summary(results: dict, model_name: str) -> None:
-    test = results["test"]
-    chance = results.get("chance", {})
-    lines = [
-        "",
-        "Test split (thresholds tuned on validation):",
-        f"  {'metric':<28}{model_name.upper():>10}{'chance':>10}",
-    ]
-    for key in (
+#: The metrics `_print_summary` lists, per problem type.
+_SUMMARY_METRICS = {
+    MULTI_LABEL: (
         "f1_micro",
         "f1_macro",
         "accuracy_jaccard",
         "accuracy_jaccard_reference",
         "hamming_loss",
-    ):
+    ),
+    SINGLE_LABEL: ("accuracy", "unweighted_accuracy", "f1_weighted", "f1_macro"),
+}
+
+
+def _print_summary(results: dict, model_name: str) -> None:
+    test = results["test"]
+    chance = results.get("chance", {})
+    problem_type = results.get("problem_type", MULTI_LABEL)
+    decided = (
+        "thresholds tuned on validation"
+        if problem_type == MULTI_LABEL
+        else "top-scoring class, no threshold"
+    )
+    lines = [
+        "",
+        f"Test split ({decided}):",
+        f"  {'metric':<28}{model_name.upper():>10}{'chance':>10}",
+    ]
+    for key in _SUMMARY_METRICS[problem_type]:
         if key in test:
             chance_value = chance.get(key)
             chance_text = (
@@ -903,9 +989,16 @@ def _print_summary(results: dict, model_name: str) -> None:
             lines.append(f"  {key:<28}{value:>10.4f}")
     combinations = results.get("modality_combinations", {})
     if combinations:
+        headline, name = (
+            ("f1_micro", "micro-F1")
+            if problem_type == MULTI_LABEL
+            else ("f1_weighted", "weighted F1")
+        )
+        mean = results.get("modality_combinations_mean", {})
         lines.append(
-            "  micro-F1 by modalities given: "
-            + ", ".join(f"{name} {values['f1_micro']:.3f}" for name, values in combinations.items())
+            f"  {name} by modalities given: "
+            + ", ".join(f"{name} {values[headline]:.3f}" for name, values in combinations.items())
+            + (f", mean {mean[headline]:.3f}" if headline in mean else "")
         )
     print("\n".join(lines), flush=True)
 

@@ -7,6 +7,10 @@ capture:
 * every label `c` has one unit-norm prototype direction per modality, `P[m, c]` (dim `D_m`);
 * a sample's labels are drawn independently with the given prevalences (MOSEI's by default:
   happy .53, sad .25, anger .21, surprise .10, disgust .17, fear .08, i.e. 1.34 labels per sample);
+  or, with `single_label=True`, exactly one class per sample, drawn from imbalanced class shares
+  (IEMOCAP-4's by default: neutral .309, happy .296, angry .199, sad .196, the shares of the 5531
+  utterances of the usual four-class IEMOCAP setup, happy merged with excited; for another class
+  count, shares falling linearly from the first class to the last, 0.5 : 0.08);
 * frame `t` of modality `m` of sample `n` is
   `offset_m + scale_m * (noise + strength[n, m] * gate[n, t] * sum_{c in labels(n)} P[m, c])`
   with standard normal noise, a per-sample, per-modality `strength` (uniform in
@@ -44,7 +48,7 @@ import datasets
 import numpy as np
 
 from . import sources
-from .building import build_dataset_dict
+from .building import MULTI_LABEL, SINGLE_LABEL, build_dataset_dict
 from .cli import builder_parser, parse_builder_args
 from .labels import M3ED_LABELS, MOSEI_LABELS, LabelSpec, multi_hot_to_target_tokens
 from .modalities import MODALITIES, SPLITS
@@ -52,6 +56,8 @@ from .saving import save_prepared, write_hub_layout
 from .sources import MMSA_LENGTH_KEYS, MODALITY_SOURCE_KEYS, SplitArrays, clean_splits
 
 __all__ = [
+    "IEMOCAP4_CLASS_SHARES",
+    "IEMOCAP4_LABEL_NAMES",
     "MOSEI_LABEL_PREVALENCE",
     "SOURCE_FORMATS",
     "generate_synthetic_splits",
@@ -61,6 +67,10 @@ __all__ = [
 
 #: Approximate share of CMU-MOSEI samples showing each emotion, in MOSEI's class order.
 MOSEI_LABEL_PREVALENCE: tuple[float, ...] = (0.53, 0.25, 0.21, 0.10, 0.17, 0.08)
+#: The four classes of the usual IEMOCAP setup (happy merged with excited) and their shares of its
+#: 5531 utterances (1708 neutral, 1636 happy, 1103 angry, 1084 sad): the single-label default.
+IEMOCAP4_LABEL_NAMES: tuple[str, ...] = ("neutral", "happy", "angry", "sad")
+IEMOCAP4_CLASS_SHARES: tuple[float, ...] = (0.309, 0.296, 0.199, 0.196)
 #: How informative each modality is, relative to `signal_strength`.
 MODALITY_WEIGHTS: dict[str, float] = {"text": 1.0, "audio": 0.7, "visual": 0.5}
 #: Share of (sample, modality) pairs that carry no label signal at all.
@@ -75,7 +85,9 @@ LengthSpec = int | tuple[int, int]
 _CHUNK_SIZE = 1024
 
 
-def _default_label_names(num_labels: int) -> tuple[str, ...]:
+def _default_label_names(num_labels: int, single_label: bool = False) -> tuple[str, ...]:
+    if single_label and num_labels == len(IEMOCAP4_LABEL_NAMES):
+        return IEMOCAP4_LABEL_NAMES
     for spec in (MOSEI_LABELS, M3ED_LABELS):
         if spec.num_labels == num_labels:
             return spec.label_names
@@ -93,6 +105,42 @@ def _draw_lengths(rng: np.random.Generator, length: LengthSpec, num_samples: int
     return rng.integers(low, high + 1, size=num_samples)
 
 
+def _label_distribution(
+    num_labels: int, label_prevalence: Sequence[float] | None, single_label: bool
+) -> np.ndarray:
+    """Per-label prevalences (multi-label) or class shares summing to 1 (single-label)."""
+    if label_prevalence is None:
+        if single_label:
+            label_prevalence = (
+                IEMOCAP4_CLASS_SHARES if num_labels == 4 else np.linspace(0.5, 0.08, num_labels)
+            )
+        else:
+            label_prevalence = (
+                MOSEI_LABEL_PREVALENCE if num_labels == 6 else np.linspace(0.5, 0.08, num_labels)
+            )
+    values = np.asarray(label_prevalence, dtype=np.float64)
+    if values.shape != (num_labels,) or not ((values >= 0) & (values <= 1)).all():
+        raise ValueError(
+            f"label_prevalence must hold {num_labels} probabilities; got {list(label_prevalence)}"
+        )
+    if single_label:
+        if values.sum() <= 0:
+            raise ValueError(f"single-label class shares must not all be 0; got {values.tolist()}")
+        values = values / values.sum()
+    return values
+
+
+def _draw_labels(
+    rng: np.random.Generator, num_samples: int, distribution: np.ndarray, single_label: bool
+) -> np.ndarray:
+    """`[num_samples, num_labels]` float32 rows: multi-hot, or one-hot for single-label data."""
+    num_labels = distribution.shape[0]
+    if not single_label:
+        return (rng.random((num_samples, num_labels)) < distribution).astype(np.float32)
+    classes = rng.choice(num_labels, size=num_samples, p=distribution)
+    return np.eye(num_labels, dtype=np.float32)[classes]
+
+
 # Over 80 lines: about 30 are the docstring, and the body follows the module docstring's generative
 # model step by step (prototypes, labels, lengths, strength, gate, noise), read top to bottom.
 def generate_synthetic_splits(
@@ -106,7 +154,7 @@ def generate_synthetic_splits(
     text_length: LengthSpec = 50,
     audio_length: LengthSpec = 50,
     visual_length: LengthSpec = 50,
-    num_labels: int = 6,
+    num_labels: int | None = None,
     label_prevalence: Sequence[float] | None = None,
     signal_strength: float = 1.0,
     non_finite_fraction: float = 0.0,
@@ -114,6 +162,7 @@ def generate_synthetic_splits(
     signal_split: bool = False,
     missing_rate: float | Mapping[str, float] = 0.0,
     missing_splits: Sequence[str] = SPLITS,
+    single_label: bool = False,
 ) -> dict[str, SplitArrays]:
     """Generates the raw splits (see the module docstring for the model).
 
@@ -126,9 +175,10 @@ def generate_synthetic_splits(
         text_dim, audio_dim, visual_dim: Feature dims.
         text_length, audio_length, visual_length: Fixed length, or `(min, max)` for variable
             lengths.
-        num_labels: Number of emotion classes.
+        num_labels: Number of emotion classes (default 6, or 4 with `single_label`).
         label_prevalence: Probability of each label; defaults to MOSEI's for 6 labels and to a range
-            from 0.5 down to 0.08 otherwise.
+            from 0.5 down to 0.08 otherwise. With `single_label`: the class shares (normalised to
+            sum to 1); default IEMOCAP-4's for 4 classes, else that range normalised.
         signal_strength: Scale of the planted label signal (0 gives pure noise).
         non_finite_fraction: Share of audio values replaced by -inf (MOSEI's COVAREP has some).
         shared_lengths: One length per sample for all modalities (M3ED: utterances per dialogue);
@@ -138,6 +188,8 @@ def generate_synthetic_splits(
         missing_rate: Probability that a (sample, modality) pair has zero frames, one number or
             `{modality: probability}`; 0 (default) for complete data.
         missing_splits: The splits in which modalities go missing.
+        single_label: Exactly one class per sample (a one-hot `labels` row), drawn from the class
+            shares; the features follow the same planted-signal model.
 
     Returns:
         `{"train": SplitArrays, "validation": ..., "test": ...}` with float32 `[N, L, D]` arrays for
@@ -149,15 +201,9 @@ def generate_synthetic_splits(
         raise ValueError(
             f"shared_lengths needs the same length spec for every modality; got {length_specs}"
         )
-    if label_prevalence is None:
-        label_prevalence = (
-            MOSEI_LABEL_PREVALENCE if num_labels == 6 else np.linspace(0.5, 0.08, num_labels)
-        )
-    prevalence = np.asarray(label_prevalence, dtype=np.float64)
-    if prevalence.shape != (num_labels,) or not ((prevalence >= 0) & (prevalence <= 1)).all():
-        raise ValueError(
-            f"label_prevalence must hold {num_labels} probabilities; got {list(label_prevalence)}"
-        )
+    if num_labels is None:
+        num_labels = len(IEMOCAP4_CLASS_SHARES) if single_label else 6
+    distribution = _label_distribution(num_labels, label_prevalence, single_label)
 
     missing_rates = _missing_rates(missing_rate)
     unknown_splits = sorted(set(missing_splits) - set(SPLITS))
@@ -181,7 +227,7 @@ def generate_synthetic_splits(
     for split, split_seed in zip(SPLITS, split_seeds, strict=True):
         rng = np.random.default_rng(split_seed)
         num_samples = sizes[split]
-        labels = (rng.random((num_samples, num_labels)) < prevalence).astype(np.float32)
+        labels = _draw_labels(rng, num_samples, distribution, single_label)
         shared = _draw_lengths(rng, text_length, num_samples) if shared_lengths else None
         features = {}
         for modality in MODALITIES:
@@ -301,9 +347,11 @@ def make_synthetic_dataset(
     """A synthetic `DatasetDict` with the same columns and features as the real builders.
 
     Columns: `id`, `text`, `audio`, `visual` (`Array2D` float32; fixed length unless a `(min, max)`
-    length is given), `labels` (multi-hot float32). Splits of size 0 are left out (datasets cannot
-    reload an empty split). The label names (MOSEI's for 6 labels, M3ED's for 7, `label_<i>`
-    otherwise) are in the metadata, as for the real datasets.
+    length is given), `labels` (multi-hot float32; one-hot with `single_label=True`, and the
+    metadata's `problem_type` is then `single_label_classification`). Splits of size 0 are left out
+    (datasets cannot reload an empty split). The label names (MOSEI's for 6 labels, M3ED's for 7,
+    IEMOCAP-4's for 4 single-label classes, `label_<i>` otherwise) are in the metadata, as for the
+    real datasets.
 
     Args:
         num_train, num_validation, num_test, seed: See `generate_synthetic_splits`.
@@ -313,7 +361,8 @@ def make_synthetic_dataset(
     """
     if label_names is not None:
         generator_kwargs["num_labels"] = len(label_names)
-    num_labels = generator_kwargs.get("num_labels", 6)
+    single_label = bool(generator_kwargs.get("single_label", False))
+    num_labels = generator_kwargs.get("num_labels") or (4 if single_label else 6)
     splits = generate_synthetic_splits(
         num_train, num_validation, num_test, seed, **generator_kwargs
     )
@@ -328,10 +377,11 @@ def make_synthetic_dataset(
     }
     return build_dataset_dict(
         splits,
-        label_names or _default_label_names(num_labels),
+        label_names or _default_label_names(num_labels, single_label),
         "synthetic",
         "default",
         report=report,
+        problem_type=SINGLE_LABEL if single_label else MULTI_LABEL,
     )
 
 
@@ -488,7 +538,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument(
             f"--{modality}_length", type=_length_argument, default=50, metavar="L or MIN-MAX"
         )
-    parser.add_argument("--num_labels", type=int, default=6)
+    parser.add_argument(
+        "--num_labels", type=int, default=None, help="Default 6, or 4 with --single_label."
+    )
+    parser.add_argument(
+        "--single_label",
+        action="store_true",
+        help="One emotion per sample, drawn from IEMOCAP-4-like class shares.",
+    )
     parser.add_argument("--signal_strength", type=float, default=1.0)
     parser.add_argument(
         "--missing_rate",
@@ -513,11 +570,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_builder_args(parser, argv)
     # Every other option is an argument of `generate_synthetic_splits`.
     not_generator = ("output", "overwrite", "log_level", "hub_layout", "source_format")
-    generator_kwargs = {k: v for k, v in vars(args).items() if k not in not_generator}
+    generator_kwargs = {
+        k: v for k, v in vars(args).items() if k not in not_generator and v is not None
+    }
     # The missing-modality options only when set (the arguments are recorded in the metadata).
     for key in ("missing_rate", "signal_split"):
-        if not generator_kwargs[key]:
-            del generator_kwargs[key]
+        if not generator_kwargs.get(key):
+            generator_kwargs.pop(key, None)
     if args.source_format is not None:
         path = write_source(args.output, format=args.source_format, **generator_kwargs)
         print(f"wrote a synthetic {args.source_format} source file to {path}")

@@ -23,7 +23,7 @@ from transformers import pipeline
 from dataset_scripts.io import write_json_atomic
 
 from .evaluation import EvaluationReport
-from .family import EMOTION_TASK, MODALITIES, ModelFamily
+from .family import EMOTION_TASK, MODALITIES, MULTI_LABEL, SINGLE_LABEL, ModelFamily
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def write_model_folder(
     """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``."""
     from model_cards import load_family_card_text
 
-    from .model_card import ModelCardInputs, UncertaintyResults, build_model_card, save_model_card
+    from .model_card import ModelCardInputs, build_model_card, save_model_card
 
     output_dir = Path(output_dir)
     staging = output_dir / ".staging"
@@ -87,26 +87,18 @@ def write_model_folder(
             dataset_name=_dataset_display_name(dataset_name),
             metrics=dict(results["test"]),
             per_label_f1={label: results["test"][f"f1_{label}"] for label in label_names},
-            thresholds=results["thresholds"]["per_label"],
-            threshold_tuned_on=results["thresholds"]["tuned_on"]
-            if results["thresholds"]["mode"] != "none"
-            else None,
             synthetic_data=synthetic,
             hyperparameters=hyperparameters,
             widget_examples=widget_examples,
-            uncertainty=UncertaintyResults(
-                error_auroc=results["uncertainty"]["uncertainty_error_auroc"],
-                expected_calibration_error=results["uncertainty"]["expected_calibration_error"],
-            )
-            if "uncertainty_error_auroc" in results["uncertainty"]  # the model has uncertainty
-            else None,
-            per_combination=results["modality_combinations"],
+            uncertainty=_uncertainty_results(report),
+            per_combination=_per_combination(results),
             images=images,
             repo_id=hub_model_id,
             license=license,
             base_model=base_model,
             feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
             feature_extractors=FEATURE_EXTRACTORS.get(dataset_name) or {},
+            **_decision_inputs(results),
         )
     )
     save_model_card(card, staging)
@@ -114,6 +106,47 @@ def write_model_folder(
     _move_into_place(staging, output_dir)
     logger.info("Model folder written to %s", output_dir)
     return output_dir
+
+
+def _decision_inputs(results: dict) -> dict:
+    """The card inputs that depend on the problem type: thresholds (multi-label), or the chance
+    level and the confusion matrix (single-label, decided by the top score)."""
+    if results.get("problem_type", MULTI_LABEL) == SINGLE_LABEL:
+        return {
+            "problem_type": SINGLE_LABEL,
+            "thresholds": None,
+            "threshold_tuned_on": None,
+            "chance": results["chance"],
+            "confusion_matrix": results["confusion_matrix"],
+        }
+    thresholds = results["thresholds"]
+    return {
+        "thresholds": thresholds["per_label"],
+        "threshold_tuned_on": thresholds["tuned_on"] if thresholds["mode"] != "none" else None,
+    }
+
+
+def _uncertainty_results(report: EvaluationReport):
+    """The measured quality of the model's ``uncertainty`` output; None when it has none."""
+    from .model_card import UncertaintyResults
+
+    uncertainty = report.results["uncertainty"]
+    if "uncertainty_error_auroc" not in uncertainty:
+        return None
+    return UncertaintyResults(
+        error_auroc=uncertainty["uncertainty_error_auroc"],
+        expected_calibration_error=uncertainty["expected_calibration_error"],
+        per_sample=report.test.fields["uncertainty"].ndim == 1,
+    )
+
+
+def _per_combination(results: dict) -> dict:
+    """The per-combination rows, then their mean when there is one."""
+    rows = dict(results["modality_combinations"])
+    mean = results.get("modality_combinations_mean")
+    if rows and mean:
+        rows["mean"] = mean
+    return rows
 
 
 #: What each modality's features are, per dataset, for the card's intended-use table.
@@ -136,7 +169,12 @@ def _dataset_display_name(dataset: str) -> str:
 
 def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names) -> dict:
     """The card's figures, as ``{image key: path relative to the model folder}``."""
-    from .plots import plot_per_label_f1, plot_reliability_diagram, plot_training_curves
+    from .plots import (
+        plot_confusion_matrix,
+        plot_per_label_f1,
+        plot_reliability_diagram,
+        plot_training_curves,
+    )
 
     folder.mkdir()
     images = {}
@@ -145,10 +183,21 @@ def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names)
         images["training_curves"] = "images/training_curves.png"
     plot_per_label_f1(report.results["test"], label_names, folder / "per_emotion_f1.png")
     images["per_label_f1"] = "images/per_emotion_f1.png"
+    single_label = report.results.get("problem_type") == SINGLE_LABEL
     plot_reliability_diagram(
-        report.test.scores, report.test.labels, folder / "reliability_diagram.png"
+        report.test.scores,
+        report.test.labels,
+        folder / "reliability_diagram.png",
+        top_label=single_label,
     )
     images["reliability_diagram"] = "images/reliability_diagram.png"
+    if single_label:
+        plot_confusion_matrix(
+            report.results["confusion_matrix"]["counts"],
+            label_names,
+            folder / "confusion_matrix.png",
+        )
+        images["confusion_matrix"] = "images/confusion_matrix.png"
     return images
 
 

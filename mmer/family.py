@@ -13,16 +13,28 @@ the transformers Auto classes when its package is imported, as any transformers 
 and by following these conventions (:meth:`ModelFamily.from_model_type` checks the classes):
 
 * **Config.** Takes ``<modality>_dim`` for every modality in :data:`MODALITIES`,
-  ``max_position_embeddings`` and ``id2label``; holds ``decision_threshold`` and
-  ``label_thresholds`` (None or one per label) and the property ``thresholds`` (one per label).
+  ``max_position_embeddings``, ``id2label`` and ``problem_type`` (transformers' names:
+  ``"multi_label_classification"`` or ``"single_label_classification"``; None counts as
+  multi-label); holds ``decision_threshold`` and ``label_thresholds`` (None or one per label) and
+  the property ``thresholds`` (one per label). ``train.py`` reads the dims, the labels and the
+  problem type from the training data, never from ``--config_overrides``; a model given with
+  ``--model_name_or_path`` must have the data's problem type.
 * **Model** (``AutoModelForSequenceClassification``). ``forward`` takes ``<modality>_features``
   ``[batch, frames, dim]`` and ``<modality>_mask`` ``[batch, frames]`` (an all-zero mask row marks
   the modality absent for that sample) and ``labels``, and returns a ``ModelOutput`` with ``loss``
-  (when labels are given) and ``scores``, the probabilities ``[batch, labels]``. Class attributes:
+  (when labels are given) and ``scores``, the probabilities ``[batch, labels]``: a softmax for a
+  family that models one class per sample, sigmoids otherwise. ``labels`` arrive as the dataset's
+  float rows ``[batch, labels]``: multi-hot for multi-label data, one-hot for single-label data (a
+  model may also accept ``[batch]`` class indices, but the shared layer never sends them).
+  **Decisions are the shared layer's**: multi-label, ``score > threshold`` with thresholds tuned on
+  validation; single-label, the arg-max of ``scores`` (no threshold), whatever the model's loss.
+  Class attributes:
 
   - ``prediction_fields``: the output fields the evaluation collects, by name; ``scores`` first.
-    A field named ``uncertainty`` or ``<name>_uncertainty`` (``[batch, labels]``, higher = less
-    sure) is scored by the AUROC of telling wrong decisions from right ones.
+    A field named ``uncertainty`` or ``<name>_uncertainty`` (higher = less sure) is scored by the
+    AUROC of telling wrong decisions from right ones: ``[batch, labels]`` per (sample, emotion)
+    (single-label: the value of the arg-max class), or ``[batch]`` per sample (a sample is wrong
+    when its arg-max class is, or, multi-label, when any of its labels is).
   - ``lora_target_modules`` (a regex over module names) and ``lora_modules_to_save`` (the
     label-indexed modules, trained in full under LoRA).
 
@@ -37,7 +49,8 @@ and by following these conventions (:meth:`ModelFamily.from_model_type` checks t
   returns the model's inputs.
 * **Pipeline** (the task :data:`EMOTION_TASK`). Takes a dict of ``[frames, dim]`` arrays or the
   path of an ``.npz`` file holding them, the parameters ``top_k`` and ``threshold``, and returns
-  per emotion ``{"label", "score", ...}`` sorted by score. Transformers keeps one pipeline class
+  per emotion ``{"label", "score", "predicted", ...}`` sorted by score (single-label models: only
+  the top class is ``predicted`` and ``threshold`` is refused). Transformers keeps one pipeline class
   per task, so every family ships the same pipeline code (a ``# Copied from`` copy in its folder):
   whichever family registered it last, it serves them all.
 * **Model card text.** ``model_cards/<model_type>.yaml`` (see ``model_cards/``).
@@ -56,6 +69,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from dataset_scripts.building import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL
 from dataset_scripts.modalities import MODALITIES
 
 #: The pipeline task every family serves.
@@ -68,7 +82,27 @@ REQUIRED_MODEL_ATTRIBUTES = (
     "reset_label_set",
 )
 
-__all__ = ["EMOTION_TASK", "MODALITIES", "ModelFamily"]
+__all__ = [
+    "EMOTION_TASK",
+    "MODALITIES",
+    "MULTI_LABEL",
+    "PROBLEM_TYPES",
+    "SINGLE_LABEL",
+    "ModelFamily",
+    "problem_type_of",
+]
+
+
+def problem_type_of(config) -> str:
+    """The config's ``problem_type``, one of :data:`PROBLEM_TYPES` (None counts as multi-label,
+    the only kind there was before the field was read)."""
+    problem_type = getattr(config, "problem_type", None) or MULTI_LABEL
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(
+            f"The model's config has problem_type {problem_type!r}; this package handles "
+            f"{PROBLEM_TYPES}."
+        )
+    return problem_type
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification
 
-from .family import MODALITIES, ModelFamily
+from .family import MODALITIES, MULTI_LABEL, ModelFamily, problem_type_of
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,13 @@ def load_for_adaptation(model_args, data_fields: dict, overrides: dict):
     )
     ModelFamily.of(model)  # a clear error if the folder's model does not follow the contract
     config = model.config
+    data_problem_type = data_fields.get("problem_type", MULTI_LABEL)
+    if problem_type_of(config) != data_problem_type:
+        raise ValueError(
+            f"The base model {model_args.model_name_or_path} was made for "
+            f"{problem_type_of(config)} but the data is {data_problem_type}: train a new model "
+            "for this data (--model_type) or adapt a model of the same problem type."
+        )
     for name in (f"{modality}_dim" for modality in MODALITIES):
         if getattr(config, name) != data_fields[name]:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""Metrics for multimodal multi-label emotion recognition (numpy + scikit-learn only).
+"""Metrics for multimodal emotion recognition, multi-label and single-label (numpy + scikit-learn
+only). The single-label metrics are in their own section at the end of this module.
 
 All functions take numpy arrays, torch tensors (any device, any float dtype) or nested lists, with
 samples on the first axis and labels on the second: `y_true` / predictions `[n_samples, n_labels]` with
@@ -45,12 +46,22 @@ __all__ = [
     "ReliabilityCurve",
     "ThresholdSearchResult",
     "chance_level_metrics",
+    "confusion_matrix_counts",
+    "error_detection_auroc",
     "expected_calibration_error",
     "global_average_precision",
     "multilabel_metrics",
     "multilabel_metrics_from_scores",
+    "multilabel_sample_errors",
     "reliability_curve",
     "scores_to_predictions",
+    "single_label_chance_metrics",
+    "single_label_errors",
+    "single_label_metrics",
+    "single_label_metrics_from_confusion",
+    "single_label_predictions",
+    "top_label_calibration_error",
+    "top_label_reliability_curve",
     "tune_threshold",
     "uncertainty_error_auroc",
 ]
@@ -611,3 +622,216 @@ def chance_level_metrics(
         "most_frequent": multilabel_metrics(test, constant(prevalence > 0.5), names),
         "best_constant": multilabel_metrics(test, constant(best_constant_row), names),
     }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Single-label classification (one emotion per sample)
+# ----------------------------------------------------------------------------------------------------
+#
+# Gold labels are one-hot rows `[n_samples, n_labels]` (the dataset's `labels` column) or class
+# indices `[n_samples]`; scores are `[n_samples, n_labels]`. The decision is the arg-max of the
+# scores (the first class on ties, as `numpy.argmax`): no threshold. Metrics are computed from the
+# confusion matrix (rows: gold class, columns: predicted class), with zero_division = 0.
+
+
+def single_label_predictions(scores: Any) -> np.ndarray:
+    """The predicted class of each sample: the arg-max of its scores (first on ties), int64 `[n]`."""
+    return np.argmax(_as_matrix(scores, "scores"), axis=1).astype(np.int64)
+
+
+def _class_indices(y_true: Any, num_labels: int) -> np.ndarray:
+    """Gold class indices `[n]` from one-hot rows `[n, num_labels]` or indices `[n]`."""
+    array = _to_numpy(y_true, "y_true")
+    if array.ndim == 2:
+        one_hot = _as_matrix(array, "y_true", binary=True)
+        if one_hot.shape[1] != num_labels:
+            raise ValueError(
+                f"`y_true` has {one_hot.shape[1]} labels but `scores` has {num_labels}."
+            )
+        positives = one_hot.sum(axis=1)
+        if not (positives == 1).all():
+            row = int(np.flatnonzero(positives != 1)[0])
+            raise ValueError(
+                f"Single-label `y_true` needs exactly one positive per row; row {row} has "
+                f"{int(positives[row])}."
+            )
+        return np.argmax(one_hot, axis=1).astype(np.int64)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            "`y_true` must be one-hot rows (n_samples, n_labels) or integer class indices "
+            f"(n_samples,), got an array of shape {array.shape} and dtype {array.dtype}."
+        )
+    if array.size and (array.min() < 0 or array.max() >= num_labels):
+        raise ValueError(f"Class indices must lie in [0, {num_labels}), got {array.tolist()[:5]}.")
+    return array.astype(np.int64)
+
+
+def confusion_matrix_counts(scores: Any, y_true: Any) -> np.ndarray:
+    """Counts `[n_labels, n_labels]` (int64): row = gold class, column = predicted (arg-max) class."""
+    predicted = single_label_predictions(scores)
+    num_labels = _as_matrix(scores, "scores").shape[1]
+    gold = _class_indices(y_true, num_labels)
+    if gold.shape[0] != predicted.shape[0]:
+        raise ValueError(
+            f"`scores` has {predicted.shape[0]} samples but `y_true` has {gold.shape[0]}."
+        )
+    counts = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(counts, (gold, predicted), 1)
+    return counts
+
+
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(
+        numerator,
+        denominator,
+        out=np.zeros(np.shape(numerator), dtype=np.float64),
+        where=denominator > 0,
+    )
+
+
+def single_label_metrics_from_confusion(
+    confusion: Any, label_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """The single-label metrics of a confusion matrix (counts, or expected counts as floats).
+
+    Keys: `accuracy` (weighted accuracy, WA), `unweighted_accuracy` (UA: the mean recall over the
+    classes that have gold samples, as `sklearn.metrics.balanced_accuracy_score`), `f1_weighted`
+    (per-class F1 weighted by gold support), `f1_macro` (over every class), `f1_micro` (equal to the
+    accuracy when every sample gets one class), `precision_macro`, `precision_weighted`, then
+    `f1_<label>`, `precision_<label>`, `recall_<label>`.
+    """
+    counts = np.asarray(confusion, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
+        raise ValueError(f"`confusion` must be a square matrix, got shape {counts.shape}.")
+    names = _resolve_label_names(label_names, counts.shape[0])
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("`confusion` holds no sample.")
+    true_positive = np.diag(counts)
+    support, predicted = counts.sum(axis=1), counts.sum(axis=0)
+    recall = _safe_ratio(true_positive, support)
+    precision = _safe_ratio(true_positive, predicted)
+    f1 = _safe_ratio(2.0 * true_positive, support + predicted)
+    results = {
+        "accuracy": float(true_positive.sum() / total),
+        "unweighted_accuracy": float(recall[support > 0].mean()),
+        "f1_weighted": float((f1 * support).sum() / total),
+        "f1_macro": float(f1.mean()),
+        "f1_micro": float(true_positive.sum() / total),
+        "precision_macro": float(precision.mean()),
+        "precision_weighted": float((precision * support).sum() / total),
+    }
+    for prefix, values in (("f1", f1), ("precision", precision), ("recall", recall)):
+        results.update({f"{prefix}_{name}": float(value) for name, value in zip(names, values)})
+    return results
+
+
+def single_label_metrics(
+    scores: Any, y_true: Any, label_names: Sequence[str] | None = None, *, n_bins: int = 15
+) -> dict[str, float]:
+    """`single_label_metrics_from_confusion` of the arg-max decisions, plus the top-label
+    `expected_calibration_error` (only when the scores lie in [0, 1])."""
+    score_matrix = _as_matrix(scores, "scores")
+    results = single_label_metrics_from_confusion(
+        confusion_matrix_counts(score_matrix, y_true), label_names
+    )
+    if score_matrix.min() >= 0.0 and score_matrix.max() <= 1.0:
+        results["expected_calibration_error"] = top_label_calibration_error(
+            score_matrix, y_true, n_bins=n_bins
+        )
+    return results
+
+
+def single_label_errors(scores: Any, y_true: Any) -> np.ndarray:
+    """Booleans `[n]`: the arg-max class of the sample is not its gold class."""
+    score_matrix = _as_matrix(scores, "scores")
+    return single_label_predictions(score_matrix) != _class_indices(y_true, score_matrix.shape[1])
+
+
+def multilabel_sample_errors(scores: Any, y_true: Any, threshold: Any) -> np.ndarray:
+    """Booleans `[n]`: at least one label of the sample is decided wrongly at `threshold`."""
+    score_matrix, true = _scores_and_labels(scores, y_true)
+    return (scores_to_predictions(score_matrix, threshold).astype(bool) != true).any(axis=1)
+
+
+def error_detection_auroc(uncertainty: Any, is_wrong: Any) -> float:
+    """`roc_auc_score(is_wrong, uncertainty)` over paired 1-D arrays (one value per decision):
+    how well the uncertainty tells wrong decisions from right ones (0.5 = unrelated, 1.0 = every
+    wrong one is more uncertain than every right one). `nan` with a `RuntimeWarning` when every
+    decision is right or every one is wrong."""
+    values = _to_numpy(uncertainty, "uncertainty").astype(np.float64)
+    wrong = _to_numpy(is_wrong, "is_wrong").astype(bool)
+    if values.ndim != 1 or values.shape != wrong.shape:
+        raise ValueError(
+            "`uncertainty` and `is_wrong` must be 1-D of the same length (one per decision), got "
+            f"shapes {values.shape} and {wrong.shape}."
+        )
+    if not np.isfinite(values).all():
+        raise ValueError("`uncertainty` contains NaN or infinite values.")
+    if wrong.all() or not wrong.any():
+        warnings.warn(
+            "The error AUROC is undefined because "
+            + ("every decision is wrong" if wrong.all() else "no decision is wrong")
+            + "; returning nan.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return float("nan")
+    return float(roc_auc_score(wrong.astype(np.int64), values))
+
+
+def top_label_reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> ReliabilityCurve:
+    """`reliability_curve` of the top-label decisions: one (confidence, correct) pair per sample,
+    where the confidence is the score of the arg-max class and `accuracy` in a bin is the share of
+    samples whose arg-max class is right."""
+    score_matrix = _as_matrix(scores, "scores", probabilities=True)
+    confidence = score_matrix.max(axis=1)
+    correct = ~single_label_errors(score_matrix, y_true)
+    return reliability_curve(confidence[:, None], correct[:, None], n_bins=n_bins)
+
+
+def top_label_calibration_error(scores: Any, y_true: Any, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-label confidence (the usual multi-class ECE)."""
+    curve = top_label_reliability_curve(scores, y_true, n_bins=n_bins)
+    filled = curve.count > 0
+    weights = curve.count[filled] / curve.count.sum()
+    return float(np.sum(weights * np.abs(curve.accuracy[filled] - curve.confidence[filled])))
+
+
+def single_label_chance_metrics(
+    y_train: Any, y_test: Any, label_names: Sequence[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """Metrics of input-blind predictors fitted on `y_train`, scored on `y_test` (one-hot rows or
+    class indices; `n_labels` from the one-hot rows, else from `label_names`).
+
+    * `"majority_class"`: every sample gets the most frequent training class (the lowest index on
+      ties).
+    * `"prior_stratified"`: each sample gets a class drawn from the training class shares; the
+      metrics are those of the expected confusion matrix (`support_test[i] * share_train[j]`), so
+      accuracy and UA are the exact expectations and nothing random is drawn.
+    """
+    num_labels = _label_count(y_train, y_test, label_names)
+    train = _class_indices(y_train, num_labels)
+    test = _class_indices(y_test, num_labels)
+    if train.size == 0 or test.size == 0:
+        raise ValueError("`y_train` and `y_test` need at least one sample each.")
+    shares = np.bincount(train, minlength=num_labels) / train.size
+    support = np.bincount(test, minlength=num_labels).astype(np.float64)
+    majority = np.zeros((num_labels, num_labels))
+    majority[:, int(np.argmax(shares))] = support
+    return {
+        "majority_class": single_label_metrics_from_confusion(majority, label_names),
+        "prior_stratified": single_label_metrics_from_confusion(
+            np.outer(support, shares), label_names
+        ),
+    }
+
+
+def _label_count(y_train: Any, y_test: Any, label_names: Sequence[str] | None) -> int:
+    for values in (y_train, y_test):
+        array = _to_numpy(values, "labels")
+        if array.ndim == 2:
+            return int(array.shape[1])
+    if label_names is None:
+        raise ValueError("With class indices, pass `label_names` to give the number of classes.")
+    return len(label_names)

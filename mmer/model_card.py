@@ -6,7 +6,11 @@ families comes from `model_cards/<model_type>.yaml` (`model_cards.load_family_ca
 knows no family.
 
 * `model-index` holds one `EvalResult` per aggregate entry of `metrics` (task type
-  `multi-label-classification`, the evaluated dataset and split) and nothing else;
+  `multi-label-classification`, or `multi-class-classification` for a single-label model, the
+  evaluated dataset and split) and nothing else;
+* a single-label model (`problem_type="single_label_classification"`) gets the arg-max decision
+  rule instead of thresholds, its chance level and its confusion matrix; a multi-label card has
+  neither;
 * every number in the card text comes from the inputs; sections whose data was not given are left
   out rather than filled with placeholders;
 * `widget` holds static examples with recorded outputs, because the Hub cannot run custom-code models
@@ -32,6 +36,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from dataset_scripts.building import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL
 from dataset_scripts.io import write_bytes_atomic
 from model_cards import FamilyCardText, load_family_card_text
 
@@ -57,12 +62,33 @@ DEFAULT_TAGS: tuple[str, ...] = ("custom_code", "multimodal", "emotion-recogniti
 
 TASK_TYPE = "multi-label-classification"
 TASK_NAME = "Multimodal multi-label emotion recognition"
+#: model-index task (type, name) and the tag replacing "multi-label", per problem type.
+_TASKS: dict[str, tuple[str, str, str]] = {
+    MULTI_LABEL: (TASK_TYPE, TASK_NAME, "multi-label"),
+    SINGLE_LABEL: (
+        "multi-class-classification",
+        "Multimodal emotion recognition (one emotion per sample)",
+        "single-label",
+    ),
+}
 
 #: Keys accepted in `ModelCardInputs.images` (repository-relative paths to PNGs).
-IMAGE_KEYS: tuple[str, ...] = ("training_curves", "per_label_f1", "reliability_diagram")
+IMAGE_KEYS: tuple[str, ...] = (
+    "training_curves",
+    "per_label_f1",
+    "reliability_diagram",
+    "confusion_matrix",
+)
+
+#: The chance-level rows of a single-label card.
+_CHANCE_METRICS = ("accuracy", "unweighted_accuracy", "f1_weighted", "f1_macro")
 
 # metric key -> (model-index metric type, human-readable name, metric config)
 _KNOWN_METRICS: dict[str, tuple[str, str, str | None]] = {
+    "accuracy": ("accuracy", "Accuracy (WA)", None),
+    "unweighted_accuracy": ("recall", "Unweighted accuracy (UA, mean per-class recall)", "macro"),
+    "f1_weighted": ("f1", "F1 (weighted)", "weighted"),
+    "precision_weighted": ("precision", "Precision (weighted)", "weighted"),
     "accuracy_jaccard": ("accuracy", "Accuracy (sample-wise Jaccard)", "samples"),
     "accuracy_jaccard_reference": (
         "accuracy",
@@ -103,6 +129,7 @@ class UncertaintyResults:
     error_auroc: float | None = None  # AUROC of the uncertainty for detecting wrong decisions
     expected_calibration_error: float | None = None  # of the probabilities
     n_bins: int | None = None  # bins of the calibration error
+    per_sample: bool = False  # one uncertainty per sample (else one per sample and emotion)
 
 
 @dataclass
@@ -118,8 +145,9 @@ class ModelCardInputs:
     # (or None) values are shown as "undefined" and left out of `model-index`.
     metrics: Mapping[str, float | None]
     per_label_f1: Mapping[str, float]  # measured `{label: f1}`; its keys define the label order
-    # The decision threshold of each label, in label order (a global one repeated once per label).
-    thresholds: Sequence[float]
+    # The decision threshold of each label, in label order (a global one repeated once per label);
+    # None for a single-label model, which predicts its top-scoring emotion.
+    thresholds: Sequence[float] | None
     synthetic_data: bool  # trained and evaluated on synthetic features (adds prominent warnings)
     dataset_id: str | None = None  # Hub id: added to `datasets`, the `model-index` dataset type
     dataset_config: str | None = None  # dataset configuration (e.g. "mosei"), for `model-index`
@@ -145,6 +173,11 @@ class ModelCardInputs:
     tags: Sequence[str] = ()  # added after the shared and the family's tags
     auto_model_class: str = "AutoModelForSequenceClassification"  # in the loading snippet
     endpoint_handler: bool = True  # the repository ships `handler.py` for Inference Endpoints
+    problem_type: str = MULTI_LABEL  # or SINGLE_LABEL: one emotion per sample, arg-max decisions
+    # Single-label only: the chance level (`{metric: value, "predictor": name}`) and the test
+    # confusion matrix (`{"labels": [...], "counts": [[gold x predicted]]}`).
+    chance: Mapping[str, Any] | None = None
+    confusion_matrix: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("model_type", "model_name", "dataset_name"):
@@ -154,6 +187,30 @@ class ModelCardInputs:
             raise ValueError("`metrics` is empty: a model card needs at least one measured metric.")
         if not self.per_label_f1:
             raise ValueError("`per_label_f1` is empty.")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(
+                f"`problem_type` must be one of {PROBLEM_TYPES}, got {self.problem_type!r}."
+            )
+        if self.problem_type == SINGLE_LABEL:
+            self._check_single_label()
+        else:
+            self._check_thresholds()
+        if self.uncertainty is not None and not isinstance(self.uncertainty, UncertaintyResults):
+            raise TypeError("`uncertainty` must be an UncertaintyResults or None.")
+        for key in self.images:
+            if key not in IMAGE_KEYS:
+                raise ValueError(f"Unknown image key {key!r}; allowed: {list(IMAGE_KEYS)}.")
+        self.images = {
+            key: _validate_relative_path(path, f"images[{key!r}]")
+            for key, path in self.images.items()
+        }
+
+    def _check_thresholds(self) -> None:
+        """Multi-label: one threshold per label; no single-label sections."""
+        if self.chance is not None or self.confusion_matrix is not None:
+            raise ValueError(
+                "`chance` and `confusion_matrix` are shown for single-label models only."
+            )
         if not isinstance(self.thresholds, (list, tuple)):
             raise TypeError(
                 "`thresholds` must be a list of per-label floats in label order, got "
@@ -165,15 +222,24 @@ class ModelCardInputs:
                 f"{len(self.per_label_f1)} labels."
             )
         self.thresholds = [_require_number(value, "threshold") for value in self.thresholds]
-        if self.uncertainty is not None and not isinstance(self.uncertainty, UncertaintyResults):
-            raise TypeError("`uncertainty` must be an UncertaintyResults or None.")
-        for key in self.images:
-            if key not in IMAGE_KEYS:
-                raise ValueError(f"Unknown image key {key!r}; allowed: {list(IMAGE_KEYS)}.")
-        self.images = {
-            key: _validate_relative_path(path, f"images[{key!r}]")
-            for key, path in self.images.items()
-        }
+
+    def _check_single_label(self) -> None:
+        """Single-label: no thresholds; a confusion matrix, if given, over the labels in order."""
+        if self.thresholds is not None:
+            raise ValueError(
+                "A single-label model predicts its top-scoring emotion: `thresholds` must be None."
+            )
+        if self.confusion_matrix is None:
+            return
+        labels = [str(label) for label in self.confusion_matrix.get("labels", [])]
+        counts = self.confusion_matrix.get("counts", [])
+        if labels != self.label_names or [len(row) for row in counts] != [len(labels)] * len(
+            labels
+        ):
+            raise ValueError(
+                "`confusion_matrix` must hold 'labels' (those of `per_label_f1`, in order) and "
+                "'counts', a square list of lists, one row per gold label."
+            )
 
     @property
     def label_names(self) -> list[str]:
@@ -315,6 +381,7 @@ def _split_metrics(
 
 def _eval_results(inputs: ModelCardInputs, aggregate: Mapping[str, float]) -> list[EvalResult]:
     """One `EvalResult` per finite aggregate metric."""
+    task_type, task_name, _ = _TASKS[inputs.problem_type]
     results = []
     for key, value in aggregate.items():
         if not math.isfinite(value):
@@ -323,8 +390,8 @@ def _eval_results(inputs: ModelCardInputs, aggregate: Mapping[str, float]) -> li
         metric_type, metric_name, metric_config = _KNOWN_METRICS.get(key, (key, key, None))
         results.append(
             EvalResult(
-                task_type=TASK_TYPE,
-                task_name=TASK_NAME,
+                task_type=task_type,
+                task_name=task_name,
                 dataset_type=inputs.dataset_id or _slug(inputs.dataset_name),
                 dataset_name=inputs.dataset_name,
                 dataset_config=inputs.dataset_config,
@@ -352,13 +419,19 @@ def _card_data(
         license=inputs.license,
         library_name="transformers",
         pipeline_tag="other",
-        tags=list(dict.fromkeys([*DEFAULT_TAGS, *family.tags, *inputs.tags])),
+        tags=list(dict.fromkeys([*_default_tags(inputs.problem_type), *family.tags, *inputs.tags])),
         datasets=[inputs.dataset_id] if inputs.dataset_id else None,
         metrics=list(dict.fromkeys(result.metric_type for result in eval_results)) or None,
         base_model=inputs.base_model,
         eval_results=eval_results or None,
         widget=widget or None,
     )
+
+
+def _default_tags(problem_type: str) -> tuple[str, ...]:
+    """`DEFAULT_TAGS`, with "single-label" instead of "multi-label" for a single-label model."""
+    tag = _TASKS[problem_type][2]
+    return tuple(tag if name == "multi-label" else name for name in DEFAULT_TAGS)
 
 
 def _usage_section(inputs: ModelCardInputs) -> dict[str, Any]:
@@ -383,7 +456,14 @@ def _usage_section(inputs: ModelCardInputs) -> dict[str, Any]:
 
 
 def _threshold_text(inputs: ModelCardInputs) -> tuple[str, list[list[str]]]:
-    """The decision rule: one sentence for a shared threshold, a table for per-label ones."""
+    """The decision rule: one sentence for a shared threshold, a table for per-label ones (none
+    for a single-label model, which predicts its top-scoring emotion)."""
+    if inputs.problem_type == SINGLE_LABEL:
+        text = (
+            "Each sample is given the one emotion with the highest score (arg-max); no decision "
+            "threshold is tuned or used."
+        )
+        return text, []
     tuned_on, split = inputs.threshold_tuned_on, inputs.dataset_split
     if tuned_on is None:
         provenance = " It was fixed in advance, not tuned."
@@ -420,7 +500,12 @@ def _uncertainty_section(inputs: ModelCardInputs, family: FamilyCardText) -> dic
             f"Uncertainty results were given but model_cards/{family.model_type}.yaml has no "
             "'uncertainty_definition' to say what the uncertainty is."
         )
-    calibration_name = "Expected calibration error of the probabilities"
+    single_label = inputs.problem_type == SINGLE_LABEL
+    calibration_name = (
+        "Expected calibration error of the top-emotion score"
+        if single_label
+        else "Expected calibration error of the probabilities"
+    )
     if results.n_bins is not None:
         calibration_name += f" ({int(results.n_bins)} equal-width bins)"
     measures = [
@@ -433,12 +518,67 @@ def _uncertainty_section(inputs: ModelCardInputs, family: FamilyCardText) -> dic
     ]
     return {
         "definition": family.uncertainty_definition,
+        "auroc_text": _auroc_text(single_label, results.per_sample, inputs.dataset_split),
         "rows": [
             [name, _format_value(_require_number(value, what))]
             for name, what, value in measures
             if value is not None
         ],
         "reliability_image": inputs.images.get("reliability_diagram"),
+    }
+
+
+def _auroc_text(single_label: bool, per_sample: bool, split: str) -> str:
+    """What the error AUROC tells apart, for this problem type and uncertainty shape."""
+    if single_label:
+        decisions = (
+            "samples whose top-scoring emotion is wrong from those whose top emotion is right"
+            + ("" if per_sample else " (a per-emotion uncertainty is read at the top emotion)")
+        )
+    elif per_sample:
+        decisions = "samples with at least one wrong emotion decision from fully right ones"
+    else:
+        decisions = "wrong (sample, emotion) decisions from right ones"
+    return (
+        f"The AUROC measures how well the uncertainty tells {decisions} on the `{split}` split "
+        "(0.5 = uninformative)."
+    )
+
+
+#: Metric conventions of a single-label card (after the results table).
+SINGLE_LABEL_CONVENTIONS = (
+    "Metric conventions: accuracy (WA) is the share of samples whose top-scoring emotion is the "
+    "gold one; unweighted accuracy (UA) is the mean recall over the emotions that have samples in "
+    "the split; weighted F1 weights each emotion's F1 by its number of samples; micro-F1 equals "
+    "the accuracy. Divisions by zero count as zero."
+)
+
+
+def _single_label_section(inputs: ModelCardInputs) -> dict[str, Any] | None:
+    """The chance level and the confusion matrix of a single-label card."""
+    if inputs.problem_type != SINGLE_LABEL:
+        return None
+    chance = dict(inputs.chance or {})
+    chance_rows = [
+        [_cell(_metric_name(key)), _format_value(_require_number(chance[key], f"chance[{key!r}]"))]
+        for key in _CHANCE_METRICS
+        if key in chance
+    ]
+    matrix = inputs.confusion_matrix
+    return {
+        "conventions": SINGLE_LABEL_CONVENTIONS,
+        "chance_predictor": _cell(chance.get("predictor", "")),
+        "chance_rows": chance_rows,
+        "confusion_columns": ["gold / predicted", *(_cell(label) for label in inputs.label_names)]
+        if matrix
+        else [],
+        "confusion_rows": [
+            [_cell(label), *(str(int(count)) for count in row)]
+            for label, row in zip(inputs.label_names, matrix["counts"], strict=True)
+        ]
+        if matrix
+        else [],
+        "confusion_image": inputs.images.get("confusion_matrix"),
     }
 
 
@@ -499,6 +639,7 @@ def _template_context(inputs: ModelCardInputs, family: FamilyCardText) -> dict[s
             "rows": _value_rows(inputs.per_combination, combination_columns, "per_combination"),
         },
         "uncertainty": _uncertainty_section(inputs, family),
+        "single_label": _single_label_section(inputs),
         "extra_sections": [
             {"title": _cell(title), "body": body.strip()}
             for title, body in inputs.extra_sections.items()

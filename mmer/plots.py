@@ -19,11 +19,21 @@ import numpy as np
 
 from dataset_scripts.io import write_bytes_atomic
 
-from .metrics import expected_calibration_error, reliability_curve
+from .metrics import (
+    expected_calibration_error,
+    reliability_curve,
+    top_label_calibration_error,
+    top_label_reliability_curve,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["plot_per_label_f1", "plot_reliability_diagram", "plot_training_curves"]
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_per_label_f1",
+    "plot_reliability_diagram",
+    "plot_training_curves",
+]
 
 #: Evaluation metrics drawn by `plot_training_curves` when present in the log (as `eval_<name>`).
 DEFAULT_EVAL_METRICS: tuple[str, ...] = (
@@ -33,6 +43,9 @@ DEFAULT_EVAL_METRICS: tuple[str, ...] = (
     "precision_micro",
     "recall_micro",
     "global_average_precision",
+    "accuracy",
+    "unweighted_accuracy",
+    "f1_weighted",
 )
 
 # Keys Trainer logs that are bookkeeping, not curves.
@@ -210,15 +223,22 @@ def plot_reliability_diagram(
     *,
     title: str | None = None,
     dpi: int = 120,
+    top_label: bool = False,
 ) -> Path:
     """Reliability diagram of all (sample, label) probabilities, with the ECE in the title.
 
     Top: observed positive rate per bin against the mean predicted probability (the diagonal is
     perfect calibration). Bottom: number of pairs per bin (log scale). Bins and definitions are
-    those of `mmer.metrics.reliability_curve`.
+    those of `mmer.metrics.reliability_curve`. With ``top_label`` (single-label data): one point
+    per sample, the score of its top class against whether that class is right
+    (`mmer.metrics.top_label_reliability_curve`).
     """
-    curve = reliability_curve(scores, y_true, n_bins=n_bins)
-    calibration_error = expected_calibration_error(scores, y_true, n_bins=n_bins)
+    if top_label:
+        curve = top_label_reliability_curve(scores, y_true, n_bins=n_bins)
+        calibration_error = top_label_calibration_error(scores, y_true, n_bins=n_bins)
+    else:
+        curve = reliability_curve(scores, y_true, n_bins=n_bins)
+        calibration_error = expected_calibration_error(scores, y_true, n_bins=n_bins)
     centers = (curve.bin_edges[:-1] + curve.bin_edges[1:]) / 2
     width = 1.0 / n_bins
     filled = curve.count > 0
@@ -229,7 +249,7 @@ def plot_reliability_diagram(
         width=width * 0.95,
         color="tab:blue",
         alpha=0.8,
-        label="observed positive rate",
+        label="observed accuracy" if top_label else "observed positive rate",
     )
     top.plot(
         curve.confidence[filled], curve.accuracy[filled], "o", color="tab:red", label="bin mean"
@@ -237,11 +257,45 @@ def plot_reliability_diagram(
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
-    top.set_ylabel("fraction positive")
+    top.set_ylabel("fraction right" if top_label else "fraction positive")
     top.legend(fontsize="small", loc="upper left")
     top.set_title(f"{title or 'Reliability diagram'} (ECE = {calibration_error:.4f})")
     bottom.bar(centers[filled], curve.count[filled], width=width * 0.95, color="tab:gray")
     bottom.set_yscale("log")
-    bottom.set_xlabel("predicted probability")
+    bottom.set_xlabel("score of the top class" if top_label else "predicted probability")
     bottom.set_ylabel("count")
+    return _save_png(figure, path, dpi)
+
+
+def plot_confusion_matrix(
+    counts: Any,
+    label_names: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Heat map of a confusion matrix (rows: gold class, columns: predicted class), each cell
+    labelled with its count; colours are the share of the gold class (row-normalised)."""
+    matrix = np.asarray(counts, dtype=np.float64)
+    size = len(label_names)
+    if matrix.shape != (size, size):
+        raise ValueError(
+            f"`counts` must be ({size}, {size}) for {size} labels, got shape {matrix.shape}."
+        )
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, row_sums, out=np.zeros_like(matrix), where=row_sums > 0)
+    side = max(3.5, 0.8 * size + 2.0)
+    figure, axis = _new_figure(side, side)
+    axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for row in range(size):
+        for column in range(size):
+            color = "white" if shares[row, column] > 0.6 else "black"
+            axis.text(column, row, f"{int(matrix[row, column])}", ha="center", va="center",
+                      color=color, fontsize="small")  # fmt: skip
+    axis.set_xticks(range(size), list(label_names), rotation=30, ha="right")
+    axis.set_yticks(range(size), list(label_names))
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("gold")
+    axis.set_title(title or "Confusion matrix (counts)")
     return _save_png(figure, path, dpi)

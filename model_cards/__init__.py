@@ -41,10 +41,17 @@ class FamilyCardText:
     metric_conventions: str | None = None  # after the results table
     uncertainty_definition: str | None = None  # body of "### Uncertainty"
     differences_from_reference: str | None = None  # body of "## Differences from the authors' code"
+    single_label_note: str | None = None  # single-label cards: how the family handles such data
 
 
 _REQUIRED = ("display_name", "full_name", "description", "paper", "architecture", "citation_bibtex")
-_OPTIONAL = ("tags", "metric_conventions", "uncertainty_definition", "differences_from_reference")
+_OPTIONAL = (
+    "tags",
+    "metric_conventions",
+    "uncertainty_definition",
+    "differences_from_reference",
+    "single_label_note",
+)
 
 
 def available_model_types() -> list[str]:

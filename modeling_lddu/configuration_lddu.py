@@ -32,6 +32,10 @@ LATENT_MODALITY_ORDER: tuple[str, ...] = ("visual", "audio", "text")
 #: 4..9 to these indices).
 MOSEI_EMOTIONS: tuple[str, ...] = ("happy", "sad", "anger", "surprise", "disgust", "fear")
 
+#: The values of ``LDDUConfig.problem_type`` (transformers' names): the kind of data the model was
+#: trained on, which decides how its scores become decisions (thresholds, or the top score).
+PROBLEM_TYPES: tuple[str, ...] = ("multi_label_classification", "single_label_classification")
+
 #: The values of ``LDDUConfig.contrastive_implementation``: how the supervised contrastive loss is
 #: computed (same value and gradients either way).
 CONTRASTIVE_IMPLEMENTATIONS: tuple[str, ...] = ("cached", "direct")
@@ -122,6 +126,11 @@ class LDDUConfig(PreTrainedConfig):
         modality_dropout (`dict[str, float]`, *optional*): Training-time probability of dropping
             each modality of a sample (missing-modality robustness); off by default.
         id2label / label2id: The emotions, in class order. Default: CMU-MOSEI's six.
+        problem_type (`str`): ``"multi_label_classification"`` (default; the paper's setting) or
+            ``"single_label_classification"`` (one emotion per sample, e.g. IEMOCAP). The model is
+            the same for both: LDDU is multi-label by design, and on single-label data it trains
+            its BCE losses on the one-hot targets; the field only tells the evaluation, the
+            pipeline and the card to decide by the top score instead of a threshold.
     """
 
     model_type = "lddu"
@@ -308,6 +317,10 @@ class LDDUConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"LDDUConfig.{name} must be a finite number >= 0, got {value!r}.")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(
+                f"LDDUConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}."
+            )
         threshold = self.decision_threshold
         if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
             raise ValueError(f"LDDUConfig.decision_threshold must be in (0, 1), got {threshold!r}.")

@@ -729,7 +729,8 @@ class LDDUForEmotionRecognition(LDDUPreTrainedModel):
         r"""
         Args:
             labels (`torch.FloatTensor` of shape `(batch, num_labels)`, *optional*):
-                Multi-hot emotion targets. When given, the losses are computed; in training mode the
+                Multi-hot emotion targets (one-hot rows for single-label data, trained with the
+                same BCE losses). When given, the losses are computed; in training mode the
                 contrastive queue is then updated with this batch.
         """
         if self.training and self.config.modality_dropout:

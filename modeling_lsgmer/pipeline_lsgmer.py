@@ -1,5 +1,10 @@
 # Copied from modeling_lddu.pipeline_lddu with LDDU->Lsgmer, lddu->lsgmer
-"""The ``multimodal-emotion-recognition`` pipeline for Lsgmer (remote code: torch, numpy, transformers).
+"""The ``multimodal-emotion-recognition`` pipeline (remote code: torch, numpy, transformers).
+
+Every model family of the project ships this same code (a copy with its own class name), so it
+relies only on the family contract: the model's output ``scores`` (probabilities), its optional
+``uncertainty`` / ``sample_uncertainty`` outputs, and the config's ``id2label``, ``thresholds``
+and ``problem_type``.
 
     from transformers import pipeline
     recognizer = pipeline("multimodal-emotion-recognition", model="path/or/repo", trust_remote_code=True)
@@ -14,10 +19,19 @@ sample: one entry per emotion, sorted by score::
 
     {"label": "happy", "score": 0.71, "predicted": True, "uncertainty": 0.42}
 
-``score`` is the fused probability, ``predicted`` compares it with the model's tuned threshold for
-that emotion (or ``threshold=`` if given), ``uncertainty`` is the binary entropy in bits of the
-score (0 = certain, 1 = a coin flip; see the model card for its decomposition over the two experts
-of the gated fusion).
+``score`` is the model's probability for that emotion. ``predicted`` depends on the kind of model
+(``config.problem_type``):
+
+* multi-label models (any number of emotions per sample): the score is greater than the model's
+  tuned threshold for that emotion (or ``threshold=`` if given);
+* single-label models (``"single_label_classification"``: one emotion per sample): True for the
+  top-scoring emotion only (the first in label order on a tie). ``threshold=`` is refused: the
+  decision is the arg-max, there is no threshold to change.
+
+``uncertainty`` is present when the model outputs a field of that name, ``[batch, labels]``: the
+value for that emotion, higher = less sure; ``sample_uncertainty`` likewise for a model that outputs
+one value per sample (``[batch]``), repeated on each entry of the sample. What they measure is the
+model's own definition (its model card says it).
 
 When the feature extractor changed a sample (a modality longer than the longest training sequence,
 resampled or cut to it), every entry of that sample also carries ``preprocessing``, one record per
@@ -36,7 +50,8 @@ statistics fitted on the training data, so it is never rebuilt from the model's 
 
 Refused with a ``ValueError`` (see ``docs/promises.md``): values that are not numbers, NaN or
 infinite, or beyond the float32 range; an input that makes the model's scores non-finite; a
-``top_k`` that is not a positive integer, a ``threshold`` outside ``(0, 1)``.
+``top_k`` that is not a positive integer, a ``threshold`` outside ``(0, 1)`` or any ``threshold``
+for a single-label model.
 """
 
 from __future__ import annotations
@@ -51,6 +66,10 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from .configuration_lsgmer import MODALITIES
 
 TASK = "multimodal-emotion-recognition"
+#: ``config.problem_type`` of a model that gives each sample exactly one emotion.
+SINGLE_LABEL = "single_label_classification"
+#: The optional output fields the pipeline reports, as the model computes them.
+UNCERTAINTY_FIELDS = ("uncertainty", "sample_uncertainty")
 
 
 class LsgmerEmotionPipeline(Pipeline):
@@ -71,6 +90,12 @@ class LsgmerEmotionPipeline(Pipeline):
         if return_preprocessing is not None:
             postprocess["return_preprocessing"] = bool(return_preprocessing)
         if threshold is not None:
+            if self._single_label:
+                raise ValueError(
+                    f"threshold={threshold!r} was given, but this model is single-label "
+                    f"(problem_type {SINGLE_LABEL!r}): it predicts the top-scoring emotion of "
+                    "each sample, with no threshold. Leave threshold out."
+                )
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
                 raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}.")
             if not 0.0 < float(threshold) < 1.0:  # also refuses NaN and inf
@@ -82,6 +107,10 @@ class LsgmerEmotionPipeline(Pipeline):
                 raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
             postprocess["top_k"] = int(top_k)
         return {}, {}, postprocess
+
+    @property
+    def _single_label(self) -> bool:
+        return getattr(self.model.config, "problem_type", None) == SINGLE_LABEL
 
     def preprocess(self, inputs):
         features = load_sample(inputs)
@@ -114,7 +143,7 @@ class LsgmerEmotionPipeline(Pipeline):
         output = self.model(**model_inputs)
         return {
             "scores": output.scores,
-            "uncertainty": output.get("uncertainty"),
+            **{name: output.get(name) for name in UNCERTAINTY_FIELDS},
             "preprocessing": notes,
         }
 
@@ -127,39 +156,61 @@ class LsgmerEmotionPipeline(Pipeline):
                 "The model produced non-finite scores for this input; its feature values are "
                 "probably far outside the range of the training features."
             )
-        uncertainty = model_outputs["uncertainty"]  # None for a model that has no uncertainty
         # One list of records per sample; a sample cut from a batch arrives as its own list.
         notes = model_outputs["preprocessing"]
         if isinstance(notes[0], dict):
             notes = [notes]
-        uncertainty = (
-            [None] * len(scores) if uncertainty is None else uncertainty.float().cpu().numpy()
-        )
-        config = self.model.config
-        thresholds = (
-            np.full(scores.shape[-1], threshold)
-            if threshold is not None
-            else np.asarray(config.thresholds)
-        )
+        predicted = self._decisions(scores, threshold)
+        extras = self._uncertainty_entries(model_outputs, scores.shape)
+        id2label = self.model.config.id2label
         results = []
-        for sample_scores, sample_uncertainty, note in zip(scores, uncertainty, notes):
+        for sample, note in enumerate(notes):
             entries = [
                 {
-                    "label": config.id2label[index],
-                    "score": float(sample_scores[index]),
-                    "predicted": bool(sample_scores[index] > thresholds[index]),
+                    "label": id2label[index],
+                    "score": float(scores[sample, index]),
+                    "predicted": bool(predicted[sample, index]),
                 }
-                | (
-                    {}
-                    if sample_uncertainty is None
-                    else {"uncertainty": float(sample_uncertainty[index])}
-                )
+                | extras[sample][index]
                 | ({"preprocessing": note} if return_preprocessing or _changed(note) else {})
-                for index in range(sample_scores.shape[0])
+                for index in range(scores.shape[1])
             ]
             entries.sort(key=lambda entry: entry["score"], reverse=True)
             results.append(entries[:top_k] if top_k is not None else entries)
         return results[0] if len(results) == 1 else results
+
+    def _decisions(self, scores: np.ndarray, threshold=None) -> np.ndarray:
+        """Booleans ``[batch, labels]``: the top score (single-label) or the scores above the
+        thresholds (multi-label: ``threshold`` if given, else the config's per-label ones)."""
+        if self._single_label:
+            return np.eye(scores.shape[1], dtype=bool)[np.argmax(scores, axis=1)]
+        thresholds = (
+            np.full(scores.shape[-1], threshold)
+            if threshold is not None
+            else np.asarray(self.model.config.thresholds)
+        )
+        return scores > thresholds
+
+    @staticmethod
+    def _uncertainty_entries(model_outputs, shape) -> list[list[dict]]:
+        """Per sample and emotion, the uncertainty fields the model gave (``[batch, labels]``:
+        that emotion's value; ``[batch]``: the sample's, on every emotion)."""
+        extras = [[{} for _ in range(shape[1])] for _ in range(shape[0])]
+        for name in UNCERTAINTY_FIELDS:
+            values = model_outputs.get(name)
+            if values is None:
+                continue
+            values = values.float().cpu().numpy().reshape(shape[0], -1)
+            if values.shape[1] not in (1, shape[1]):
+                raise ValueError(
+                    f"The model's {name!r} output has {values.shape[1]} values per sample; "
+                    f"expected one per sample or one per emotion ({shape[1]})."
+                )
+            for sample in range(shape[0]):
+                for index in range(shape[1]):
+                    column = index if values.shape[1] == shape[1] else 0
+                    extras[sample][index][name] = float(values[sample, column])
+        return extras
 
 
 def _changed(note: list[dict]) -> bool:
@@ -265,6 +316,7 @@ PIPELINE_REGISTRY.register_pipeline(
 
 __all__ = [
     "MISSING_FEATURE_EXTRACTOR",
+    "SINGLE_LABEL",
     "LsgmerEmotionPipeline",
     "TASK",
     "check_max_lengths",

@@ -46,13 +46,15 @@ class MeanPoolConfig(PreTrainedConfig):
 class MeanPoolOutput(ModelOutput):
     loss: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+    sample_uncertainty: torch.Tensor | None = None  # [batch]: one value per sample
 
 
 class MeanPoolModel(PreTrainedModel):
-    """Masked mean of each modality's frames, concatenated, one linear layer, sigmoid."""
+    """Masked mean of each modality's frames, concatenated, one linear layer; sigmoid and BCE, or
+    softmax and cross-entropy when ``config.problem_type`` is single-label."""
 
     config_class = MeanPoolConfig
-    prediction_fields = ("scores",)
+    prediction_fields = ("scores", "sample_uncertainty")
     lora_target_modules = r"classifier"
     lora_modules_to_save = ("classifier",)
 
@@ -96,9 +98,18 @@ class MeanPoolModel(PreTrainedModel):
                 continue
             mask = mask.float()[..., None]
             pooled.append((features * mask).sum(1) / mask.sum(1).clamp(min=1))
-        scores = torch.sigmoid(self.classifier(torch.cat(pooled, dim=-1)))
-        loss = None if labels is None else nn.functional.binary_cross_entropy(scores, labels)
-        return MeanPoolOutput(loss=loss, scores=scores)
+        logits = self.classifier(torch.cat(pooled, dim=-1))
+        if self.config.problem_type == "single_label_classification":
+            scores = logits.softmax(dim=-1)
+            # One-hot rows from the shared layer; [batch] class indices are accepted too.
+            targets = labels if labels is None or labels.ndim == 1 else labels.argmax(dim=-1)
+            loss = None if labels is None else nn.functional.cross_entropy(logits, targets)
+        else:
+            scores = torch.sigmoid(logits)
+            loss = None if labels is None else nn.functional.binary_cross_entropy(scores, labels)
+        # A per-sample uncertainty: how far the top score is from certainty.
+        uncertainty = 1.0 - scores.max(dim=-1).values
+        return MeanPoolOutput(loss=loss, scores=scores, sample_uncertainty=uncertainty)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,3 +185,38 @@ def test_a_second_family_trains_and_exports_through_train_py(tmp_path, card_text
     assert "MeanPool" in (output_dir / "README.md").read_text()
     reloaded = MeanPoolModel.from_pretrained(output_dir)
     assert torch.equal(reloaded.classifier.weight, trainer.model.classifier.weight)
+
+
+def test_a_softmax_family_trains_on_single_label_data_through_train_py(tmp_path, card_text):
+    output_dir = tmp_path / "single"
+    arguments = [
+        "--model_type", "mean_pool_test_family",
+        "--synthetic_problem_type", "single_label_classification",
+        "--output_dir", str(output_dir),
+        "--synthetic_train_size", "64",
+        "--synthetic_validation_size", "32",
+        "--synthetic_test_size", "32",
+        "--synthetic_length", "4",
+        "--synthetic_dims", "6,4,3",
+        "--num_train_epochs", "2",
+        "--learning_rate", "0.05",
+        "--per_device_train_batch_size", "16",
+        "--disable_tqdm", "true",
+        "--use_cpu", "true",
+    ]  # fmt: skip
+    trainer, results = train.run(*train.parse_arguments(arguments))
+    assert trainer.model.config.problem_type == "single_label_classification"
+    scores = trainer.model(
+        **{f"{m}_features": torch.ones(2, 3, d) for m, d in zip(MODALITIES, (6, 4, 3))},
+        **{f"{m}_mask": torch.ones(2, 3) for m in MODALITIES},
+    ).scores
+    assert torch.allclose(scores.sum(-1), torch.ones(2))  # softmax scores
+    assert results["problem_type"] == "single_label_classification"
+    assert 0.0 <= results["test"]["unweighted_accuracy"] <= 1.0
+    # The per-sample uncertainty is scored against wrong samples (arg-max wrong).
+    assert "sample_error_auroc" in results["uncertainty"]
+    assert set(results["modality_combinations_mean"]) == {
+        "accuracy", "unweighted_accuracy", "f1_weighted", "f1_macro",
+    }  # fmt: skip
+    card = (output_dir / "README.md").read_text()
+    assert "### Confusion matrix" in card and "MeanPool" in card

@@ -7,7 +7,11 @@ Request body (JSON)::
 
 ``inputs`` may also be a list of such dicts (a batch), run through the model in batches of
 ``batch_size``. Any modality may be left out. The response is, per sample, the emotions sorted by
-score with ``score``, ``predicted`` and ``uncertainty``.
+score with ``score``, ``predicted`` and, when the model outputs them, ``uncertainty`` /
+``sample_uncertainty``. For a multi-label model ``predicted`` marks every emotion above its
+threshold (``threshold`` overrides them); for a single-label model (``problem_type
+"single_label_classification"``: one emotion per sample) it marks only the top-scoring emotion,
+and a ``threshold`` parameter is refused (400).
 
 Every failure is answered with JSON, ``{"error": "<what is wrong>", "status": <code>}``: 400 for a
 malformed request (wrong shape, non-numeric, NaN/inf or beyond-float32 values, non-binary masks, a
