@@ -160,6 +160,13 @@ class DataArguments:
         default="768,74,35",
         metadata={"help": "Synthetic text,audio,visual feature dims (CMU-MOSEI's by default)."},
     )
+    synthetic_modalities: str = field(
+        default="text,audio,visual",
+        metadata={
+            "help": "Comma-separated modalities the synthetic data keeps, e.g. 'text,audio' "
+            "(all three are generated, so the kept ones are the same values either way)."
+        },
+    )
     synthetic_missing_rate: float = field(
         default=0.0,
         metadata={
@@ -436,6 +443,7 @@ def build_datasets(data_args: DataArguments):
             signal_strength=data_args.synthetic_signal_strength,
             **_synthetic_dims(data_args.synthetic_dims),
             **_synthetic_missing_modalities(data_args),
+            **_synthetic_modalities(data_args.synthetic_modalities),
             **problem,
         )
     else:
@@ -460,6 +468,26 @@ def _synthetic_missing_modalities(data_args: DataArguments) -> dict:
     if data_args.synthetic_signal_split:
         options["signal_split"] = True
     return options
+
+
+def _combinations_of(feature_dims: dict) -> tuple[str, ...]:
+    """The modality combinations made only of modalities the data has (all seven for data with
+    text, audio and visual; t, a, ta for audio + text data)."""
+    initials = {modality[0] for modality in feature_dims}
+    return tuple(c for c in MODALITY_COMBINATIONS if set(c) <= initials)
+
+
+def _synthetic_modalities(text: str) -> dict:
+    """``modalities=`` for the generator, only when not all three (the default data stays as it
+    was, metadata included)."""
+    modalities = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(modalities) - set(MODALITIES))
+    if unknown or not modalities:
+        raise ValueError(
+            f"--synthetic_modalities must name some of {', '.join(MODALITIES)}; got {text!r}."
+        )
+    ordered = tuple(m for m in MODALITIES if m in modalities)
+    return {} if ordered == MODALITIES else {"modalities": ordered}
 
 
 def _synthetic_dims(text: str) -> dict[str, int]:
@@ -575,7 +603,7 @@ def _train_and_export(output_dir, staging, model_args, data_args, training_args,
         train_labels=data.train.tensors["labels"].numpy(),
         label_names=data.labels,
         threshold_tuning=threshold_tuning,
-        modality_combinations=MODALITY_COMBINATIONS
+        modality_combinations=_combinations_of(data.feature_dims)
         if data_args.evaluate_modality_combinations
         else (),
         problem_type=data.problem_type,

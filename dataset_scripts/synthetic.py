@@ -342,6 +342,7 @@ def make_synthetic_dataset(
     num_test: int = 128,
     seed: int = 0,
     label_names: Sequence[str] | None = None,
+    modalities: Sequence[str] = MODALITIES,
     **generator_kwargs,
 ) -> datasets.DatasetDict:
     """A synthetic `DatasetDict` with the same columns and features as the real builders.
@@ -356,6 +357,9 @@ def make_synthetic_dataset(
     Args:
         num_train, num_validation, num_test, seed: See `generate_synthetic_splits`.
         label_names: Names of the labels; their count sets `num_labels`.
+        modalities: The modality columns kept (e.g. `("text", "audio")` for audio + text data).
+            All three are generated either way, so a kept modality's values do not depend on
+            this choice.
         **generator_kwargs: Further arguments of `generate_synthetic_splits` (dims, lengths,
             `label_prevalence`, `signal_strength`, `non_finite_fraction`, ...).
     """
@@ -366,13 +370,25 @@ def make_synthetic_dataset(
     splits = generate_synthetic_splits(
         num_train, num_validation, num_test, seed, **generator_kwargs
     )
-    splits = {split: arrays for split, arrays in splits.items() if len(arrays)}
+    unknown = sorted(set(modalities) - set(MODALITIES))
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}; got {modalities}")
+    splits = {
+        split: SplitArrays(
+            ids=arrays.ids,
+            features={m: arrays.features[m] for m in MODALITIES if m in modalities},
+            labels=arrays.labels,
+        )
+        for split, arrays in splits.items()
+        if len(arrays)
+    }
     if not splits:
         raise ValueError("make_synthetic_dataset needs at least one sample")
     report = {
         "source": "synthetic",
         "seed": seed,
         "generator_kwargs": {key: repr(value) for key, value in generator_kwargs.items()},
+        **({} if tuple(modalities) == MODALITIES else {"modalities": list(modalities)}),
         "non_finite": clean_splits(splits, "synthetic data"),
     }
     return build_dataset_dict(

@@ -316,7 +316,12 @@ def _evaluate_multi_label(run: _EvaluationRun) -> tuple[dict, Predictions]:
             lambda values: _multi_label_error_auroc(values, test, threshold),
             expected_calibration_error(test.scores, test.labels),
         ),
-        **_combination_results(run, metrics, HEADLINE_METRICS[MULTI_LABEL]),
+        **_combination_results(
+            run,
+            metrics,
+            HEADLINE_METRICS[MULTI_LABEL],
+            lambda values, predictions: _multi_label_error_auroc(values, predictions, threshold),
+        ),
         "num_samples": _num_samples(validation, test),
     }
     return results, test
@@ -355,7 +360,9 @@ def _evaluate_single_label(run: _EvaluationRun) -> tuple[dict, Predictions]:
             lambda values: _single_label_error_auroc(values, test),
             top_label_calibration_error(test.scores, test.labels),
         ),
-        **_combination_results(run, metrics, HEADLINE_METRICS[SINGLE_LABEL]),
+        **_combination_results(
+            run, metrics, HEADLINE_METRICS[SINGLE_LABEL], _single_label_error_auroc
+        ),
         "num_samples": _num_samples(validation, test),
     }
     return results, test
@@ -441,8 +448,11 @@ def _single_label_error_auroc(values: np.ndarray, test: Predictions) -> float:
     return error_detection_auroc(values, single_label_errors(test.scores, test.labels))
 
 
-def _combination_results(run: _EvaluationRun, metrics, headline: Sequence[str]) -> dict:
-    """``modality_combinations`` (one row of ``headline`` metrics per combination) and
+def _combination_results(
+    run: _EvaluationRun, metrics, headline: Sequence[str], error_auroc: Callable
+) -> dict:
+    """``modality_combinations`` (one row per combination: the ``headline`` metrics, then the
+    error AUROC of each uncertainty field, ``error_auroc(values, predictions)``) and
     ``modality_combinations_mean`` (their unweighted mean; empty without combinations)."""
     rows = {}
     for combination in run.modality_combinations:
@@ -450,11 +460,12 @@ def _combination_results(run: _EvaluationRun, metrics, headline: Sequence[str]) 
         predictions = predict(run.trainer, ModalitySubsetDataset(run.test_dataset, keep))
         values = metrics(predictions, None)
         rows[combination] = {key: values[key] for key in headline}
-    mean = (
-        {key: float(np.mean([row[key] for row in rows.values()])) for key in headline}
-        if rows
-        else {}
-    )
+        for name, uncertainty in predictions.uncertainties().items():
+            rows[combination][name] = _finite(error_auroc(uncertainty, predictions))
+    mean = {}
+    for key in next(iter(rows.values()), {}):
+        numbers = [row[key] for row in rows.values() if row[key] is not None]
+        mean[key] = float(np.mean(numbers)) if len(numbers) == len(rows) else None
     return {"modality_combinations": rows, "modality_combinations_mean": mean}
 
 

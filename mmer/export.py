@@ -127,16 +127,24 @@ def _decision_inputs(results: dict) -> dict:
 
 
 def _uncertainty_results(report: EvaluationReport):
-    """The measured quality of the model's ``uncertainty`` output; None when it has none."""
+    """The measured quality of the model's headline uncertainty output (the first uncertainty
+    field of its ``prediction_fields``: ``uncertainty`` for LDDU, ``sample_uncertainty`` for MCUR,
+    ...); None when it has none."""
     from .model_card import UncertaintyResults
 
     uncertainty = report.results["uncertainty"]
-    if "uncertainty_error_auroc" not in uncertainty:
+    names = list(report.test.uncertainties())  # result names, in prediction_fields order
+    if not names or names[0] not in uncertainty:
         return None
+    field = next(
+        name
+        for name in report.test.fields
+        if name == "uncertainty" or name.endswith("_uncertainty")
+    )
     return UncertaintyResults(
-        error_auroc=uncertainty["uncertainty_error_auroc"],
+        error_auroc=uncertainty[names[0]],
         expected_calibration_error=uncertainty["expected_calibration_error"],
-        per_sample=report.test.fields["uncertainty"].ndim == 1,
+        per_sample=report.test.fields[field].ndim == 1,
     )
 
 

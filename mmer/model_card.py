@@ -328,14 +328,17 @@ def _validate_widget_example(example: Any, index: int) -> dict[str, Any]:
 
 
 def _value_rows(table: Mapping[str, Mapping[str, Any]], columns: Sequence[str], what: str):
-    """Table rows `[name, value per column]`: values to 4 decimals, "" where a value is missing."""
+    """Table rows `[name, value per column]`: values to 4 decimals, "" where a value is missing,
+    "n/a" where it was not defined (None, e.g. an AUROC on a split without a wrong decision)."""
     return [
         [
             _cell(name),
             *(
-                _format_value(_require_number(values[column], f"{what}[{name!r}]"))
-                if column in values
-                else ""
+                ""
+                if column not in values
+                else "n/a"
+                if values[column] is None
+                else _format_value(_require_number(values[column], f"{what}[{name!r}]"))
                 for column in columns
             ),
         ]

@@ -476,10 +476,9 @@ class McurForEmotionRecognition(McurPreTrainedModel):
     losses, over ``num_views`` views per sample in training mode.
     """
 
-    # The family contract of the shared layer (mmer/family.py). `sample_uncertainty` is not
-    # collected yet: the shared evaluation scores every `*_uncertainty` field as `[batch, labels]`
-    # and refuses MCUR's `[batch]`; add it here once mmer/evaluation.py takes per-sample fields.
-    prediction_fields = ("scores",)
+    # The family contract of the shared layer (mmer/family.py); the evaluation scores the per-sample
+    # `sample_uncertainty` by how well it ranks wrong predictions above right ones.
+    prediction_fields = ("scores", "sample_uncertainty")
     lora_target_modules = (
         r".*(encoders\.\w+|fusion)\.layers?(\.\d+)?\.(attention\.(query|key|value)"
         r"|attention_output|intermediate|output)"

@@ -151,6 +151,7 @@ def card_text():
     path.write_text(
         "display_name: MeanPool\nfull_name: Mean pooling\ndescription: a test family\n"
         "architecture: The masked mean of each modality, one linear layer.\n"
+        "uncertainty_definition: One minus the top score of a sample.\n"
         "citation_bibtex: none\npaper: {title: none, authors: none, year: 2026, arxiv_id: none, "
         "url: none}\n"
     )
@@ -215,8 +216,12 @@ def test_a_softmax_family_trains_on_single_label_data_through_train_py(tmp_path,
     assert 0.0 <= results["test"]["unweighted_accuracy"] <= 1.0
     # The per-sample uncertainty is scored against wrong samples (arg-max wrong).
     assert "sample_error_auroc" in results["uncertainty"]
+    # Every modality combination is scored like the full test split, uncertainty included.
     assert set(results["modality_combinations_mean"]) == {
-        "accuracy", "unweighted_accuracy", "f1_weighted", "f1_macro",
+        "accuracy", "unweighted_accuracy", "f1_weighted", "f1_macro", "sample_error_auroc",
     }  # fmt: skip
+    assert all("sample_error_auroc" in row for row in results["modality_combinations"].values())
     card = (output_dir / "README.md").read_text()
     assert "### Confusion matrix" in card and "MeanPool" in card
+    # The card's uncertainty section: the family's definition and the measured AUROC.
+    assert "One minus the top score of a sample." in card
