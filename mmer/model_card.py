@@ -276,6 +276,8 @@ def _cell(text: Any) -> str:
 
 
 def _metric_name(key: str) -> str:
+    if key not in _KNOWN_METRICS and key.endswith("error_auroc"):  # one per uncertainty field
+        return f"Error AUROC of `{key.removesuffix('error_auroc')}uncertainty`"
     return _KNOWN_METRICS.get(key, (key, key, None))[1]
 
 

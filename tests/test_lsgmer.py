@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification, pipeline
+from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
 
 from mmer.family import ModelFamily
 from modeling_lddu import modeling_lddu as lddu
@@ -518,7 +518,6 @@ def test_a_tiny_training_run_through_train_py(tmp_path):
     import train
 
     overrides = dict(
-        problem_type=MULTI,  # the built-in synthetic data is multi-label
         hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
         lse_heads=2,
     )  # fmt: skip
@@ -538,6 +537,7 @@ def test_a_tiny_training_run_through_train_py(tmp_path):
     ]  # fmt: skip
     trainer, results = train.run(*train.parse_arguments(arguments))
     assert isinstance(trainer.model, LsgmerForEmotionRecognition)
+    assert trainer.model.config.problem_type == MULTI  # read from the (multi-label) data
     assert 0.0 <= results["test"]["f1_micro"] <= 1.0
     assert "consistency_error_auroc" in results["uncertainty"]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -548,3 +548,81 @@ def test_a_tiny_training_run_through_train_py(tmp_path):
     assert torch.equal(
         loaded.lsgmer.label_embeddings.weight, trainer.model.lsgmer.label_embeddings.weight
     )
+
+
+def test_a_single_label_folder_trained_by_train_py_serves_in_a_fresh_process(tmp_path):
+    """Audio + text, single-label, as LSGMER's users train it; the folder then answers through
+    the Auto class and the pipeline in a Python that cannot import this package."""
+    sys.path.insert(0, str(REPO_ROOT))
+    import train
+
+    overrides = dict(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+        lse_heads=2,
+    )  # fmt: skip
+    output = tmp_path / "run"
+    arguments = [
+        "--model_type", "lsgmer",
+        "--synthetic_problem_type", "single_label_classification",
+        "--synthetic_modalities", "text,audio",
+        "--output_dir", str(output),
+        "--synthetic_train_size", "48",
+        "--synthetic_validation_size", "24",
+        "--synthetic_test_size", "24",
+        "--synthetic_length", "4",
+        "--synthetic_dims", "6,4,3",
+        "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "16",
+        "--config_overrides", json.dumps(overrides),
+        "--disable_tqdm", "true",
+        "--use_cpu", "true",
+    ]  # fmt: skip
+    trainer, results = train.run(*train.parse_arguments(arguments))
+    assert trainer.model.config.problem_type == "single_label_classification"
+    assert set(results["modality_combinations"]) == {"t", "a", "ta"}  # the data's modalities
+    card = (output / "README.md").read_text()
+    for shown in (
+        "Unweighted accuracy (UA",
+        "F1 (weighted)",
+        "### Confusion matrix",
+        "Chance level",
+    ):
+        assert shown in card, shown
+    assert not any(
+        path.name.startswith(("pipeline_lddu", "pipeline_mcur")) for path in output.iterdir()
+    )
+    copied = tmp_path / "copied"
+    shutil.copytree(output, copied)
+    text = torch.randn(5, 6).numpy()
+    audio = torch.randn(3, 4).numpy()
+    # What the pipeline must answer: the saved feature extractor (its normalisation), then the model.
+    extractor = AutoFeatureExtractor.from_pretrained(output)
+    inputs = extractor(text=[text], audio=[audio], return_tensors="pt")
+    with torch.no_grad():
+        expected = trainer.model.eval()(**inputs).scores
+    script = f"""
+        import importlib.util
+        import numpy as np
+        from transformers import AutoModelForSequenceClassification, pipeline
+        assert importlib.util.find_spec("modeling_lsgmer") is None
+        model = AutoModelForSequenceClassification.from_pretrained(
+            {str(copied)!r}, trust_remote_code=True
+        )
+        print("CLASS", type(model).__name__)
+        recognizer = pipeline(
+            "multimodal-emotion-recognition", model={str(copied)!r}, trust_remote_code=True
+        )
+        answer = recognizer({{"text": np.array({text.tolist()!r}, dtype=np.float32),
+                              "audio": np.array({audio.tolist()!r}, dtype=np.float32)}})
+        print("PREDICTED", sum(entry["predicted"] for entry in answer))
+        print("TOP", answer[0]["label"], answer[0]["score"])
+        """
+    result = run_without_the_package(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert lines["CLASS"] == "LsgmerForEmotionRecognition"
+    assert lines["PREDICTED"] == "1"  # single-label: exactly the top class
+    label, score = lines["TOP"].rsplit(" ", 1)
+    top = int(expected.argmax())
+    assert label == trainer.model.config.id2label[top]
+    assert abs(float(score) - float(expected[0, top])) < 1e-4

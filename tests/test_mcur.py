@@ -637,8 +637,44 @@ def test_train_py_runs_mcur_end_to_end_on_missing_modality_data(tmp_path):
     assert all(0.0 <= row["f1_micro"] <= 1.0 for row in results["modality_combinations"].values())
     saved = json.loads((output_dir / "config.json").read_text())
     assert saved["model_type"] == "mcur" and saved["encoder_layers"] == 1
-    assert "MCUR" in (output_dir / "README.md").read_text()
+    card = (output_dir / "README.md").read_text()
+    assert "MCUR" in card and "not been validated against the" in card
+    # The card's per-combination table: the seven conditions and their mean.
+    assert all(
+        f"| {condition} |" in card for condition in (*results["modality_combinations"], "mean")
+    )
     assert (output_dir / "pipeline_mcur.py").is_file()
+    assert not (output_dir / "pipeline_lddu.py").exists()
+
+    # The trained folder answers in a Python without this package, from one modality.
+    from transformers import AutoFeatureExtractor
+
+    audio = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    inputs = AutoFeatureExtractor.from_pretrained(output_dir)(audio=[audio], return_tensors="pt")
+    with torch.no_grad():
+        expected = trainer.model.eval()(**inputs).scores[0]
+    script = f"""
+        import importlib.util
+        import numpy as np
+        from transformers import AutoModelForSequenceClassification, pipeline
+        assert importlib.util.find_spec("modeling_mcur") is None
+        model = AutoModelForSequenceClassification.from_pretrained(
+            {str(output_dir)!r}, trust_remote_code=True
+        )
+        print("CLASS", type(model).__name__)
+        recognizer = pipeline(
+            "multimodal-emotion-recognition", model={str(output_dir)!r}, trust_remote_code=True
+        )
+        answer = recognizer({{"audio": np.array({audio.tolist()!r}, dtype=np.float32)}})
+        print("SCORES", " ".join(f"{{e['label']}}={{e['score']:.6f}}" for e in answer))
+        """
+    result = run_without_the_package(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert lines["CLASS"] == "McurForEmotionRecognition"
+    served = dict(pair.split("=") for pair in lines["SCORES"].split())
+    for index, label in trainer.model.config.id2label.items():
+        assert abs(float(served[label]) - float(expected[index])) < 1e-4, label
 
 
 def test_the_loader_turns_missing_samples_into_all_zero_mask_rows():

@@ -208,7 +208,9 @@ def test_results_hold_the_single_label_metrics_and_combination_rows(single_label
     rows = saved["modality_combinations"]
     assert set(rows) == {"t", "a", "v", "ta", "tv", "av", "tav"}
     headline = {"accuracy", "unweighted_accuracy", "f1_weighted", "f1_macro"}
-    assert all(set(row) == headline for row in rows.values())
+    # Each row: the headline metrics, then the error AUROC of each of the model's uncertainties.
+    aurocs = set(saved["uncertainty"]) - {"expected_calibration_error"}
+    assert all(set(row) == headline | aurocs for row in rows.values())
     mean = saved["modality_combinations_mean"]
     assert mean["f1_weighted"] == pytest.approx(np.mean([r["f1_weighted"] for r in rows.values()]))
     # LDDU's per-emotion uncertainty, read at the top emotion, scored per sample.
