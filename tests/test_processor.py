@@ -4,7 +4,6 @@ that names the encoder by Hub id with a local cache standing in for the Hub."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -12,11 +11,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
-from dataset_scripts.text_encoders import (
-    MINILM_HUB_ID,
-    MINILM_REVISION,
-    install_packaged_minilm,
-)
+from dataset_scripts.text_encoders import MINILM_HUB_ID, MINILM_REVISION
 from modeling_lddu import LDDUFeatureExtractor, LDDUForEmotionRecognition, LDDUProcessor
 from modeling_lddu.processing_lddu import AUDIO_HOP_SECONDS, AUDIO_WINDOW_SECONDS
 
@@ -28,25 +23,6 @@ RATE = 16000
 MEL_BINS = 16
 MINILM_DIM = 384
 TEXTS = ["I love this!", "What a terrible, terrible day."]
-
-
-@pytest.fixture(scope="session")
-def hub_cache(tmp_path_factory):
-    """A Hub cache holding the packaged MiniLM as the snapshot of its Hub repository."""
-    cache = tmp_path_factory.mktemp("hub")
-    try:
-        install_packaged_minilm(cache)
-    except ImportError as error:
-        # The `test` extra installs it: in CI its absence is an error.
-        if os.environ.get("CI"):
-            pytest.fail(str(error))
-        pytest.skip(str(error))
-    return cache
-
-
-@pytest.fixture(scope="session")
-def minilm_folder(hub_cache):
-    return install_packaged_minilm(hub_cache)
 
 
 def make_processor(encoder=None, revision=None, **overrides) -> LDDUProcessor:
