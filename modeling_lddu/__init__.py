@@ -10,6 +10,7 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForSequenceClassification,
+    AutoProcessor,
 )
 
 from .configuration_lddu import MODALITIES, MOSEI_EMOTIONS, LDDUConfig
@@ -22,11 +23,13 @@ from .modeling_lddu import (
     LDDUPreTrainedModel,
 )
 from .pipeline_lddu import LDDUEmotionPipeline  # registers the pipeline task
+from .processing_lddu import LDDUProcessor
 
 AutoConfig.register(LDDUConfig.model_type, LDDUConfig, exist_ok=True)
 AutoModel.register(LDDUConfig, LDDUModel, exist_ok=True)
 AutoModelForSequenceClassification.register(LDDUConfig, LDDUForEmotionRecognition, exist_ok=True)
 AutoFeatureExtractor.register(LDDUConfig, LDDUFeatureExtractor, exist_ok=True)
+AutoProcessor.register(LDDUConfig, LDDUProcessor, exist_ok=True)
 
 __all__ = [
     "MODALITIES",
@@ -39,4 +42,5 @@ __all__ = [
     "LDDUModel",
     "LDDUModelOutput",
     "LDDUPreTrainedModel",
+    "LDDUProcessor",
 ]

@@ -33,6 +33,29 @@ def reference_fixtures() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory):
+    """A Hub cache holding the packaged MiniLM as the snapshot of its Hub repository."""
+    from dataset_scripts.text_encoders import install_packaged_minilm
+
+    cache = tmp_path_factory.mktemp("hub")
+    try:
+        install_packaged_minilm(cache)
+    except ImportError as error:
+        # The `test` extra installs it: in CI its absence is an error.
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def minilm_folder(hub_cache):
+    from dataset_scripts.text_encoders import install_packaged_minilm
+
+    return install_packaged_minilm(hub_cache)
+
+
 def tiny_config(**overrides):
     from modeling_lddu import LDDUConfig
 

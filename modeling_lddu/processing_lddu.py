@@ -1,0 +1,538 @@
+"""Processor for LDDU: raw text and speech (and pre-extracted frames) -> model inputs.
+
+`LDDUProcessor` turns what a user has into frame sequences and hands them to the feature extractor
+(`LDDUFeatureExtractor`: padding, truncation, masks, cleaning, normalisation):
+
+* **text** (strings): tokenised and encoded by a frozen transformers text encoder named in the
+  processor config (`text_encoder_name_or_path`, a Hub id or a local folder, at
+  `text_encoder_revision`). The frames are the encoder's token states at `text_encoder_layer`
+  (default -1, the last layer), one per real word piece: padding is dropped, and so are the
+  special tokens ([CLS], [SEP]) unless `text_special_tokens=True`.
+* **audio** (16 kHz mono float waveforms or audio files): log-mel filterbank frames, 25 ms Hann
+  window, 10 ms hop (100 frames/s; frame `i` covers samples `[160 i, 160 i + 400)`, no edge
+  padding), `num_mel_bins` mel bands (default 80, HTK scale, transformers' `mel_filter_bank`)
+  between 20 Hz and the Nyquist frequency over a 512-point `torch.fft.rfft` power spectrum,
+  natural log floored at 1e-10. Files are decoded with the optional `soundfile` library (WAV,
+  FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...: what libsndfile reads); multichannel files are averaged
+  to mono. A sampling rate other than `sampling_rate` is an error unless resampling is asked for
+  (`resample=True`), which uses the optional `soxr`.
+* **visual** stays pre-extracted: `visual=` takes `[frames, dim]` arrays, as the feature extractor
+  does. Any modality may be given pre-extracted with `text_features=`, `audio_features=` or
+  `visual_features=`.
+
+This file is remote code shipped next to a checkpoint: it imports only numpy, torch, transformers
+and its sibling configuration file (soundfile and soxr are imported only when a file is decoded or
+a waveform resampled). It is family-neutral: another family copies it with the marker
+`# Copied from modeling_lddu.processing_lddu with LDDU->Xyz, lddu->xyz`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.audio_utils import mel_filter_bank
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+from transformers.utils import cached_file, logging
+
+from .configuration_lddu import MODALITIES
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["LDDUProcessor"]
+
+#: Analysis window and hop of the log-mel frames, in seconds (100 frames per second).
+AUDIO_WINDOW_SECONDS = 0.025
+AUDIO_HOP_SECONDS = 0.010
+_MEL_FLOOR = 1e-10
+_MIN_MEL_FREQUENCY = 20.0
+#: Encoders whose tokenizer reports no real limit (a huge sentinel) fall back to this many tokens.
+_FALLBACK_MAX_TOKENS = 512
+
+
+class _LoadedTextEncoder:
+    """Holds the loaded tokenizer and encoder out of the processor's serialised state.
+
+    `ProcessorMixin.to_dict` deep-copies the processor's `__dict__`; sharing this holder instead of
+    copying a frozen model keeps that cheap (the model is read-only, so sharing is safe).
+    """
+
+    def __init__(self) -> None:
+        self.tokenizer = None
+        self.model = None
+        self.device = torch.device("cpu")
+
+    def __deepcopy__(self, memo: dict) -> _LoadedTextEncoder:
+        return self
+
+
+def _optional_module(name: str, purpose: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise ImportError(
+            f"{purpose} needs the Python package {name!r}, which is not installed: "
+            f"`pip install {name}` (or the package's `audio` extra)."
+        ) from error
+
+
+class LDDUProcessor(ProcessorMixin):
+    r"""
+    Turns sentences, waveforms, audio files and pre-extracted frames into the inputs of an LDDU
+    model (see the module docstring for what each modality becomes).
+
+    Args:
+        feature_extractor ([`LDDUFeatureExtractor`]):
+            Pads, truncates, masks and normalises the frames. Its `feature_dims["text"]` must be
+            the text encoder's hidden size and `feature_dims["audio"]` must be `num_mel_bins` for
+            raw text and audio to be accepted.
+        text_encoder_name_or_path (`str`, *optional*):
+            Hub id or local folder of a transformers encoder (and its tokenizer) used for text
+            given as strings. None: text must come pre-extracted.
+        text_encoder_revision (`str`, *optional*):
+            Hub revision (pin a commit hash: the features must not change between training and
+            inference). Ignored for a local folder.
+        text_encoder_layer (`int`, *optional*, defaults to -1):
+            Index into the encoder's hidden states (0 = embeddings, -1 = last layer).
+        text_special_tokens (`bool`, *optional*, defaults to `False`):
+            Keep the frames of the tokenizer's special tokens ([CLS], [SEP]).
+        text_max_tokens (`int`, *optional*):
+            Most tokens (special ones included) encoded per text; longer texts are cut, and the
+            number cut is logged. Default: the tokenizer's and the encoder's limit.
+        text_batch_size (`int`, *optional*, defaults to 32):
+            Texts encoded per forward pass.
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            The sampling rate audio must have (or is resampled to with `resample=True`).
+        num_mel_bins (`int`, *optional*, defaults to 80):
+            Mel bands per audio frame (the audio feature dim).
+        max_audio_seconds (`float`, *optional*, defaults to 600.0):
+            Longest accepted clip; longer ones are refused before decoding.
+        max_audio_file_bytes (`int`, *optional*, defaults to 200 MiB):
+            Largest accepted audio file.
+        resample (`bool`, *optional*, defaults to `False`):
+            Default of `__call__`'s `resample`: resample audio of another rate with soxr instead of
+            refusing it.
+    """
+
+    def __init__(
+        self,
+        feature_extractor,
+        text_encoder_name_or_path: str | None = None,
+        text_encoder_revision: str | None = None,
+        text_encoder_layer: int = -1,
+        text_special_tokens: bool = False,
+        text_max_tokens: int | None = None,
+        text_batch_size: int = 32,
+        sampling_rate: int = 16000,
+        num_mel_bins: int = 80,
+        max_audio_seconds: float = 600.0,
+        max_audio_file_bytes: int = 200 * 2**20,
+        resample: bool = False,
+    ) -> None:
+        for name, value in (
+            ("text_batch_size", text_batch_size),
+            ("sampling_rate", sampling_rate),
+            ("num_mel_bins", num_mel_bins),
+            ("max_audio_file_bytes", max_audio_file_bytes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if text_max_tokens is not None and (
+            isinstance(text_max_tokens, bool) or not isinstance(text_max_tokens, int)
+        ):
+            raise ValueError(f"text_max_tokens must be an int or None; got {text_max_tokens!r}")
+        if text_max_tokens is not None and text_max_tokens < 3:
+            raise ValueError(f"text_max_tokens must be at least 3; got {text_max_tokens}")
+        if isinstance(text_encoder_layer, bool) or not isinstance(text_encoder_layer, int):
+            raise ValueError(f"text_encoder_layer must be an int; got {text_encoder_layer!r}")
+        if not (isinstance(max_audio_seconds, (int, float)) and max_audio_seconds > 0):
+            raise ValueError(f"max_audio_seconds must be positive; got {max_audio_seconds!r}")
+        if text_encoder_name_or_path is not None and not (
+            isinstance(text_encoder_name_or_path, str) and text_encoder_name_or_path.strip()
+        ):
+            raise ValueError(
+                "text_encoder_name_or_path must be a Hub id, a folder or None; got "
+                f"{text_encoder_name_or_path!r}"
+            )
+        self.text_encoder_name_or_path = text_encoder_name_or_path
+        self.text_encoder_revision = text_encoder_revision
+        self.text_encoder_layer = text_encoder_layer
+        self.text_special_tokens = bool(text_special_tokens)
+        self.text_max_tokens = text_max_tokens
+        self.text_batch_size = text_batch_size
+        self.sampling_rate = sampling_rate
+        self.num_mel_bins = num_mel_bins
+        self.max_audio_seconds = float(max_audio_seconds)
+        self.max_audio_file_bytes = max_audio_file_bytes
+        self.resample = bool(resample)
+        self._loaded = _LoadedTextEncoder()
+        super().__init__(feature_extractor)
+
+    # ----------------------------------------------------------------------------------------------
+    # Text
+    # ----------------------------------------------------------------------------------------------
+
+    def to(self, device: str | torch.device) -> LDDUProcessor:
+        """Runs the text encoder on `device` from now on (CPU by default); returns `self`."""
+        self._loaded.device = torch.device(device)
+        if self._loaded.model is not None:
+            self._loaded.model.to(self._loaded.device)
+        return self
+
+    def _text_encoder_source(self) -> str:
+        """A local folder holding the encoder: the named folder, else the Hub cache's snapshot of
+        the named repository if it has one, else the Hub id itself (which then downloads)."""
+        name = self.text_encoder_name_or_path
+        if name is None:
+            raise ValueError(
+                "This processor has no text encoder (text_encoder_name_or_path is None): give text "
+                "as pre-extracted frames with text_features=, or set text_encoder_name_or_path."
+            )
+        if os.path.isdir(name):
+            return name
+        try:
+            # transformers 5.24's AutoModel asks the Hub for an adapter file even with
+            # local_files_only=True (slow retries offline), so a cached snapshot is loaded as a
+            # folder instead.
+            config_file = cached_file(
+                name, "config.json", revision=self.text_encoder_revision, local_files_only=True
+            )
+        except OSError:
+            config_file = None
+        return os.path.dirname(config_file) if config_file else name
+
+    def _from_pretrained_cache_first(self, auto_class):
+        """`auto_class.from_pretrained` from the cached snapshot when there is one, else the Hub."""
+        source = self._text_encoder_source()
+        if source != self.text_encoder_name_or_path:
+            try:
+                return auto_class.from_pretrained(source)
+            except OSError:
+                pass  # an incomplete snapshot: download what is missing
+        return auto_class.from_pretrained(source, revision=self.text_encoder_revision)
+
+    def text_encoder_config(self):
+        """The text encoder's config (loaded from its name, without the weights)."""
+        return self._from_pretrained_cache_first(AutoConfig)
+
+    @property
+    def text_feature_dim(self) -> int:
+        """The dim of the text frames: the encoder's hidden size."""
+        return int(self.text_encoder_config().hidden_size)
+
+    def _text_encoder(self):
+        loaded = self._loaded
+        if loaded.model is None:
+            config = self.text_encoder_config()
+            if getattr(config, "is_encoder_decoder", False):
+                raise ValueError(
+                    f"text encoder {self.text_encoder_name_or_path!r} is an encoder-decoder model; "
+                    "name an encoder-only model (BERT-like)"
+                )
+            layers = int(config.num_hidden_layers)
+            if not -(layers + 1) <= self.text_encoder_layer <= layers:
+                raise ValueError(
+                    f"text_encoder_layer {self.text_encoder_layer} is out of range for "
+                    f"{self.text_encoder_name_or_path!r}, whose hidden states are 0 (embeddings) "
+                    f"to {layers}"
+                )
+            dim = self.feature_extractor.feature_dims.get("text")
+            if dim != config.hidden_size:
+                raise ValueError(
+                    f"text encoder {self.text_encoder_name_or_path!r} gives {config.hidden_size}-d "
+                    f"token states but the feature extractor expects text features of dim {dim} "
+                    "(feature_dims['text'])"
+                )
+            tokenizer = self._from_pretrained_cache_first(AutoTokenizer)
+            model = self._from_pretrained_cache_first(AutoModel)
+            model.requires_grad_(False)
+            loaded.tokenizer, loaded.model = tokenizer, model.eval().to(loaded.device)
+        return loaded.tokenizer, loaded.model
+
+    def _max_tokens(self, tokenizer, model) -> int:
+        limits = [getattr(model.config, "max_position_embeddings", None)]
+        limits.append(getattr(tokenizer, "model_max_length", None))
+        limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
+        limit = min(limits) if limits else _FALLBACK_MAX_TOKENS
+        return limit if self.text_max_tokens is None else min(limit, self.text_max_tokens)
+
+    @staticmethod
+    def _texts(text: Any) -> list[str]:
+        texts = [text] if isinstance(text, str) else text
+        if not isinstance(texts, (list, tuple)) or not texts:
+            raise ValueError(
+                "text must be a string or a non-empty list of strings; for pre-extracted text "
+                f"frames use text_features= (got {type(text).__name__})"
+            )
+        for index, item in enumerate(texts):
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"text {index} is a {type(item).__name__}, not a string; for pre-extracted "
+                    "text frames use text_features="
+                )
+            if not item.strip():
+                raise ValueError(
+                    f"text {index} is empty (or only whitespace): an empty text has no frames. "
+                    "Leave the text out (text=None) for a sample without text."
+                )
+        return list(texts)
+
+    @torch.no_grad()
+    def encode_text(self, text: str | Sequence[str]) -> list[np.ndarray]:
+        """The frames of each text: float32 `[tokens, hidden_size]` token states (see the class)."""
+        texts = self._texts(text)
+        tokenizer, model = self._text_encoder()
+        max_tokens = self._max_tokens(tokenizer, model)
+        full_lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        cut = sum(length > max_tokens for length in full_lengths)
+        if cut:
+            logger.warning(
+                f"{cut} text(s) longer than {max_tokens} tokens (the longest has "
+                f"{max(full_lengths)}) were cut to their first {max_tokens} tokens."
+            )
+        frames = []
+        for start in range(0, len(texts), self.text_batch_size):
+            batch = tokenizer(
+                texts[start : start + self.text_batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_tokens,
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
+            keep = batch.pop("special_tokens_mask") == 0
+            keep &= batch["attention_mask"] > 0
+            if self.text_special_tokens:
+                keep = batch["attention_mask"] > 0
+            batch = batch.to(self._loaded.device)
+            states = model(**batch, output_hidden_states=True).hidden_states[
+                self.text_encoder_layer
+            ]
+            states = states.float().cpu().numpy()
+            for row, row_keep in enumerate(keep.numpy()):
+                if not row_keep.any():
+                    raise ValueError(
+                        f"text {start + row} gives no tokens besides the special ones: "
+                        f"{texts[start + row]!r}"
+                    )
+                frames.append(np.ascontiguousarray(states[row, row_keep]))
+        return frames
+
+    # ----------------------------------------------------------------------------------------------
+    # Audio
+    # ----------------------------------------------------------------------------------------------
+
+    def _check_duration(self, samples: int, rate: int, what: str) -> None:
+        seconds = samples / rate
+        if seconds > self.max_audio_seconds:
+            raise ValueError(
+                f"{what} lasts {seconds:.1f} s, more than max_audio_seconds = "
+                f"{self.max_audio_seconds:g} s; cut it, or raise the processor's max_audio_seconds"
+            )
+
+    def _read_audio_file(self, path: str | os.PathLike, what: str) -> tuple[np.ndarray, int]:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what}: the audio file {path} does not exist")
+        size = path.stat().st_size
+        if size > self.max_audio_file_bytes:
+            raise ValueError(
+                f"{what}: {path} has {size:,} bytes, more than max_audio_file_bytes = "
+                f"{self.max_audio_file_bytes:,}"
+            )
+        soundfile = _optional_module("soundfile", "Reading audio files")
+        try:
+            info = soundfile.info(str(path))
+            self._check_duration(info.frames, info.samplerate, f"{what} ({path})")
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except RuntimeError as error:  # soundfile.LibsndfileError: not a format it decodes
+            raise ValueError(
+                f"{what}: {path} is not an audio file soundfile can decode ({error})"
+            ) from None
+        if data.shape[0] == 0:
+            raise ValueError(f"{what}: {path} holds no audio samples")
+        return data.mean(axis=1), int(rate)
+
+    def _waveform(self, value: Any, what: str, sampling_rate: int | None) -> tuple[np.ndarray, int]:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        array = np.asarray(value)
+        if array.dtype.kind != "f":
+            raise ValueError(
+                f"{what} has dtype {array.dtype}; a waveform must be float samples in [-1, 1] "
+                "(divide int16 PCM by 32768)"
+            )
+        if array.ndim != 1:
+            raise ValueError(
+                f"{what} has shape {array.shape}; a waveform is 1-D mono samples (average the "
+                "channels first); for pre-extracted audio frames use audio_features="
+            )
+        if array.size == 0:
+            raise ValueError(f"{what} has no samples")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{what} holds non-finite samples (NaN or inf)")
+        if sampling_rate is None:
+            logger.warning_once(
+                f"No sampling_rate given with the audio arrays: they are taken to be "
+                f"{self.sampling_rate} Hz. Pass sampling_rate= to make sure."
+            )
+            sampling_rate = self.sampling_rate
+        self._check_duration(array.size, sampling_rate, what)
+        return array.astype(np.float32, copy=False), int(sampling_rate)
+
+    def _audio_frames_of(self, waveform: np.ndarray, rate: int, what: str, resample: bool):
+        if rate != self.sampling_rate:
+            if not resample:
+                raise ValueError(
+                    f"{what} is sampled at {rate} Hz but this processor takes "
+                    f"{self.sampling_rate} Hz; resample it first, or call with resample=True "
+                    "(soxr)"
+                )
+            soxr = _optional_module("soxr", "Resampling audio")
+            waveform = soxr.resample(waveform, rate, self.sampling_rate, quality="HQ")
+        return self.log_mel_frames(waveform, what)
+
+    def _frame_geometry(self) -> tuple[int, int, int]:
+        window = int(round(AUDIO_WINDOW_SECONDS * self.sampling_rate))
+        hop = int(round(AUDIO_HOP_SECONDS * self.sampling_rate))
+        return window, hop, 2 ** math.ceil(math.log2(window))
+
+    def log_mel_frames(self, waveform: np.ndarray, what: str = "audio") -> np.ndarray:
+        """float32 `[frames, num_mel_bins]` log-mel frames of a mono waveform at `sampling_rate`.
+
+        Frame `i` covers samples `[i * hop, i * hop + window)` (no padding at the edges), so a clip
+        of `n` samples gives `1 + (n - window) // hop` frames.
+        """
+        window, hop, fft_length = self._frame_geometry()
+        if waveform.shape[0] < window:
+            raise ValueError(
+                f"{what} has {waveform.shape[0]} samples, fewer than one "
+                f"{1000 * AUDIO_WINDOW_SECONDS:g} ms analysis window ({window} samples)"
+            )
+        filters = mel_filter_bank(
+            num_frequency_bins=fft_length // 2 + 1,
+            num_mel_filters=self.num_mel_bins,
+            min_frequency=_MIN_MEL_FREQUENCY,
+            max_frequency=self.sampling_rate / 2,
+            sampling_rate=self.sampling_rate,
+            mel_scale="htk",
+        )
+        samples = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        frames = samples.unfold(0, window, hop) * torch.hann_window(window, periodic=True)
+        spectrum = torch.fft.rfft(frames, n=fft_length)  # [frames, fft_length // 2 + 1]
+        power = spectrum.abs().square().to(torch.float64)
+        mel = power @ torch.from_numpy(filters)  # [frames, num_mel_bins]
+        return mel.clamp_min(_MEL_FLOOR).log().to(torch.float32).numpy()
+
+    def encode_audio(
+        self, audio: Any, sampling_rate: int | None = None, resample: bool | None = None
+    ) -> list[np.ndarray]:
+        """The log-mel frames of each clip: a waveform, a file path, or a list of them."""
+        resample = self.resample if resample is None else resample
+        single = isinstance(audio, (str, os.PathLike)) or (
+            isinstance(audio, (np.ndarray, torch.Tensor)) and audio.ndim == 1
+        )
+        clips = [audio] if single else audio
+        if not isinstance(clips, (list, tuple)) or not clips:
+            shape = getattr(audio, "shape", None)
+            raise ValueError(
+                "audio must be a 1-D waveform, an audio file path, or a non-empty list of them"
+                + (f"; got an array of shape {tuple(shape)}" if shape is not None else "")
+                + " (for pre-extracted audio frames use audio_features=)"
+            )
+        frames = []
+        for index, clip in enumerate(clips):
+            what = f"audio {index}"
+            if isinstance(clip, (str, os.PathLike)):
+                waveform, rate = self._read_audio_file(clip, what)
+            else:
+                waveform, rate = self._waveform(clip, what, sampling_rate)
+            frames.append(self._audio_frames_of(waveform, rate, what, resample))
+        return frames
+
+    # ----------------------------------------------------------------------------------------------
+    # Everything together
+    # ----------------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        text: str | Sequence[str] | None = None,
+        audio: Any = None,
+        visual: Any = None,
+        sampling_rate: int | None = None,
+        resample: bool | None = None,
+        padding: str | bool = "max_length",
+        truncation: bool | str = True,
+        return_tensors: str | None = "pt",
+        **pre_extracted: Any,
+    ) -> BatchFeature:
+        """Frames for every given modality, padded and masked by the feature extractor.
+
+        Args:
+            text: A string or a list of strings (one per sample), encoded by the text encoder.
+            audio: A 1-D float waveform at `sampling_rate`, an audio file path, or a list of them.
+            visual: Pre-extracted visual frames (`[frames, dim]`, a batch or a list of them).
+            sampling_rate: Rate of the audio arrays (files carry their own); taken to be the
+                processor's rate, with a warning, when omitted.
+            resample: Resample audio of another rate (soxr) instead of refusing it; default the
+                processor's `resample`.
+            padding, truncation, return_tensors: As for the feature extractor.
+            **pre_extracted: `text_features=`, `audio_features=`, `visual_features=`: pre-extracted
+                frames of that modality, instead of `text=`, `audio=` or `visual=`.
+
+        Returns:
+            The feature extractor's `BatchFeature`: `{modality}_features` and `{modality}_mask`
+            for each given modality.
+        """
+        frames: dict[str, Any] = {}
+        for key, value in pre_extracted.items():
+            modality = key.removesuffix("_features")
+            if not key.endswith("_features") or modality not in MODALITIES:
+                raise TypeError(
+                    f"unexpected argument {key!r}; pre-extracted frames are passed as "
+                    f"{', '.join(f'{m}_features=' for m in MODALITIES)}"
+                )
+            if value is not None:
+                frames[modality] = value
+        raw = {"text": text, "audio": audio, "visual": visual}
+        for modality, value in raw.items():
+            if value is not None and modality in frames:
+                raise ValueError(f"give {modality}= or {modality}_features=, not both")
+        if text is not None:
+            frames["text"] = self.encode_text(text)
+        if audio is not None:
+            audio_frames = self.encode_audio(audio, sampling_rate, resample)
+            dim = self.feature_extractor.feature_dims.get("audio")
+            if dim != self.num_mel_bins:
+                raise ValueError(
+                    f"raw audio gives {self.num_mel_bins}-d log-mel frames (num_mel_bins) but the "
+                    f"feature extractor expects audio features of dim {dim} (feature_dims['audio'])"
+                )
+            frames["audio"] = audio_frames
+        if visual is not None:
+            frames["visual"] = visual
+        if not frames:
+            raise ValueError(
+                "Pass at least one modality: text=, audio=, visual= or <modality>_features="
+            )
+        return self.feature_extractor(
+            **{modality: frames.get(modality) for modality in MODALITIES},
+            padding=padding,
+            truncation=truncation,
+            return_tensors=return_tensors,
+        )
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return list(self.feature_extractor.model_input_names)
+
+
+LDDUProcessor.register_for_auto_class("AutoProcessor")
