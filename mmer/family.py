@@ -52,7 +52,9 @@ and by following these conventions (:meth:`ModelFamily.from_model_type` checks t
   per emotion ``{"label", "score", "predicted", ...}`` sorted by score (single-label models: only
   the top class is ``predicted`` and ``threshold`` is refused). Transformers keeps one pipeline class
   per task, so every family ships the same pipeline code (a ``# Copied from`` copy in its folder):
-  whichever family registered it last, it serves them all.
+  whichever family registered it last, it serves them all. Exporting a folder goes through the
+  family's own copy (:attr:`ModelFamily.pipeline_class`, the ``Pipeline`` subclass its package
+  exports), so that the folder holds only its own family's remote code.
 * **Model card text.** ``model_cards/<model_type>.yaml`` (see ``model_cards/``).
 
 ``tests/test_family_contract.py`` builds a minimal family from this contract alone and trains it
