@@ -124,7 +124,7 @@ class DataArguments:
         default="synthetic",
         metadata={
             "help": "synthetic (built-in, generated), or a prepared dataset: mosei, m3ed, "
-            "goemotions (with --data_dir)."
+            "goemotions, iemocap4, iemocap6, meld7 (with --data_dir)."
         },
     )
     data_dir: str | None = field(

@@ -172,6 +172,9 @@ def _dataset_display_name(dataset: str) -> str:
         "mosei": "CMU-MOSEI",
         "m3ed": "M3ED",
         "goemotions": "GoEmotions (Ekman)",
+        "iemocap4": "IEMOCAP (4 classes, excited merged into happy)",
+        "iemocap6": "IEMOCAP (6 classes)",
+        "meld7": "MELD (7 classes)",
     }.get(dataset, dataset)
 
 
