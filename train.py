@@ -243,7 +243,13 @@ class EmotionTrainingArguments(TrainingArguments):
             "multi-label data, f1_weighted for single-label data."
         },
     )
-    greater_is_better: bool = field(default=True, metadata={"help": "For metric_for_best_model."})
+    greater_is_better: bool | None = field(
+        default=None,
+        metadata={
+            "help": "For metric_for_best_model (default: smaller is better for a loss, "
+            "greater for the others)."
+        },
+    )
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept."})
     early_stopping_patience: int = field(
         default=5,

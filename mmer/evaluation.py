@@ -177,7 +177,8 @@ def check_selection_metric(name: str, problem_type: str) -> str:
     """``name`` (``--metric_for_best_model``, with or without ``eval_``) if the validation pass of
     ``problem_type`` computes it, else a ValueError listing those it computes."""
     bare = name.removeprefix("eval_")
-    available = (*VALIDATION_METRICS[problem_type], "loss")
+    # The tuned threshold is reported, not a measure of quality to select by.
+    available = (*(m for m in VALIDATION_METRICS[problem_type] if m != "threshold"), "loss")
     if bare not in available:
         raise ValueError(
             f"--metric_for_best_model {name!r} is not computed on {problem_type} data; the "

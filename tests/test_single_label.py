@@ -261,6 +261,25 @@ def test_a_selection_metric_the_data_does_not_compute_is_refused(tmp_path):
     multi = tiny_arguments(tmp_path / "out2", "--metric_for_best_model", "f1_weighted")
     with pytest.raises(ValueError, match="not computed on multi_label_classification"):
         train.run(*train.parse_arguments(multi))
+    # The tuned threshold is reported during validation but is no measure to select by.
+    threshold = tiny_arguments(tmp_path / "out3", "--metric_for_best_model", "threshold")
+    with pytest.raises(ValueError, match="not computed on multi_label_classification"):
+        train.run(*train.parse_arguments(threshold))
+
+
+@pytest.mark.parametrize(
+    ("metric", "greater"),
+    [(None, True), ("eval_loss", False), ("hamming_loss", False), ("f1_macro", True)],
+)
+def test_losses_are_minimised_and_the_other_selection_metrics_maximised(tmp_path, metric, greater):
+    """Selecting by a loss keeps the epoch with the lowest one (a fixed greater_is_better=True
+    kept the worst)."""
+    extra = () if metric is None else ("--metric_for_best_model", metric)
+    _, _, training_args = train.parse_arguments(tiny_arguments(tmp_path / "out", *extra))
+    assert training_args.greater_is_better is greater
+    explicit = ("--greater_is_better", "true", "--metric_for_best_model", "eval_loss")
+    _, _, training_args = train.parse_arguments(tiny_arguments(tmp_path / "out", *explicit))
+    assert training_args.greater_is_better is True  # an explicit choice is kept
 
 
 def test_a_model_of_the_other_problem_type_is_refused(single_label_run, tmp_path):
