@@ -476,10 +476,12 @@ def _synthetic_missing_modalities(data_args: DataArguments) -> dict:
     return options
 
 
-def _combinations_of(feature_dims: dict) -> tuple[str, ...]:
-    """The modality combinations made only of modalities the data has (all seven for data with
-    text, audio and visual; t, a, ta for audio + text data)."""
-    initials = {modality[0] for modality in feature_dims}
+def _combinations_of(feature_dims: dict, config) -> tuple[str, ...]:
+    """The modality combinations made only of modalities the data has and the model reads (its
+    config's ``modalities``, if it names them): all seven for LDDU on text, audio and visual data;
+    t, a, ta for audio + text data or for LSGMER, which reads audio and text only."""
+    read = getattr(config, "modalities", None) or MODALITIES
+    initials = {modality[0] for modality in feature_dims if modality in read}
     return tuple(c for c in MODALITY_COMBINATIONS if set(c) <= initials)
 
 
@@ -609,7 +611,7 @@ def _train_and_export(output_dir, staging, model_args, data_args, training_args,
         train_labels=data.train.tensors["labels"].numpy(),
         label_names=data.labels,
         threshold_tuning=threshold_tuning,
-        modality_combinations=_combinations_of(data.feature_dims)
+        modality_combinations=_combinations_of(data.feature_dims, trainer.model.config)
         if data_args.evaluate_modality_combinations
         else (),
         problem_type=data.problem_type,

@@ -181,6 +181,7 @@ def _dataset_display_name(dataset: str) -> str:
 def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names) -> dict:
     """The card's figures, as ``{image key: path relative to the model folder}``."""
     from .plots import (
+        has_training_curves,
         plot_confusion_matrix,
         plot_per_label_f1,
         plot_reliability_diagram,
@@ -189,9 +190,12 @@ def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names)
 
     folder.mkdir()
     images = {}
-    if trainer is not None and trainer.state.log_history:
-        plot_training_curves(trainer.state.log_history, folder / "training_curves.png")
+    history = trainer.state.log_history if trainer is not None else []
+    if has_training_curves(history):
+        plot_training_curves(history, folder / "training_curves.png")
         images["training_curves"] = "images/training_curves.png"
+    else:  # e.g. fewer steps than --logging_steps and no evaluation: the card goes without it
+        logger.info("The run logged no loss or validation metric: no training-curve figure.")
     plot_per_label_f1(report.results["test"], label_names, folder / "per_emotion_f1.png")
     images["per_label_f1"] = "images/per_emotion_f1.png"
     single_label = report.results.get("problem_type") == SINGLE_LABEL

@@ -74,6 +74,12 @@ def _is_curve_value(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def has_training_curves(log_history: Sequence[dict], x_axis: str = "step") -> bool:
+    """Whether ``log_history`` holds anything :func:`plot_training_curves` can draw (a short run
+    without evaluation may have logged no loss at all)."""
+    return any(panel[2] for panel in _curve_panels(log_history, x_axis, DEFAULT_EVAL_METRICS))
+
+
 def plot_training_curves(
     log_history: Sequence[Mapping[str, Any]],
     path: str | os.PathLike[str],

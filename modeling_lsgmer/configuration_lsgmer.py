@@ -125,9 +125,10 @@ class LsgmerConfig(PreTrainedConfig):
         lse_heads (`int`): Heads of the label attention (E1).
         lse_query (`str`): ``"label"`` (DC-A1) or ``"sequence"`` (each frame queries the label
             embeddings; the gated frames are then masked-mean pooled and broadcast over labels).
-        label_update (`str`): ``"ema_prototype"`` (DC-A3) or ``"ema_param"``: the label embeddings
-            are a trained parameter, and at each training forward they are replaced by
-            ``label_ema * previous + (1 - label_ema) * current`` (an EMA over optimiser steps).
+        label_update (`str`): ``"ema_prototype"`` (DC-A3) or ``"ema_param"`` (a mean teacher): the
+            label embeddings of E1 are a trained parameter, and those of the attribution (E4) a
+            moving average of it, ``teacher <- label_ema * teacher + (1 - label_ema) * parameter``
+            at each training forward.
         label_ema (`float`): ``alpha`` of E3 in [0, 1]; 1 freezes the label embeddings.
         apc_temperature (`float`): Temperature ``tau`` of the attribution distribution (E5).
         apc_weight (`float`): Weight of the APC loss; 0 gives the plain label-attention classifier.

@@ -259,10 +259,14 @@ class LsgmerModalityEncoder(nn.Module):
 # 3. Label signal enhancement: label embeddings (E3) and label attention (E1)
 class LsgmerLabelEmbeddings(nn.Module):
     """
-    ``L_s`` `[num_labels, hidden]`. Under ``label_update="ema_prototype"`` a buffer, moved without
-    gradient toward the class means of the fused embeddings (:meth:`update_from_batch`); under
-    ``"ema_param"`` a trained parameter, replaced at each training forward by an EMA of its values
-    after the optimiser steps (:meth:`ema_parameter_step`; ``ema_weight`` keeps the last average).
+    ``L_s`` `[num_labels, hidden]`, read by the label attention (E1) and the attribution (E4).
+
+    * ``label_update="ema_prototype"`` (DC-A3 (i)): one buffer, moved without gradient toward the
+      class means of the fused embeddings (:meth:`update_from_batch`); E1 and E4 read it.
+    * ``"ema_param"`` (DC-A3 (ii), a mean teacher): ``weight`` is a trained parameter (the
+      student, read by E1, where its gradient comes from) and ``ema_weight`` a buffer holding its
+      moving average (the teacher, read by E4-E5, the attribution targets of the APC loss), moved
+      at each training forward by :meth:`teacher_step`.
     """
 
     def __init__(self, config: LsgmerConfig):
@@ -277,20 +281,26 @@ class LsgmerLabelEmbeddings(nn.Module):
             self.register_buffer("weight", torch.empty(shape))
 
     def forward(self) -> torch.Tensor:
-        """The label embeddings for this forward pass: a parameter, or a copy of the buffer (so that
-        the in-place update after the loss does not touch a tensor autograd saved)."""
+        """The label embeddings of E1: the parameter, or a copy of the buffer (so that the in-place
+        update after the loss does not touch a tensor autograd saved)."""
         if self.label_update == "ema_param":
             return self.weight
         return self.weight.clone()
 
+    def attribution_embeddings(self) -> torch.Tensor:
+        """The label embeddings of E4: the teacher under ``"ema_param"``, else those of E1."""
+        if self.label_update == "ema_param":
+            return self.ema_weight.clone()
+        return self.forward()
+
     @torch.no_grad()
-    def ema_parameter_step(self) -> None:
-        """E3 with ``L'`` the parameter after the optimiser step: ``L <- a * L_prev + (1 - a) * L'``.
-        Idempotent between optimiser steps (the parameter then equals the last average)."""
-        self.weight.mul_(1.0 - self.decay).add_(
-            self.ema_weight.to(self.weight.dtype), alpha=self.decay
+    def teacher_step(self) -> None:
+        """E3 with ``L'`` the current parameter: ``teacher <- a * teacher + (1 - a) * weight``
+        (``a = 1`` freezes the teacher). Applied at every training forward (with gradient
+        accumulation, as many times per optimiser step as there are micro-batches)."""
+        self.ema_weight.mul_(self.decay).add_(
+            self.weight.detach().to(self.ema_weight.dtype), alpha=1.0 - self.decay
         )
-        self.ema_weight.copy_(self.weight)
 
     @torch.no_grad()
     def update_from_batch(self, fused: torch.Tensor, targets: torch.Tensor) -> None:
@@ -530,7 +540,7 @@ class LsgmerModel(LsgmerPreTrainedModel):
         }
         batch_size, device = self._batch_size_and_device(inputs)
         if self.training and self.config.label_update == "ema_param":
-            self.label_embeddings.ema_parameter_step()
+            self.label_embeddings.teacher_step()
         label_embeddings = self.label_embeddings()  # [labels, hidden]
         num_labels, width = label_embeddings.shape
 
@@ -579,13 +589,16 @@ class LsgmerModel(LsgmerPreTrainedModel):
         )
 
     def _batch_size_and_device(self, inputs: dict) -> tuple[int, torch.device]:
-        for modality in MODALITIES:
+        for modality in self.config.modalities:
             features = inputs[modality][0]
             if features is not None:
                 return features.shape[0], features.device
+        ignored = [m for m in MODALITIES if m not in self.config.modalities]
+        given = [m for m in ignored if inputs[m][0] is not None]
         raise ValueError(
-            f"LSGMER needs at least one modality: pass any of "
-            f"{', '.join(f'{m}_features' for m in self.config.modalities)}."
+            "LSGMER needs at least one of the modalities it reads: pass any of "
+            f"{', '.join(f'{m}_features' for m in self.config.modalities)}"
+            + (f" ({', '.join(given)} given, which this model ignores)." if given else ".")
         )
 
     # Copied from modeling_lddu.modeling_lddu.LDDUModel._check_and_prepare with LDDU->Lsgmer
@@ -694,7 +707,7 @@ class LsgmerForEmotionRecognition(LsgmerPreTrainedModel):
         multi_label = self.config.is_multi_label
         logits = self.classifier(self.dropout(fused))  # [batch, labels]
         # E4-E5 (fp32): cosine of H with each label embedding, over the temperature.
-        label_embeddings = self.lsgmer.label_embeddings()
+        label_embeddings = self.lsgmer.label_embeddings.attribution_embeddings()
         similarity = F.cosine_similarity(
             fused.float()[:, None, :], label_embeddings.float()[None, :, :], dim=-1, eps=1e-8
         )

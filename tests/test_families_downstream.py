@@ -89,15 +89,24 @@ def test_lora_adapts_a_trained_folder_to_a_new_label_set(tmp_path, model_type):
     assert difference <= 1e-5
 
 
-#: Each process trains, then saves LSGMER's label embeddings (the E3 prototype buffer).
+#: Each process trains (no reloading of rank 0's best checkpoint at the end, which would make the
+#: ranks agree whatever the update did), then saves LSGMER's label embeddings before and after.
 LSGMER_RANK_DRIVER = """
 import sys, torch
+from transformers import TrainerCallback
 sys.path.insert(0, {repo!r})
 import train
-trainer, results = train.run(*train.parse_arguments(sys.argv[1:]))
+
+class Initial(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.labels = model.lsgmer.label_embeddings.weight.detach().cpu().clone()
+
+initial = Initial()
+trainer, results = train.run(*train.parse_arguments(sys.argv[1:]), extra_callbacks=(initial,))
 rank = trainer.args.process_index
 torch.save({{"labels": trainer.model.lsgmer.label_embeddings.weight.detach().cpu(),
-             "world": trainer.args.world_size}}, {folder!r} + f"/rank{{rank}}.pt")
+             "initial": initial.labels, "world": trainer.args.world_size}},
+           {folder!r} + f"/rank{{rank}}.pt")
 trainer.accelerator.wait_for_everyone()
 torch.distributed.destroy_process_group()
 """
@@ -105,18 +114,25 @@ torch.distributed.destroy_process_group()
 
 @pytest.mark.slow
 def test_two_processes_keep_identical_lsgmer_label_embeddings(tmp_path):
-    """DDP does not broadcast buffers here (`ddp_broadcast_buffers=False`); the prototype update
-    all-reduces its class sums, so every process holds the same label embeddings."""
+    """DDP does not broadcast buffers here (`ddp_broadcast_buffers=False`) and each rank sees other
+    samples; the prototype update all-reduces its class sums, so every process holds the same
+    label embeddings."""
     driver = tmp_path / "driver.py"
     driver.write_text(LSGMER_RANK_DRIVER.format(repo=str(REPO_ROOT), folder=str(tmp_path)))
     environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     launcher = ["torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    run_arguments = arguments(
+        "lsgmer", tmp_path / "out", "--load_best_model_at_end", "false", "--save_strategy", "no",
+        "--eval_strategy", "no", epochs=2,
+    )  # fmt: skip
     result = subprocess.run(
-        [sys.executable, "-m", *launcher, str(driver), *arguments("lsgmer", tmp_path / "out")],
+        [sys.executable, "-m", *launcher, str(driver), *run_arguments],
         cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     states = [tmp_path / f"rank{rank}.pt" for rank in (0, 1)]
     assert all(path.exists() for path in states), result.stderr[-4000:]
     first, second = (torch.load(path, weights_only=True) for path in states)
     assert first["world"] == second["world"] == 2
+    assert torch.equal(first["initial"], second["initial"])
+    assert not torch.allclose(first["labels"], first["initial"])  # the update ran
     assert torch.equal(first["labels"], second["labels"])

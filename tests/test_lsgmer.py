@@ -205,34 +205,54 @@ def test_the_prototype_update_follows_e3_and_leaves_absent_labels_alone():
     output.loss.backward()  # the in-place update did not touch a tensor autograd needs
 
 
+def _e3_embeddings(model):
+    """The moving-averaged label embeddings: the prototype buffer, or the teacher of ema_param."""
+    embeddings = model.lsgmer.label_embeddings
+    return embeddings.ema_weight if embeddings.label_update == "ema_param" else embeddings.weight
+
+
 def test_alpha_one_freezes_the_labels_and_evaluation_never_updates():
     for label_update in ("ema_prototype", "ema_param"):
         model = make_model(label_ema=1.0, label_update=label_update).train()
-        frozen = model.lsgmer.label_embeddings.weight.detach().clone()
+        frozen = _e3_embeddings(model).detach().clone()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         for _ in range(2):
             optimizer.zero_grad()
             model(**make_inputs(model.config)).loss.backward()
             optimizer.step()
-        model(**make_inputs(model.config))  # the next forward applies the EMA to the last step
-        assert torch.equal(model.lsgmer.label_embeddings.weight.detach(), frozen), label_update
-    model = make_model().eval()
-    before = model.lsgmer.label_embeddings.weight.clone()
-    model(**make_inputs(model.config))
-    assert torch.equal(model.lsgmer.label_embeddings.weight, before)
+        model(**make_inputs(model.config))
+        assert torch.equal(_e3_embeddings(model).detach(), frozen), label_update
+        model.eval()
+        before = _e3_embeddings(model).clone()
+        model(**make_inputs(model.config))
+        assert torch.equal(_e3_embeddings(model), before), label_update
 
 
-def test_ema_param_averages_the_parameter_over_optimiser_steps():
+def test_ema_param_is_a_mean_teacher_of_the_trained_embeddings():
+    """The student (E1) is the parameter and takes the gradient; the teacher (E4) follows it as
+    a moving average; the attribution reads the teacher."""
     model = make_model(label_update="ema_param", label_ema=0.9).train()
     embeddings = model.lsgmer.label_embeddings
     assert isinstance(embeddings.weight, torch.nn.Parameter)
-    previous = embeddings.weight.detach().clone()
+    assert "ema_weight" in dict(embeddings.named_buffers())
     model(**make_inputs(model.config)).loss.backward()
+    assert embeddings.weight.grad.abs().sum() > 0
     with torch.no_grad():
         embeddings.weight -= 0.5 * embeddings.weight.grad
-    stepped = embeddings.weight.detach().clone()
+    student = embeddings.weight.detach().clone()
+    teacher = embeddings.ema_weight.clone()
     model(**make_inputs(model.config))
-    torch.testing.assert_close(embeddings.weight.detach(), 0.9 * previous + 0.1 * stepped)
+    torch.testing.assert_close(embeddings.ema_weight, 0.9 * teacher + 0.1 * student)
+    assert torch.equal(embeddings.weight.detach(), student)  # the optimiser's, untouched
+    # The attribution follows the teacher: moving it changes the attribution, not the logits.
+    model.eval()
+    inputs = make_inputs(model.config, labels=False)
+    with torch.no_grad():
+        reference = model(**inputs)
+        embeddings.ema_weight.add_(torch.randn_like(embeddings.ema_weight))
+        moved = model(**inputs)
+    assert torch.equal(moved.logits, reference.logits)
+    assert not torch.allclose(moved.attribution_probs, reference.attribution_probs)
 
 
 # 5. apc_weight = 0
@@ -307,11 +327,13 @@ def test_a_missing_modality_gives_finite_outputs_and_gradients(lse_query):
     changed["audio_features"][2] = 1e3
     with torch.no_grad():
         torch.testing.assert_close(model(**changed).scores, model(**inputs).scores)
-    # A modality left out entirely, or only visual given (which the model ignores).
+    # A modality left out entirely works; only visual given (which the model ignores) is refused
+    # rather than answered with a prediction that cannot depend on the input.
     without_audio = {k: v for k, v in inputs.items() if not k.startswith("audio")}
     assert torch.isfinite(model(**without_audio).scores).all()
     visual_only = {k: v for k, v in inputs.items() if k.startswith("visual")}
-    assert torch.isfinite(model(**visual_only).scores).all()
+    with pytest.raises(ValueError, match="text_features, audio_features .visual given"):
+        model(**visual_only)
 
 
 def test_bad_inputs_get_errors_that_name_them():
@@ -321,7 +343,7 @@ def test_bad_inputs_get_errors_that_name_them():
         model(**{**inputs, "audio_features": inputs["audio_features"][..., :4]})
     with pytest.raises(ValueError, match="text_mask must hold only 0"):
         model(**{**inputs, "text_mask": inputs["text_mask"] * 2})
-    with pytest.raises(ValueError, match="at least one modality"):
+    with pytest.raises(ValueError, match="at least one of the modalities it reads"):
         model()
     with pytest.raises(TypeError):
         model(**inputs, text_featurs=inputs["text_features"])  # no **kwargs

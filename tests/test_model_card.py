@@ -419,3 +419,13 @@ def test_plot_errors(tmp_path):
     with pytest.raises(ValueError, match=r"no F1 for labels \['fear'\]"):
         plot_per_label_f1({"f1_happy": 0.5}, ["happy", "fear"], tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_logged_nothing_gets_no_training_curve_figure():
+    """A short run without evaluation may log no loss (fewer steps than --logging_steps); the
+    export then leaves the figure out instead of failing after training."""
+    from mmer.plots import has_training_curves
+
+    assert not has_training_curves([])
+    assert not has_training_curves([{"train_runtime": 1.0, "step": 4, "epoch": 1.0}])
+    assert has_training_curves([{"loss": 0.7, "step": 2, "epoch": 0.5}])
