@@ -254,13 +254,30 @@ def test_training_views_only_in_training_mode_and_task_loss_on_view_zero():
     assert not torch.allclose(model(**inputs).loss, evaluation.loss)
 
 
-def test_every_parameter_gets_a_gradient_in_training():
+def test_every_parameter_gets_a_non_zero_gradient_in_training():
+    """One training step on data with a missing modality (each modality missing for one sample):
+    every parameter's gradient is non-zero, the learned missing tokens' rows included (with the
+    default fusion the available tokens attend to them; kept out of the keys they never learn)."""
     model = mcur_model(num_views=2).train()
     inputs = mcur_inputs()
     inputs["text_mask"][3] = 0
+    inputs["audio_mask"][4] = 0
+    inputs["visual_mask"][2] = 0
+    torch.manual_seed(0)
     model(**inputs).loss.backward()
-    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None]
-    assert not missing, missing
+    zero = [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.grad is None or parameter.grad.abs().sum() == 0
+    ]
+    assert not zero, zero
+    token_gradients = model.mcur.missing_tokens.grad.abs().sum(dim=1)
+    assert (token_gradients > 0).all(), token_gradients
+    # The specification's literal key padding (the option): the tokens get no gradient at all.
+    literal = mcur_model(num_views=2, fusion_attends_missing_tokens=False).train()
+    torch.manual_seed(0)
+    literal(**inputs).loss.backward()
+    assert literal.mcur.missing_tokens.grad.abs().sum() == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -326,6 +343,7 @@ def test_config_defaults_validation_and_unknown_keys():
         "learned",
     )
     assert config.sugr_clamp == 5.0 and config.problem_type == "multi_label_classification"
+    assert config.fusion_attends_missing_tokens is True
     assert config.thresholds == [0.5] * config.num_labels
     with pytest.raises(
         ValueError, match=r"unknown key\(s\) 'hiden_size' \(did you mean 'hidden_size'\?\)"
