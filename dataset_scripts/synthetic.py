@@ -28,9 +28,9 @@ Two options (off by default) make the data a missing-modality benchmark:
   modality alone carries every label well.
 * `missing_rate > 0`: in the splits named by `missing_splits`, each (sample, modality) pair is
   missing with that probability (one number, or one per modality): the sample then has **zero
-  frames** of that modality. A sample never loses every modality (one, drawn at random, is kept).
-  The draw uses its own random stream, so the frames of the modalities kept are exactly those of
-  the complete data.
+  frames** of that modality. A sample never loses every modality of the data (one, drawn at
+  random among the modalities the data keeps, is kept). The draw uses its own random stream, so
+  the frames of the modalities kept are exactly those of the complete data.
 
 `make_synthetic_dataset` returns the same columns and features as the real builders, and
 `write_source` writes raw source files in every supported format (for the builders' tests).
@@ -163,6 +163,7 @@ def generate_synthetic_splits(
     missing_rate: float | Mapping[str, float] = 0.0,
     missing_splits: Sequence[str] = SPLITS,
     single_label: bool = False,
+    modalities: Sequence[str] = MODALITIES,
 ) -> dict[str, SplitArrays]:
     """Generates the raw splits (see the module docstring for the model).
 
@@ -190,6 +191,10 @@ def generate_synthetic_splits(
         missing_splits: The splits in which modalities go missing.
         single_label: Exactly one class per sample (a one-hot `labels` row), drawn from the class
             shares; the features follow the same planted-signal model.
+        modalities: The modalities the data will keep (`make_synthetic_dataset` drops the
+            others). Used only by `missing_rate`: only these go missing, and every sample keeps
+            at least one of them; the others are returned complete. Every modality is generated
+            either way, with the same values.
 
     Returns:
         `{"train": SplitArrays, "validation": ..., "test": ...}` with float32 `[N, L, D]` arrays for
@@ -205,6 +210,7 @@ def generate_synthetic_splits(
         num_labels = len(IEMOCAP4_CLASS_SHARES) if single_label else 6
     distribution = _label_distribution(num_labels, label_prevalence, single_label)
 
+    kept = _checked_modalities(modalities)
     missing_rates = _missing_rates(missing_rate)
     unknown_splits = sorted(set(missing_splits) - set(SPLITS))
     if unknown_splits:
@@ -272,12 +278,21 @@ def generate_synthetic_splits(
                     samples.extend(np.split(frames, np.cumsum(chunk_lengths)[:-1]))
             features[modality] = samples
         if split in missing_splits and any(missing_rates.values()):
-            missing = _draw_missing(split_seed, num_samples, missing_rates)
+            missing = _draw_missing(split_seed, num_samples, missing_rates, kept)
             for modality, absent in missing.items():
                 features[modality] = _without_frames(features[modality], absent)
         ids = [f"synthetic-{split}-{index:06d}" for index in range(num_samples)]
         splits[split] = SplitArrays(ids=ids, features=features, labels=labels)
     return splits
+
+
+def _checked_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
+    """`modalities` in the package order, refused unless a non-empty subset of `MODALITIES`."""
+    names = tuple(modalities)
+    unknown = sorted(set(names) - set(MODALITIES))
+    if unknown or not names:
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}; got {modalities}")
+    return tuple(modality for modality in MODALITIES if modality in names)
 
 
 def _missing_rates(missing_rate: float | Mapping[str, float]) -> dict[str, float]:
@@ -310,16 +325,29 @@ def _signal_shares(num_labels: int) -> dict[str, np.ndarray]:
 
 
 def _draw_missing(
-    split_seed: np.random.SeedSequence, num_samples: int, rates: dict[str, float]
+    split_seed: np.random.SeedSequence,
+    num_samples: int,
+    rates: dict[str, float],
+    kept: tuple[str, ...] = MODALITIES,
 ) -> dict[str, np.ndarray]:
-    """`{modality: [N] bool}`, True = missing; never every modality of a sample. Drawn from a
-    child of the split's seed, so that the features drawn before do not change."""
+    """`{modality: [N] bool}`, True = missing; only the `kept` modalities go missing, never all
+    of them for one sample. Drawn from a child of the split's seed, so that the features drawn
+    before do not change.
+
+    The draws of the three-modality data come first, whatever `kept` is: one per (sample,
+    modality), then which modality a sample that lost all three keeps; a second choice, among the
+    kept ones, replaces a dropped modality there. A kept modality's pattern is therefore that of
+    the three-modality data except for samples that have none of the kept modalities there."""
     rng = np.random.default_rng(split_seed.spawn(1)[0])
     missing = np.stack(
         [rng.random(num_samples) < rates[modality] for modality in MODALITIES], axis=1
     )  # [N, M]
+    kept_columns = np.array([MODALITIES.index(modality) for modality in kept])
+    missing[:, np.setdiff1d(np.arange(len(MODALITIES)), kept_columns)] = False
     keep = rng.integers(0, len(MODALITIES), num_samples)
-    emptied = missing.all(axis=1)
+    fallback = kept_columns[rng.integers(0, len(kept_columns), num_samples)]
+    keep = np.where(np.isin(keep, kept_columns), keep, fallback)  # uniform among the kept
+    emptied = missing[:, kept_columns].all(axis=1)
     missing[emptied, keep[emptied]] = False
     return {modality: missing[:, index] for index, modality in enumerate(MODALITIES)}
 
@@ -359,7 +387,7 @@ def make_synthetic_dataset(
         label_names: Names of the labels; their count sets `num_labels`.
         modalities: The modality columns kept (e.g. `("text", "audio")` for audio + text data).
             All three are generated either way, so a kept modality's values do not depend on
-            this choice.
+            this choice; with `missing_rate`, every sample keeps at least one of these.
         **generator_kwargs: Further arguments of `generate_synthetic_splits` (dims, lengths,
             `label_prevalence`, `signal_strength`, `non_finite_fraction`, ...).
     """
@@ -367,16 +395,14 @@ def make_synthetic_dataset(
         generator_kwargs["num_labels"] = len(label_names)
     single_label = bool(generator_kwargs.get("single_label", False))
     num_labels = generator_kwargs.get("num_labels") or (4 if single_label else 6)
+    kept = _checked_modalities(modalities)
     splits = generate_synthetic_splits(
-        num_train, num_validation, num_test, seed, **generator_kwargs
+        num_train, num_validation, num_test, seed, modalities=kept, **generator_kwargs
     )
-    unknown = sorted(set(modalities) - set(MODALITIES))
-    if unknown or not modalities:
-        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}; got {modalities}")
     splits = {
         split: SplitArrays(
             ids=arrays.ids,
-            features={m: arrays.features[m] for m in MODALITIES if m in modalities},
+            features={m: arrays.features[m] for m in kept},
             labels=arrays.labels,
         )
         for split, arrays in splits.items()

@@ -63,6 +63,8 @@ the report and logged. Any other label is an error that lists the unknown names.
   pickles): leave-one-session-out, configurations ``fold1``..``fold5``. Test = that session.
   Validation (DC): in each training session, a seeded random ~``--validation_fraction`` (10%) of
   its dialogues, at least one, whole dialogues only; train = the rest of the training sessions.
+  ``--output`` holds one folder per fold and is replaced as a whole; ``--overwrite`` refuses to
+  delete folds of an earlier run that the run does not rebuild, and names them.
 * ``split`` (MELD, and IEMOCAP with a ``split`` column): one configuration ``default`` with the
   given train/validation/test. A pickle has no validation split, nor has an index without
   ``validation`` rows: validation is then carved from train the same way (DC: a seeded ~10% of the
@@ -956,7 +958,8 @@ def _parser() -> argparse.ArgumentParser:
         "index file with one .npy per utterance and modality, or a conversational-ER pickle).",
         output_help="Folder for the saved dataset: one save_to_disk folder, or for the IEMOCAP "
         "folds one per fold (OUTPUT/fold1 ... OUTPUT/fold5).",
-        overwrite_help="Replace an existing --output (and Hub configuration folders).",
+        overwrite_help="Replace an existing --output (and Hub configuration folders); folds of an "
+        "earlier run that --folds leaves out are never deleted (the run is refused instead).",
         epilog="The source formats, class sets and splits: docs/data.md, or the module docstring.",
     )
     parser.add_argument(
@@ -1032,6 +1035,32 @@ def _description(class_set: UtteranceClassSet, config: str, report: Mapping[str,
     return text
 
 
+def _refuse_losing_folds(output: Path, configs: Sequence[str]) -> None:
+    """Refuses to replace `output` when it holds fold folders (an earlier run's) that `configs`
+    does not rebuild: replacing the folder as a whole would delete them.
+
+    Raises:
+        FileExistsError: Naming the folds that would be lost and the two ways out.
+    """
+    if not output.is_dir():
+        return
+    existing = sorted(
+        entry.name
+        for entry in output.iterdir()
+        if entry.is_dir() and re.fullmatch(r"fold[1-5]", entry.name)
+    )
+    lost = [name for name in existing if name not in configs]
+    if lost:
+        everything = sorted(set(existing) | set(configs))
+        raise FileExistsError(
+            f"{output} holds {', '.join(lost)} from an earlier run, which this run does not "
+            f"rebuild; --overwrite replaces the whole folder and would delete "
+            f"{'it' if len(lost) == 1 else 'them'}. Rebuild {'it' if len(lost) == 1 else 'them'} "
+            f"too (--folds {','.join(name[4:] for name in everything)}, or leave --folds out for "
+            "all five) or write this run to another --output."
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parse_builder_args(parser, argv)
@@ -1059,8 +1088,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             utterances, class_set, protocol, args.folds, args.validation_fraction, args.seed
         )
         if protocol == "folds":
-            # One output folder holding one saved dataset per fold, replaced as a whole.
+            # One output folder holding one saved dataset per fold, replaced as a whole: refused
+            # (under the output's lock, before any fold is built) when that would delete folds
+            # of an earlier run that this run does not rebuild.
             with saving.atomic_output_dir(args.output, args.overwrite, sources) as temporary:
+                _refuse_losing_folds(
+                    args.output, [f"fold{k}" for k in args.folds or IEMOCAP_SESSIONS]
+                )
                 for config, result in configs_iter:
                     result.dataset_dict.save_to_disk(str(temporary / config))
                     write_json_atomic(

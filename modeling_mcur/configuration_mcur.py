@@ -3,8 +3,8 @@ recognition; Zhuang, Liu, Zhang, Deng, Ren, arXiv 2605.06245).
 
 No code of the paper is public and only its abstract could be read: the network and the losses are
 built from that description, and every gap is filled by a **design choice (DC)** of this package,
-named as such below (the project's ``families.md`` lists them). Nothing here reproduces a number of
-the paper.
+named as such in :class:`McurConfig`'s docstring below. Nothing here reproduces a number of the
+paper.
 
 Field names follow transformers where one exists; the mapping to the specification's names:
 ``d_model`` -> ``hidden_size``, ``input_dims`` -> ``text_dim`` / ``audio_dim`` / ``visual_dim``,
@@ -113,10 +113,19 @@ class McurConfig(PreTrainedConfig):
             predicted log-variance ``s``), ``"entropy"`` (weights from the prediction entropy) or
             ``"none"`` (plain task loss; the ablation).
         sugr_clamp (`float`, DC 5.0): ``s`` is clamped to ``[-sugr_clamp, sugr_clamp]``.
-        fusion_attends_missing_tokens (`bool`, DC False): The specification's fusion masks the
-            unavailable modalities' tokens out of the attention keys (``key_padding_mask =
-            ~modality_mask``), so their learned missing tokens cannot reach the fused vector. True
-            lets the available tokens attend to them (the mean still covers available ones only).
+        fusion_attends_missing_tokens (`bool`, DC True): Whether the fusion layer's attention
+            keys include the unavailable modalities' (learned) missing tokens. The package's
+            specification asks for two things that contradict each other: an unavailable
+            modality's vector is "replaced by a learned missing token", and the fusion masks
+            unavailable modalities out of its keys (``key_padding_mask = ~modality_mask``) before
+            a mean over the available tokens. With both, a missing token reaches no output and
+            gets no gradient unless the sample has no modality at all: the tokens stay at their
+            initialisation, and a sample without any modality is answered from untrained tokens.
+            DC: True, the available tokens attend to the missing tokens, which therefore learn
+            from every sample and training view that lacks a modality; the mean still covers the
+            available tokens only. False is the literal key padding (the tokens then only stand
+            in for a sample without any modality). Either way the padded frames of an unavailable
+            modality never reach an output: its token replaces them.
         decision_threshold (`float`): Score above which an emotion is predicted (multi-label).
         label_thresholds (`list[float]`, *optional*): One threshold per emotion; overrides
             ``decision_threshold`` when set.
@@ -151,7 +160,7 @@ class McurConfig(PreTrainedConfig):
     task_loss_views: str = "first"
     sugr_mode: str = "learned"
     sugr_clamp: float = 5.0
-    fusion_attends_missing_tokens: bool = False
+    fusion_attends_missing_tokens: bool = True
     decision_threshold: float = 0.5
     label_thresholds: list[float] | None = None
 

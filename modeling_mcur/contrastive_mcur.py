@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import torch
 
+#: Floor of the softmax denominators (a guard; see :func:`weighted_supervised_contrastive_loss`).
+_MIN_DENOMINATOR = 1e-30
+
 
 def jaccard_weights(labels: torch.Tensor) -> torch.Tensor:
     """
@@ -79,22 +82,39 @@ def weighted_supervised_contrastive_loss(
             over all ``n`` anchors, those without positives counting 0 (LDDU).
         eps: Added inside the log-denominator and to each anchor's weight sum (LDDU: 1e-12).
 
-    Returns: a scalar; 0 (with a gradient path) when no anchor has a positive.
+    Returns: a scalar; 0 (with a gradient path) when no anchor has a positive, in particular for
+    fewer than two rows (a batch of one sample with ``num_views = 1``). Value and gradients are
+    finite for any finite unit-norm input and any temperature.
     """
     features = embeddings.float()
     size = features.shape[0]
+    if size < 2:
+        # One view has no contrast and no positive: a zero that keeps the graph (its gradient is
+        # exactly 0, never 0 * inf).
+        return features[:0].sum()
     logits = similarity_scale * (features @ features.T) / temperature  # [n, n]
-    # Shifting each row by its maximum (diagonal included) changes no log-probability.
-    logits = logits - logits.max(dim=1, keepdim=True).values.detach()
     not_self = ~torch.eye(size, dtype=torch.bool, device=features.device)
+    # Shifting a row by a constant changes no log-probability (eps aside). Without eps the shift is
+    # the row's largest contrast (k != i): its term is exp(0) = 1, so the denominator is >= 1 and
+    # no term of a row can underflow all at once. LDDU's convention (eps > 0) shifts by the row's
+    # maximum, diagonal included, as its reference does: its eps is relative to that shift.
+    contrasts = logits.masked_fill(~not_self, float("-inf"))
+    shift = (logits if eps > 0 else contrasts).max(dim=1, keepdim=True).values.detach()
+    logits = logits - shift
     weights = positive_weights.float() * not_self
-    denominator = (torch.exp(logits) * not_self).sum(dim=1, keepdim=True)  # [n, 1]
-    log_prob = logits - torch.log(denominator + eps)  # [n, n]
+    # exp(-inf) = 0 keeps each anchor out of its own denominator (multiplying by a 0/1 mask would
+    # turn an overflowing diagonal exp into inf * 0 = NaN).
+    denominator = torch.exp(contrasts - shift).sum(dim=1, keepdim=True)  # [n, 1]
+    # A guard like LDDU's eps: the log never sees 0 (with the shift above it cannot anyway).
+    log_prob = logits - torch.log((denominator + eps).clamp(min=_MIN_DENOMINATOR))  # [n, n]
     weight_sums = weights.sum(dim=1)  # [n]
-    per_anchor = -(weights * log_prob).sum(dim=1) / (weight_sums + eps).clamp(min=1e-30)
+    has_positive = weight_sums > 0
+    # Anchors without positives divide 0 by 1: no 0 / 0 in the value or in its gradient.
+    per_anchor = -(weights * log_prob).sum(dim=1) / torch.where(
+        has_positive, weight_sums + eps, 1.0
+    )
     if not skip_anchors_without_positives:
         return per_anchor.mean()
-    has_positive = weight_sums > 0
     count = has_positive.sum().clamp(min=1)
     return torch.where(has_positive, per_anchor, 0.0).sum() / count
 

@@ -2,15 +2,16 @@
 
 Zhuang, Liu, Zhang, Deng, Ren, arXiv 2605.06245. Built from the paper's abstract: the two module
 ideas (MCB-CL, SUGR) are the paper's, everything else is a design choice (DC) of this package; see
-``configuration_mcur.py`` and the project's ``families.md``.
+``configuration_mcur.py``, whose docstring lists them.
 
 The forward pass (modality axis in the package order (text, audio, visual) throughout):
 
 1. **Unimodal encoders** (LDDU's blocks, copied): per modality a LayerNorm, a projection plus learned
    positions and a post-LN transformer encoder; a masked mean over the frames gives ``z_m``. Where a
    modality is unavailable, ``z_m`` is a learned missing token (DC).
-2. **Modality-aware fusion** (DC): tokens ``z_m + type_m``, one transformer layer whose keys are the
-   available modalities only, a mean over the available tokens: ``h``.
+2. **Modality-aware fusion** (DC): tokens ``z_m + type_m``, one transformer layer whose keys are
+   every token, the missing tokens included (``fusion_attends_missing_tokens``; False: the available
+   ones only), then a mean over the available tokens: ``h``.
 3. **Heads**: ``logits = Linear(h)``; ``u = normalize(MLP(h))`` (the contrastive embedding); with
    SUGR ``learned``, ``s = Linear(h)``, a log-variance clamped to ``+-sugr_clamp``.
 4. **Training views** (DC, training mode with labels): each sample is fused ``num_views`` times;
@@ -245,9 +246,11 @@ class McurModalityEncoder(nn.Module):
 class McurModalityFusion(nn.Module):
     """
     ``[batch, 3, hidden]`` modality tokens -> ``h`` ``[batch, hidden]``: type embeddings, one
-    transformer layer (LDDU's encoder layer) whose keys are the available modalities, and the mean
-    over the available tokens. A sample with no modality at all attends to and averages every
-    (missing) token: its prediction is a learned prior.
+    transformer layer (LDDU's encoder layer) and the mean over the available tokens. The layer's
+    keys are all three tokens, so the available tokens attend to the missing tokens, which learn
+    through it (``fusion_attends_missing_tokens``, DC default); with that option False, only the
+    available tokens. A sample with no modality at all attends to and averages every (missing)
+    token: its prediction is a learned prior.
     """
 
     def __init__(self, config: McurConfig):

@@ -5,6 +5,7 @@ missing-modality synthetic data and a tiny run of train.py."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import numpy as np
@@ -253,13 +254,30 @@ def test_training_views_only_in_training_mode_and_task_loss_on_view_zero():
     assert not torch.allclose(model(**inputs).loss, evaluation.loss)
 
 
-def test_every_parameter_gets_a_gradient_in_training():
+def test_every_parameter_gets_a_non_zero_gradient_in_training():
+    """One training step on data with a missing modality (each modality missing for one sample):
+    every parameter's gradient is non-zero, the learned missing tokens' rows included (with the
+    default fusion the available tokens attend to them; kept out of the keys they never learn)."""
     model = mcur_model(num_views=2).train()
     inputs = mcur_inputs()
     inputs["text_mask"][3] = 0
+    inputs["audio_mask"][4] = 0
+    inputs["visual_mask"][2] = 0
+    torch.manual_seed(0)
     model(**inputs).loss.backward()
-    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None]
-    assert not missing, missing
+    zero = [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.grad is None or parameter.grad.abs().sum() == 0
+    ]
+    assert not zero, zero
+    token_gradients = model.mcur.missing_tokens.grad.abs().sum(dim=1)
+    assert (token_gradients > 0).all(), token_gradients
+    # The specification's literal key padding (the option): the tokens get no gradient at all.
+    literal = mcur_model(num_views=2, fusion_attends_missing_tokens=False).train()
+    torch.manual_seed(0)
+    literal(**inputs).loss.backward()
+    assert literal.mcur.missing_tokens.grad.abs().sum() == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -325,6 +343,7 @@ def test_config_defaults_validation_and_unknown_keys():
         "learned",
     )
     assert config.sugr_clamp == 5.0 and config.problem_type == "multi_label_classification"
+    assert config.fusion_attends_missing_tokens is True
     assert config.thresholds == [0.5] * config.num_labels
     with pytest.raises(
         ValueError, match=r"unknown key\(s\) 'hiden_size' \(did you mean 'hidden_size'\?\)"
@@ -425,6 +444,55 @@ def test_weighted_supcon_with_class_weights_equals_lddus_supcon():
     # MCUR's own convention skips that anchor: the mean over 19 anchors instead of 20.
     skipped = weighted_supervised_contrastive_loss(features, weights, 0.07, similarity_scale=0.5)
     torch.testing.assert_close(skipped, theirs * 20 / 19)
+
+
+@pytest.mark.parametrize("con_weight", [0.0, 0.3])
+@pytest.mark.parametrize("num_views", [1, 2])
+def test_a_batch_of_one_sample_gives_finite_gradients(num_views, con_weight):
+    """A last batch of one sample: with one view the contrastive loss has a single row (no
+    contrast, no positive); its zero must not put 0 * inf = NaN into any gradient, also with
+    con_weight = 0 (0 * NaN is NaN)."""
+    model = mcur_model(num_views=num_views, con_weight=con_weight).train()
+    output = model(**mcur_inputs(batch_size=1))
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    if num_views == 1:
+        assert output.mcb_loss.item() == 0.0
+    bad = [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.grad is not None and not torch.isfinite(parameter.grad).all()
+    ]
+    assert not bad, bad
+
+
+def test_weighted_supcon_is_finite_without_positives_and_with_underflowing_contrasts():
+    def loss_and_gradient(embeddings, weights, temperature):
+        embeddings = embeddings.clone().requires_grad_()
+        loss = weighted_supervised_contrastive_loss(
+            F.normalize(embeddings, dim=-1), weights, temperature
+        )
+        loss.backward()
+        return loss, embeddings.grad
+
+    generator = torch.Generator().manual_seed(0)
+    # One row: no contrast at all.
+    loss, gradient = loss_and_gradient(
+        torch.randn(1, 4, generator=generator), torch.ones(1, 1), 0.07
+    )
+    assert loss.item() == 0.0 and loss.requires_grad and torch.equal(gradient, torch.zeros(1, 4))
+    # Several rows, but no anchor has a positive (every view its own class).
+    loss, gradient = loss_and_gradient(torch.randn(4, 4, generator=generator), torch.eye(4), 0.07)
+    assert loss.item() == 0.0 and torch.isfinite(gradient).all()
+    # A tiny temperature: exp of the contrasts underflows to 0 and exp of the diagonal overflows,
+    # relative to a shift by the diagonal. The value is still the exact SupCon loss.
+    embeddings = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    loss, gradient = loss_and_gradient(embeddings, torch.ones(3, 3), 0.005)
+    # Rows 0 and 1: contrasts at -200 (the opposite row) and 0 (the orthogonal one) -> -log p =
+    # 200 and ~0, mean 100; row 2: two contrasts at 0 -> log 2.
+    expected = (100.0 + 100.0 + math.log(2.0)) / 3.0
+    torch.testing.assert_close(loss, torch.tensor(expected))
+    assert torch.isfinite(gradient).all()
 
 
 def test_jaccard_weights_and_combination_ids():

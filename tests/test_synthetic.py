@@ -213,3 +213,76 @@ def test_synthetic_cli(tmp_path):
     source_options = "--source_format tailor_pt --num_train 3 --text_dim 4".split()
     assert synthetic.main(["--output", str(tmp_path / "source.pt"), *source_options]) == 0
     assert load_source_file(tmp_path / "source.pt")["train"]["src-text"].shape == (3, 50, 4)
+
+
+TINY = {
+    "text_dim": 4,
+    "audio_dim": 3,
+    "visual_dim": 2,
+    "text_length": 3,
+    "audio_length": (1, 4),
+    "visual_length": 3,
+}
+
+
+def _combinations(splits, split="train"):
+    """Per sample the available-modality id (text = 1, audio = 2, visual = 4)."""
+    features = splits[split].features
+    return [
+        sum(2**bit for bit, m in enumerate(MODALITIES) if m in features and len(features[m][i]))
+        for i in range(len(splits[split]))
+    ]
+
+
+def test_the_default_missing_modality_data_is_unchanged():
+    """The data of the three modalities as before the `modalities` argument, bit for bit: the
+    availability pattern and a digest of every label, shape and value."""
+    import hashlib
+
+    splits = generate_synthetic_splits(24, 6, 6, seed=7, missing_rate=0.5, **TINY)
+    assert _combinations(splits) == [
+        7, 1, 3, 6, 6, 7, 6, 7, 6, 3, 1, 6, 5, 5, 2, 5, 4, 2, 2, 1, 7, 7, 5, 1
+    ]  # fmt: skip
+    digest = hashlib.sha256()
+    for split in splits.values():
+        digest.update(split.labels.tobytes())
+        for modality in MODALITIES:
+            for sample in split.features[modality]:
+                digest.update(np.ascontiguousarray(sample).tobytes())
+                digest.update(str(sample.shape).encode())
+    expected = "7189c662536f8f360cc038cebfbdde173eec8278cd1f614b140e46abf908bfe8"
+    assert digest.hexdigest() == expected
+    explicit = generate_synthetic_splits(
+        24, 6, 6, seed=7, missing_rate=0.5, modalities=MODALITIES, **TINY
+    )
+    _assert_same_splits(splits, explicit)
+
+
+@pytest.mark.parametrize("kept", [("text", "audio"), ("audio", "visual"), ("visual",)])
+def test_every_sample_keeps_one_of_the_kept_modalities(kept):
+    """Dropping a modality must not leave a sample without any (with all three drawn and one
+    dropped afterwards, 45 of 300 samples had neither text nor audio at rate 0.5)."""
+    dataset = make_synthetic_dataset(300, 0, 0, modalities=kept, missing_rate=0.5, **TINY)["train"]
+    assert [m for m in MODALITIES if m in dataset.column_names] == list(kept)
+    lengths = np.array([[len(row[m]) for m in kept] for row in dataset])
+    assert (lengths > 0).any(axis=1).all()
+    if len(kept) > 1:
+        assert (lengths == 0).any()  # modalities do go missing
+
+    # The values of a kept modality are those of the three-modality data; its availability
+    # differs only for samples that lost every kept modality there.
+    everything = generate_synthetic_splits(300, 0, 0, missing_rate=0.5, **TINY)["train"]
+    complete = generate_synthetic_splits(300, 0, 0, **TINY)["train"]
+    chosen = generate_synthetic_splits(300, 0, 0, missing_rate=0.5, modalities=kept, **TINY)
+    chosen = chosen["train"]
+    lost_all = np.all([[len(s) == 0 for s in everything.features[m]] for m in kept], axis=0)
+    for modality in kept:
+        for index, sample in enumerate(chosen.features[modality]):
+            if len(sample):
+                np.testing.assert_array_equal(sample, complete.features[modality][index])
+            if not lost_all[index]:
+                assert len(sample) == len(everything.features[modality][index])
+    for modality in set(MODALITIES) - set(kept):  # returned complete
+        assert all(len(sample) for sample in chosen.features[modality])
+    with pytest.raises(ValueError, match="modalities must be a non-empty subset"):
+        generate_synthetic_splits(4, 0, 0, modalities=("text", "speech"), **TINY)

@@ -270,8 +270,33 @@ def test_cli_writes_one_folder_per_fold_and_a_hub_layout(tmp_path, caplog, capsy
         utterances.main(argv)
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert (output / "fold1" / "dataset_dict.json").stat().st_mtime_ns == before
-    assert utterances.main([*argv, "--overwrite", "--folds", "2"]) == 0
-    assert sorted(p.name for p in output.iterdir() if not p.name.startswith(".")) == ["fold2"]
+    assert utterances.main([*argv, "--overwrite", "--folds", "1,5"]) == 0
+
+
+def test_overwrite_never_deletes_folds_the_run_does_not_rebuild(tmp_path, capsys):
+    """--overwrite replaces the folds' folder as a whole: building fold 2 alone over folds 1 and 5
+    of an earlier run is refused, naming them, and nothing changes; rebuilding them too works."""
+    index, _ = iemocap_index(tmp_path / "src", fmt="jsonl")
+    output = tmp_path / "out"
+    argv = ["--dataset", "iemocap4", "--source", str(index), "--output", str(output)]
+    assert utterances.main([*argv, "--folds", "1,5"]) == 0
+    capsys.readouterr()
+
+    def folds():
+        return sorted(p.name for p in output.iterdir() if not p.name.startswith("."))
+
+    before = (output / "fold1" / "dataset_dict.json").stat().st_mtime_ns
+    assert utterances.main([*argv, "--overwrite", "--folds", "2"]) == 1
+    error = capsys.readouterr().err
+    assert "holds fold1, fold5 from an earlier run" in error
+    assert "--folds 1,2,5" in error and "another --output" in error
+    assert folds() == ["fold1", "fold5"]
+    assert (output / "fold1" / "dataset_dict.json").stat().st_mtime_ns == before
+    assert not list(tmp_path.glob(".out.tmp-*"))  # no temporary folder left beside the output
+    assert utterances.main([*argv, "--overwrite", "--folds", "1,2,5"]) == 0
+    assert folds() == ["fold1", "fold2", "fold5"]
+    assert utterances.main([*argv, "--overwrite"]) == 0  # all five: nothing can be lost
+    assert folds() == [f"fold{k}" for k in range(1, 6)]
 
 
 # --------------------------------------------------------------------------------------------------
