@@ -128,8 +128,8 @@ def _decision_inputs(results: dict) -> dict:
 
 def _uncertainty_results(report: EvaluationReport):
     """The measured quality of the model's headline uncertainty output (the first uncertainty
-    field of its ``prediction_fields``: ``uncertainty`` for LDDU, ``sample_uncertainty`` for MCUR,
-    ...); None when it has none."""
+    field of its ``prediction_fields``: ``uncertainty``, ``sample_uncertainty``, ... as the
+    family names it); None when it has none."""
     from .model_card import UncertaintyResults
 
     uncertainty = report.results["uncertainty"]
