@@ -57,10 +57,10 @@ and by following these conventions (:meth:`ModelFamily.from_model_type` checks t
 * **Processor** (optional, ``AutoProcessor``). ``__init__(feature_extractor, **settings)`` where
   the settings are the keys of ``dataset_scripts.raw_features.RawFeatureSettings`` (text encoder,
   layer, special tokens, token limit, sampling rate, mel bands), ``save_pretrained``,
-  ``encode_text(texts, return_token_counts=)`` and ``encode_audio(clips, sampling_rate=)``. Every
-  family ships the same code (a ``# Copied from`` copy of ``processing_lddu.py``). ``train.py``
-  saves one into the model folder when the data was built from raw inputs (it has
-  ``processor_settings.json``); the pipeline then takes raw text and audio.
+  ``encode_text(texts, return_token_counts=)`` and ``encode_audio(clips, sampling_rate=)``.
+  Every family ships the same code (a ``# Copied from`` copy of the first family's processing
+  file). ``train.py`` saves one into the model folder when the data was built from raw inputs
+  (it has ``processor_settings.json``); the pipeline then takes raw text and audio.
 * **Model card text.** ``model_cards/<model_type>.yaml`` (see ``model_cards/``).
 
 ``tests/test_family_contract.py`` builds a minimal family from this contract alone and trains it
