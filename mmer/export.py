@@ -119,7 +119,9 @@ def write_model_folder(
             license=license,
             base_model=base_model,
             feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
-            feature_extractors=_feature_descriptions(dataset_name, processor_settings),
+            feature_extractors=_feature_descriptions(
+                dataset_name, processor_settings, feature_extractor.feature_dims
+            ),
             raw_input=processor is not None,
             **_decision_inputs(results),
         )
@@ -146,9 +148,10 @@ def _build_processor(family: ModelFamily, feature_extractor, settings):
     return family.processor_class(feature_extractor, **settings.to_dict())
 
 
-def _feature_descriptions(dataset_name: str, settings) -> dict:
-    """What each modality's features are, for the card: from the processor settings when the
-    data was built from raw inputs, else the dataset's known extractors."""
+def _feature_descriptions(dataset_name: str, settings, feature_dims) -> dict:
+    """What each modality's features are, for the card: from the processor settings (for the
+    modalities the model takes) when the data was built from raw inputs, else the dataset's known
+    extractors."""
     if settings is None:
         return FEATURE_EXTRACTORS.get(dataset_name) or {}
     descriptions = {}
@@ -164,7 +167,7 @@ def _feature_descriptions(dataset_name: str, settings) -> dict:
         "audio, computed by the processor"
     )
     descriptions["visual"] = "pre-extracted (no raw visual input)"
-    return descriptions
+    return {modality: text for modality, text in descriptions.items() if modality in feature_dims}
 
 
 def _decision_inputs(results: dict) -> dict:
