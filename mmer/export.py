@@ -56,12 +56,8 @@ def write_model_folder(
     raw_examples: list[dict] | None = None,
 ) -> Path:
     """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``.
-
-    ``processor_settings`` (a ``dataset_scripts.raw_features.RawFeatureSettings``, from the data)
-    makes the folder take raw input: the family's processor is built from them around
-    ``feature_extractor`` and saved; ``raw_examples`` (``{"text": str, "audio": path}`` per test
-    sample, in the order of ``test_dataset``) then become the widget examples.
-    """
+    ``processor_settings`` (``RawFeatureSettings``) add the family's processor (raw input);
+    ``raw_examples`` (``{"text", "audio"}`` per test sample) then make the widget examples."""
     from model_cards import load_family_card_text
 
     from .model_card import ModelCardInputs, build_model_card, save_model_card
@@ -75,29 +71,15 @@ def write_model_folder(
 
     # The task's pipeline, as the family registered it: saving it writes the weights, the config
     # (with auto_map and custom_pipelines), the feature extractor and the remote-code files.
-    processor = _build_processor(ModelFamily.of(model), feature_extractor, processor_settings)
-    recognizer = pipeline(
-        EMOTION_TASK,
-        model=model,
-        feature_extractor=feature_extractor,
-        processor=processor,
-        pipeline_class=ModelFamily.of(model).pipeline_class,
-    )
-    recognizer.save_pretrained(staging)
-    if processor is not None:
-        processor.save_pretrained(staging)  # processor_config.json and the processing file
-    templates = resources.files(__package__) / "templates"
-    for name in ENDPOINT_FILES:
-        (staging / name).write_bytes((templates / name).read_bytes())
+    family = ModelFamily.of(model)
+    processor = _build_processor(family, feature_extractor, processor_settings)
+    recognizer = pipeline(EMOTION_TASK, model=model, feature_extractor=feature_extractor,
+                          processor=processor, pipeline_class=family.pipeline_class)  # fmt: skip
+    _save_code_and_weights(staging, recognizer, processor)
 
     results = report.results  # the widget examples join the results written and returned
     images = _write_figures(staging / "images", trainer, report, label_names)
-    if processor is not None and raw_examples:
-        widget_examples = _write_raw_widget_examples(
-            staging, recognizer, test_dataset, label_names, raw_examples
-        )
-    else:
-        widget_examples = _write_widget_examples(staging, recognizer, test_dataset, label_names)
+    widget_examples = _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples)
     results["widget_examples"] = widget_examples
     write_json_atomic(staging / "all_results.json", results)
 
@@ -131,6 +113,17 @@ def write_model_folder(
     _move_into_place(staging, output_dir)
     logger.info("Model folder written to %s", output_dir)
     return output_dir
+
+
+def _save_code_and_weights(staging: Path, recognizer, processor) -> None:
+    """The pipeline's files (weights, config, feature extractor, remote code), the processor's
+    (`processor_config.json` and the processing file) and the endpoint handler."""
+    recognizer.save_pretrained(staging)
+    if processor is not None:
+        processor.save_pretrained(staging)
+    templates = resources.files(__package__) / "templates"
+    for name in ENDPOINT_FILES:
+        (staging / name).write_bytes((templates / name).read_bytes())
 
 
 def _build_processor(family: ModelFamily, feature_extractor, settings):
@@ -269,6 +262,16 @@ def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names)
         )
         images["confusion_matrix"] = "images/confusion_matrix.png"
     return images
+
+
+def _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples) -> list[dict]:
+    """Raw examples (sentences, clips) when the folder has a processor and the data kept its raw
+    inputs, else `.npz` feature files."""
+    if recognizer.processor is not None and raw_examples:
+        return _write_raw_widget_examples(
+            staging, recognizer, test_dataset, label_names, raw_examples
+        )
+    return _write_widget_examples(staging, recognizer, test_dataset, label_names)
 
 
 def _write_widget_examples(staging: Path, recognizer, test_dataset, label_names) -> list[dict]:
