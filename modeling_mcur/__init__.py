@@ -10,6 +10,7 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForSequenceClassification,
+    AutoProcessor,
 )
 
 from .configuration_mcur import MODALITIES, McurConfig
@@ -22,11 +23,13 @@ from .modeling_mcur import (
     McurPreTrainedModel,
 )
 from .pipeline_mcur import McurEmotionPipeline  # registers the pipeline task
+from .processing_mcur import McurProcessor
 
 AutoConfig.register(McurConfig.model_type, McurConfig, exist_ok=True)
 AutoModel.register(McurConfig, McurModel, exist_ok=True)
 AutoModelForSequenceClassification.register(McurConfig, McurForEmotionRecognition, exist_ok=True)
 AutoFeatureExtractor.register(McurConfig, McurFeatureExtractor, exist_ok=True)
+AutoProcessor.register(McurConfig, McurProcessor, exist_ok=True)
 
 __all__ = [
     "MODALITIES",
@@ -38,4 +41,5 @@ __all__ = [
     "McurModel",
     "McurModelOutput",
     "McurPreTrainedModel",
+    "McurProcessor",
 ]

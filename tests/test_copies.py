@@ -4,6 +4,7 @@ itself finds drift, repairs it with --fix and names a source that does not exist
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import textwrap
 
@@ -152,3 +153,53 @@ def test_a_marker_not_above_a_definition_is_refused(tree):
     path.write_text('"""Doc."""\n' + text)
     with pytest.raises(check_copies.CopySourceError, match="directly above a class or def"):
         check_copies.check_copies(tree)
+
+
+def test_the_processors_are_copies_of_the_raw_feature_functions():
+    """The processor of every family holds copies of dataset_scripts/raw_features.py's functions
+    (what the dataset builders run), and the other families copy LDDU's processor whole."""
+    text = (REPO_ROOT / "modeling_lddu" / "processing_lddu.py").read_text()
+    sources = re.findall(r"^# Copied from dataset_scripts\.raw_features\.(\w+)$", text, re.M)
+    assert {"encode_texts", "load_text_encoder", "read_audio_file", "log_mel_frames"} <= set(
+        sources
+    )
+    for family, name in (("lsgmer", "Lsgmer"), ("mcur", "Mcur")):
+        first = (REPO_ROOT / f"modeling_{family}" / f"processing_{family}.py").read_text()
+        assert first.startswith(
+            f"# Copied from modeling_lddu.processing_lddu with LDDU->{name}, lddu->{family}\n"
+        )
+
+
+def test_a_source_outside_the_model_folders_is_checked_and_fixed(tree):
+    (tree / "shared_code").mkdir()
+    (tree / "shared_code" / "functions.py").write_text(SOURCE)
+    path = tree / "modeling_dst" / "from_shared_dst.py"
+    marker = '"""Doc."""\n\n\n# Copied from shared_code.functions.source_helper\n'
+    path.write_text(marker + "def source_helper(value):\n    return value * 2\n")
+    assert check_copies.check_copies(tree) == []
+    (tree / "shared_code" / "functions.py").write_text(SOURCE.replace("value * 2", "value * 5"))
+    assert [d.source for d in check_copies.check_copies(tree)] == [
+        "shared_code.functions.source_helper"
+    ]
+    check_copies.check_copies(tree, fix=True)
+    assert "return value * 5" in path.read_text()
+
+
+def test_the_processors_constants_are_those_of_the_raw_features():
+    """The copied functions read module constants, which the checker does not compare."""
+    from dataset_scripts import raw_features
+    from modeling_lddu import processing_lddu
+    from modeling_lsgmer import processing_lsgmer
+    from modeling_mcur import processing_mcur
+
+    names = (
+        "AUDIO_WINDOW_SECONDS",
+        "AUDIO_HOP_SECONDS",
+        "MEL_FLOOR",
+        "MIN_MEL_FREQUENCY",
+        "FALLBACK_MAX_TOKENS",
+    )
+    for module in (processing_lddu, processing_lsgmer, processing_mcur):
+        assert {n: getattr(module, n) for n in names} == {
+            n: getattr(raw_features, n) for n in names
+        }

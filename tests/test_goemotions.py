@@ -190,3 +190,59 @@ def test_command_line_writes_a_folder_train_py_reads(tmp_path, source, monkeypat
     assert split_label_names(dataset["train"]) == list(GOEMOTIONS_LABELS)
     assert split_shapes(dataset["train"]) == ({"text": DIM}, {"text": 5})
     assert load_prepared(output)["test"].num_rows == 3
+
+
+def test_text_encoder_builds_the_same_splits_of_token_states(
+    tmp_path, source, monkeypatch, minilm_folder, capsys
+):
+    import json
+
+    from dataset_scripts.raw_features import read_processor_settings
+    from modeling_lddu import LDDUFeatureExtractor, LDDUProcessor
+
+    # `packaged-minilm` would unpack into the user's Hub cache: the test's copy stands in for it.
+    monkeypatch.setattr(goemotions, "resolve_text_encoder", lambda name: (str(minilm_folder), None))
+    output = tmp_path / "prepared"
+    argv = [
+        "--source_dir",
+        str(source),
+        "--output",
+        str(output),
+        "--text_encoder",
+        "packaged-minilm",
+    ]
+    assert goemotions.main([*argv, "--text_max_tokens", "6"]) == 0
+    assert "token states" in capsys.readouterr().out
+
+    from dataset_scripts.loading import load_prepared
+
+    data = load_prepared(output)
+    glove = build(source, vectors=fake_vectors())
+    for split in ("train", "validation", "test"):
+        assert data[split]["id"] == glove.dataset_dict[split]["id"]
+        assert data[split]["labels"] == glove.dataset_dict[split]["labels"]
+    assert data["test"]["raw_text"] == [text for text, _ in ROWS["test.tsv"]]
+    assert split_shapes(data["train"])[0] == {"text": 384}
+    settings = read_processor_settings(output)
+    assert settings.text_encoder_name_or_path == str(minilm_folder)
+    assert settings.text_max_tokens == 6
+    report = json.loads((output / "cleaning_report.json").read_text())
+    assert report["splits"]["test"]["truncated"] == 1  # "I don't like this": 7 tokens with CLS/SEP
+    # The frames are the processor's, for the settings saved beside the data (up to the float
+    # rounding that batching texts of different lengths together brings).
+    processor = LDDUProcessor(
+        LDDUFeatureExtractor(feature_dims={"text": 384}), **settings.to_dict()
+    )
+    expected = processor(text="I don't like this", padding="longest")["text_features"][0]
+    stored = data["test"].with_format("numpy")[1]["text"]
+    np.testing.assert_allclose(stored, expected.numpy(), rtol=0, atol=1e-5)
+
+
+def test_text_encoder_options_are_refused_with_glove(source, tmp_path):
+    argv = ["--source_dir", str(source), "--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        goemotions.main([*argv, "--text_max_tokens", "8"])
+    with pytest.raises(SystemExit):
+        goemotions.main([*argv, "--text_encoder", "x", "--max_length", "8"])
+    with pytest.raises(ValueError, match="not both"):
+        build(source, vectors=fake_vectors(), text_encoder="x")

@@ -11,7 +11,8 @@ import torch
 from dataset_scripts import raw_media
 from dataset_scripts.building import SINGLE_LABEL, metadata_from_dataset
 from dataset_scripts.loading import load_prepared
-from modeling_lddu import LDDUProcessor
+from dataset_scripts.raw_features import PROCESSOR_SETTINGS_FILE, read_processor_settings
+from modeling_lddu import LDDUFeatureExtractor, LDDUProcessor
 
 from .test_processor import tone
 
@@ -41,14 +42,24 @@ def write_index(folder, rows=ROWS, kind="csv"):
 
 
 @pytest.fixture
-def processor(minilm_folder):
-    return raw_media.make_processor(["text", "audio"], str(minilm_folder), num_mel_bins=16)
+def settings(minilm_folder):
+    return raw_media.make_settings(["text", "audio"], str(minilm_folder), num_mel_bins=16)
+
+
+def processor_of(settings) -> LDDUProcessor:
+    """The model-side processor of these settings (what train.py puts into a model folder)."""
+    extractor = LDDUFeatureExtractor(
+        feature_dims={"text": 384, "audio": settings.num_mel_bins},
+        max_lengths={"text": None, "audio": None},
+    )
+    return LDDUProcessor(extractor, **settings.to_dict())
 
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
-def test_the_dataset_holds_the_processors_frames_and_the_labels(tmp_path, processor, kind):
+def test_the_dataset_holds_the_processors_frames_and_the_labels(tmp_path, settings, kind):
     index = write_index(tmp_path, kind=kind)
-    result, processor = raw_media.build(index, processor=processor)
+    result, settings = raw_media.build(index, settings=settings)
+    processor = processor_of(settings)
     data = result.dataset_dict
     assert list(data) == ["train", "validation", "test"]
     metadata = metadata_from_dataset(data)
@@ -62,20 +73,24 @@ def test_the_dataset_holds_the_processors_frames_and_the_labels(tmp_path, proces
     )
     np.testing.assert_array_equal(train[1]["text"], expected["text_features"][0].numpy())
     np.testing.assert_array_equal(train[1]["audio"], expected["audio_features"][0].numpy())
+    # The raw inputs ride along, and the metadata survives the added columns.
+    assert data["train"]["raw_text"] == ["I love this!", "This is awful."]
+    assert data["test"]["raw_audio"] == ["clips/d.wav"]
+    assert result.report["audio_root"] == str(tmp_path.resolve())
 
 
-def test_save_writes_the_processor_beside_the_dataset(tmp_path, processor):
+def test_save_writes_the_settings_beside_the_dataset(tmp_path, settings):
     index = write_index(tmp_path / "source")
-    result, processor = raw_media.build(index, processor=processor)
-    output = raw_media.save(result, processor, tmp_path / "out")
+    result, settings = raw_media.build(index, settings=settings)
+    output = raw_media.save(result, settings, tmp_path / "out")
     loaded = load_prepared(output)
     assert loaded["test"].num_rows == 1
-    again = LDDUProcessor.from_pretrained(output / raw_media.PROCESSOR_FOLDER)
-    assert again.text_encoder_name_or_path == processor.text_encoder_name_or_path
-    features = again(text="I miss her.", padding="longest")["text_features"][0].numpy()
-    np.testing.assert_array_equal(loaded["test"].with_format("numpy")[0]["text"], features)
+    again = read_processor_settings(output)
+    assert again == settings and (output / PROCESSOR_SETTINGS_FILE).is_file()
+    features = processor_of(again)(text="I miss her.", padding="longest")["text_features"][0]
+    np.testing.assert_array_equal(loaded["test"].with_format("numpy")[0]["text"], features.numpy())
     with pytest.raises(FileExistsError):
-        raw_media.save(result, processor, output)
+        raw_media.save(result, settings, output)
 
 
 def test_the_command_line_builds_a_single_label_text_dataset(tmp_path, minilm_folder, monkeypatch):
@@ -102,7 +117,7 @@ def test_the_command_line_builds_a_single_label_text_dataset(tmp_path, minilm_fo
     )
     loaded = load_prepared(tmp_path / "out")
     assert metadata_from_dataset(loaded)["problem_type"] == SINGLE_LABEL
-    assert loaded.column_names["train"] == ["id", "text", "labels"]
+    assert loaded.column_names["train"] == ["id", "text", "labels", "raw_text"]
     assert resolved[-1] == "packaged-minilm"
 
 
@@ -137,8 +152,8 @@ def test_index_errors_name_the_row(tmp_path):
         raw_media.read_index(duplicate)
 
 
-def test_labels_outside_the_given_set_are_refused(tmp_path, processor):
+def test_labels_outside_the_given_set_are_refused(tmp_path, settings):
     index = write_index(tmp_path)
     with pytest.raises(ValueError, match=r"outside \['joy'\]"):
-        raw_media.build(index, processor=processor, label_names=["joy"])
-    assert torch.is_tensor(processor(text="ok")["text_features"])
+        raw_media.build(index, settings=settings, label_names=["joy"])
+    assert torch.is_tensor(processor_of(settings)(text="ok")["text_features"])

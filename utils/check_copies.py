@@ -12,6 +12,10 @@ copy carries a marker naming its source and the renames applied to it:
 
 Replacements are comma-separated ``A->B`` pairs applied in order as plain text substitutions.
 
+A source is any module of the repository named by its dotted path, inside a model folder or not:
+``# Copied from dataset_scripts.raw_features.encode_texts`` marks a processor's copy of the
+function the dataset builders run. Copies are looked for in ``modeling_*/*.py`` only.
+
     python utils/check_copies.py          # report drifted copies, exit 1 if any
     python utils/check_copies.py --fix    # rewrite drifted copies from their sources
 """

@@ -6,7 +6,17 @@ Request body (JSON)::
      "parameters": {"top_k": 3, "threshold": 0.3}}
 
 ``inputs`` may also be a list of such dicts (a batch), run through the model in batches of
-``batch_size``. Any modality may be left out. The response is, per sample, the emotions sorted by
+``batch_size``. Any modality may be left out.
+
+A model folder with a processor (``processor_config.json``) also takes raw input::
+
+    {"inputs": {"text": "I can't believe you did that", "audio": [0.01, -0.02, ...]},
+     "parameters": {"sampling_rate": 16000}}
+
+``text`` a string, ``audio`` a flat list of float samples (mono, at the processor's rate, 16 kHz)
+or the path of an audio file inside the model folder (such as the widget's ``examples/`` clips;
+other paths are refused: a client may not make the endpoint read its files). A folder without a
+processor answers raw input with 400. The response is, per sample, the emotions sorted by
 score with ``score``, ``predicted`` and, when the model outputs them, ``uncertainty`` /
 ``sample_uncertainty``. For a multi-label model ``predicted`` marks every emotion above its
 threshold (``threshold`` overrides them); for a single-label model (``problem_type
@@ -21,22 +31,30 @@ Limits (constructor arguments, or environment variables read when the handler st
 
 - ``max_samples`` / ``MMER_MAX_SAMPLES``: samples per request (default 64);
 - ``max_frames`` / ``MMER_MAX_FRAMES``: frames per modality of one sample (default 4096);
-- ``batch_size`` / ``MMER_BATCH_SIZE``: samples per forward pass (default 16).
+- ``batch_size`` / ``MMER_BATCH_SIZE``: samples per forward pass (default 16);
+- ``max_text_chars`` / ``MMER_MAX_TEXT_CHARS``: characters of one raw text (default 10000);
+- ``max_audio_seconds`` / ``MMER_MAX_AUDIO_SECONDS``: seconds of one raw waveform or audio file
+  (default 60; the processor's own limit also applies).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from transformers import pipeline
 
 TASK = "multimodal-emotion-recognition"
-ALLOWED_PARAMETERS = ("top_k", "threshold")
+ALLOWED_PARAMETERS = ("top_k", "threshold", "sampling_rate")
 DEFAULT_MAX_SAMPLES = 64
 DEFAULT_MAX_FRAMES = 4096
 DEFAULT_BATCH_SIZE = 16
+DEFAULT_MAX_TEXT_CHARS = 10000
+DEFAULT_MAX_AUDIO_SECONDS = 60
+#: The rate a waveform is taken to have when the request gives no ``sampling_rate``.
+DEFAULT_SAMPLING_RATE = 16000
 
 
 class RequestError(Exception):
@@ -62,10 +80,17 @@ class EndpointHandler:
         max_samples: int | None = None,
         max_frames: int | None = None,
         batch_size: int | None = None,
+        max_text_chars: int | None = None,
+        max_audio_seconds: int | None = None,
     ):
         self.max_samples = _limit(max_samples, "MMER_MAX_SAMPLES", DEFAULT_MAX_SAMPLES)
         self.max_frames = _limit(max_frames, "MMER_MAX_FRAMES", DEFAULT_MAX_FRAMES)
         self.batch_size = _limit(batch_size, "MMER_BATCH_SIZE", DEFAULT_BATCH_SIZE)
+        self.max_text_chars = _limit(max_text_chars, "MMER_MAX_TEXT_CHARS", DEFAULT_MAX_TEXT_CHARS)
+        self.max_audio_seconds = _limit(
+            max_audio_seconds, "MMER_MAX_AUDIO_SECONDS", DEFAULT_MAX_AUDIO_SECONDS
+        )
+        self.root = Path(path or ".").resolve()
         self.pipeline = pipeline(TASK, model=path or ".", trust_remote_code=True)
 
     def __call__(self, data: Any) -> list | dict:
@@ -99,21 +124,54 @@ class EndpointHandler:
             raise RequestError(
                 f"{len(batch)} samples in one request; the limit is {self.max_samples}.", 413
             )
-        for index, sample in enumerate(batch):
-            self._check_sample(index, sample)
+        rate = parameters.get("sampling_rate", DEFAULT_SAMPLING_RATE)
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
+            raise RequestError(f"sampling_rate must be a positive integer, got {rate!r}.")
+        batch = [self._check_sample(index, sample, rate) for index, sample in enumerate(batch)]
         outputs = self.pipeline(batch, batch_size=min(self.batch_size, len(batch)), **parameters)
         return outputs if isinstance(inputs, list) else outputs[0]
 
-    def _check_sample(self, index: int, sample: Any) -> None:
+    def _check_sample(self, index: int, sample: Any, rate: int) -> dict:
+        """The sample as the pipeline takes it (audio paths resolved), or a RequestError."""
         if not isinstance(sample, dict):
             raise RequestError(
                 f"inputs[{index}] must be an object with any of the keys 'text', 'audio', "
-                f"'visual' (each a list of frames); got {type(sample).__name__}."
+                f"'visual' (each a list of frames; or a string text, an audio path or a list of "
+                f"samples); got {type(sample).__name__}."
             )
-        for modality, frames in sample.items():
-            if isinstance(frames, list) and len(frames) > self.max_frames:
+        checked = dict(sample)
+        for modality, value in sample.items():
+            where = f"inputs[{index}]['{modality}']"
+            if isinstance(value, str) and modality == "text":
+                if len(value) > self.max_text_chars:
+                    raise RequestError(
+                        f"{where} has {len(value)} characters; the limit is {self.max_text_chars}.",
+                        413,
+                    )
+            elif isinstance(value, str) and modality == "audio":
+                checked[modality] = self._audio_path(where, value)
+            elif isinstance(value, list) and value and not isinstance(value[0], list):
+                seconds = len(value) / rate  # a flat list: a waveform
+                if seconds > self.max_audio_seconds:
+                    raise RequestError(
+                        f"{where} holds {seconds:.1f} s of audio at {rate} Hz; the limit is "
+                        f"{self.max_audio_seconds} s.",
+                        413,
+                    )
+            elif isinstance(value, list) and len(value) > self.max_frames:
                 raise RequestError(
-                    f"inputs[{index}]['{modality}'] has {len(frames)} frames; the limit is "
-                    f"{self.max_frames}.",
-                    413,
+                    f"{where} has {len(value)} frames; the limit is {self.max_frames}.", 413
                 )
+        return checked
+
+    def _audio_path(self, where: str, value: str) -> str:
+        """An audio file inside the model folder (e.g. a widget example), checked and resolved."""
+        path = (self.root / value).resolve()
+        if Path(value).is_absolute() or self.root not in path.parents:
+            raise RequestError(
+                f"{where}: the audio path {value!r} is not inside the model folder; send the "
+                "samples as a list of floats instead."
+            )
+        if not path.is_file():
+            raise RequestError(f"{where}: the model folder holds no audio file {value!r}.")
+        return str(path)

@@ -1,0 +1,195 @@
+"""Raw input end to end: a raw-media dataset built from generated sentences and WAV clips, a tiny
+LDDU trained on it through train.py, and the model folder that then takes sentences and waveforms
+(pipeline in a fresh Python without the package, the endpoint handler, the widget examples)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from transformers import AutoProcessor, pipeline
+
+from dataset_scripts import raw_media
+from dataset_scripts.loading import load_prepared
+
+from .conftest import REPO_ROOT, run_without_the_package
+from .test_processor import tone
+from .test_train import TINY_MODEL, _load_handler
+
+soundfile = pytest.importorskip("soundfile")
+sys.path.insert(0, str(REPO_ROOT))
+import train  # noqa: E402
+
+RATE = 16000
+SENTENCES = {
+    "joy": ["I love this!", "What a wonderful day.", "This makes me so happy.", "Great news!"],
+    "anger": ["I hate this.", "This is outrageous!", "Stop doing that.", "How dare you."],
+}
+SPLITS = ["train", "train", "validation", "test"]  # per sentence position; two labels each
+MAX_TOKENS = 8
+
+
+def _write_index(folder):
+    (folder / "clips").mkdir(parents=True)
+    lines = ["id,text,audio,labels,split"]
+    for label, texts in SENTENCES.items():
+        for position, text in enumerate(texts):
+            key = f"{label}{position}"
+            frequency = 400.0 if label == "joy" else 2500.0
+            soundfile.write(folder / "clips" / f"{key}.wav", tone(0.4, frequency), RATE)
+            lines.append(f'{key},"{text}",clips/{key}.wav,{label},{SPLITS[position]}')
+    # A second train sample per label, so that each split has both labels.
+    lines += [
+        'joy9,"Lovely, thank you.",clips/joy0.wav,joy,train',
+        'anger9,"You ruined everything.",clips/anger0.wav,anger,train',
+        'joy8,"So glad to see you.",clips/joy1.wav,joy,validation',
+        'anger8,"I am furious.",clips/anger1.wav,anger,test',
+    ]
+    (folder / "index.csv").write_text("\n".join(lines) + "\n")
+    return folder / "index.csv"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, minilm_folder):
+    root = tmp_path_factory.mktemp("raw")
+    index = _write_index(root / "media")
+    settings = raw_media.make_settings(
+        ["text", "audio"], str(minilm_folder), num_mel_bins=16, text_max_tokens=MAX_TOKENS
+    )
+    result, settings = raw_media.build(index, settings=settings)
+    data_dir = raw_media.save(result, settings, root / "data")
+    output_dir = root / "model"
+    train.main(
+        [
+            "--output_dir", str(output_dir),
+            "--dataset", "raw-media",
+            "--data_dir", str(data_dir),
+            "--model_type", "lddu",
+            "--config_overrides", json.dumps(TINY_MODEL),
+            "--num_train_epochs", "1",
+            "--per_device_train_batch_size", "4",
+            "--per_device_eval_batch_size", "8",
+            "--disable_tqdm", "true",
+            "--use_cpu", "true",
+        ]
+    )  # fmt: skip
+    results = json.loads((output_dir / "all_results.json").read_text())
+    return output_dir, data_dir, results
+
+
+def test_the_folder_ships_the_processor_and_raw_widget_examples(trained):
+    folder, _, results = trained
+    for name in ("processor_config.json", "processing_lddu.py", "preprocessor_config.json"):
+        assert (folder / name).is_file(), name
+    saved = json.loads((folder / "processor_config.json").read_text())
+    assert saved["auto_map"]["AutoProcessor"] == "processing_lddu.LDDUProcessor"
+    assert saved["text_max_tokens"] == MAX_TOKENS and saved["num_mel_bins"] == 16
+    # The fitted feature extractor (lengths, normalisation) is the one the pipeline uses.
+    extractor = json.loads((folder / "preprocessor_config.json").read_text())
+    for key in ("max_lengths", "normalization_stats", "do_normalize"):
+        assert saved["feature_extractor"][key] == extractor[key], key
+    examples = results["widget_examples"]
+    assert [example["text"] for example in examples] == [
+        "Great news!",
+        "How dare you.",
+        "I am furious.",
+    ]
+    for example in examples:
+        assert example["src"].startswith("examples/") and example["src"].endswith(".wav")
+        assert (folder / example["src"]).is_file()
+    card = (folder / "README.md").read_text()
+    assert "Input is raw text and audio" in card
+    assert 'classifier("I can\'t believe you did that")' in card
+
+
+def test_a_fresh_python_answers_a_sentence_and_a_waveform(trained, tmp_path):
+    folder, _, results = trained
+    example = results["widget_examples"][0]
+    np.save(tmp_path / "wave.npy", tone(0.5, 400.0))
+    script = f"""
+        import json
+        import numpy as np
+        from transformers import pipeline
+        recognizer = pipeline(
+            "multimodal-emotion-recognition", model={str(folder)!r}, trust_remote_code=True
+        )
+        print("PROCESSOR", type(recognizer.processor).__name__)
+        text = recognizer("I love this!")
+        print("TEXT", json.dumps(sorted(entry["label"] for entry in text)))
+        wave = np.load({str(tmp_path / "wave.npy")!r}).tolist()
+        audio = recognizer({{"audio": wave}}, sampling_rate=16000)
+        print("AUDIO", json.dumps([round(entry["score"], 6) for entry in audio]))
+        both = recognizer({{"text": {example["text"]!r}, "audio": {str(folder / example["src"])!r}}})
+        print("EXAMPLE", json.dumps([[e["label"], round(e["score"], 4)] for e in both]))
+        """
+    result = run_without_the_package(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert lines["PROCESSOR"] == "LDDUProcessor"
+    assert json.loads(lines["TEXT"]) == ["anger", "joy"]
+    scores = json.loads(lines["AUDIO"])
+    assert len(scores) == 2 and all(0.0 < score < 1.0 for score in scores)
+    recorded = [[entry["label"], entry["score"]] for entry in example["output"]]
+    assert json.loads(lines["EXAMPLE"]) == recorded
+
+
+def test_the_processor_round_trip_gives_the_training_frames(trained):
+    folder, data_dir, _ = trained
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    test = load_prepared(data_dir)["test"].with_format("numpy")
+    text_frames = processor.encode_text(list(test["raw_text"]))
+    audio_frames = processor.encode_audio(
+        [str(data_dir.parent / "media" / p) for p in test["raw_audio"]]
+    )
+    for row in range(test.num_rows):
+        np.testing.assert_allclose(text_frames[row], test[row]["text"], rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(audio_frames[row], test[row]["audio"])
+
+
+def test_a_cut_text_is_reported_and_raw_input_needs_a_processor(trained, tmp_path):
+    folder, _, _ = trained
+    recognizer = pipeline(
+        "multimodal-emotion-recognition", model=str(folder), trust_remote_code=True
+    )
+    long_text = "this sentence has many more words than the processor keeps"
+    entries = recognizer(long_text)
+    record = entries[0]["preprocessing"][0]
+    assert record["input"] == "text" and record["encoded_tokens"] == MAX_TOKENS
+    assert record["input_tokens"] > MAX_TOKENS
+    assert "preprocessing" not in recognizer("Great news!")[0]
+    with pytest.raises(ValueError, match="sampling_rate must be a positive integer"):
+        recognizer({"audio": tone().tolist()}, sampling_rate=0)
+    with pytest.raises(ValueError, match="dtype int"):
+        recognizer({"audio": [0, 1, 2] * 400})
+
+    bare = tmp_path / "bare"
+    shutil.copytree(folder, bare)
+    (bare / "processor_config.json").unlink()
+    plain = pipeline("multimodal-emotion-recognition", model=str(bare), trust_remote_code=True)
+    assert plain.processor is None
+    with pytest.raises(
+        ValueError, match=r"Raw text was given, but this model folder has no processor"
+    ):
+        plain("I love this!")
+
+
+def test_the_handler_takes_raw_requests_within_its_limits(trained):
+    folder, _, results = trained
+    handler = _load_handler(folder)
+    request = {"text": "I love this!", "audio": tone(0.5, 400.0).tolist()}
+    response = handler({"inputs": request, "parameters": {"sampling_rate": 16000, "top_k": 1}})
+    assert isinstance(response, list) and len(response) == 1, response
+    clip = results["widget_examples"][0]["src"]
+    assert isinstance(handler({"inputs": {"audio": clip}}), list)
+    long_audio = handler({"inputs": {"audio": [0.0] * (61 * RATE)}})
+    assert long_audio["status"] == 413 and "61.0 s" in long_audio["error"]
+    long_text = handler({"inputs": {"text": "a" * 10001}})
+    assert long_text["status"] == 413
+    outside = handler({"inputs": {"audio": "../data/processor_settings.json"}})
+    assert outside["status"] == 400 and "not inside the model folder" in outside["error"]
+    assert handler({"inputs": {"audio": "/etc/hostname"}})["status"] == 400
+    empty = handler({"inputs": {"text": " "}})
+    assert empty["status"] == 400 and "empty" in empty["error"]
