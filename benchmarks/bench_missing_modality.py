@@ -7,7 +7,7 @@ the 70 % in a different modality for different emotions, so that losing any moda
 something real) and ``--synthetic_missing_rate 0.3`` in the train and validation splits (each
 modality of a sample missing with probability 0.3, at least one kept). The test split is complete;
 each condition (t, a, v, ta, tv, av, tav) gives only those modalities to every test sample (the
-others marked absent), the protocol of the MCUR authors' earlier public code (docs: families.md).
+others marked absent), the protocol of the MCUR authors' earlier public missing-modality code.
 
 Models, all through ``train.py`` with the synthetic preset (sizes, epochs, learning rate),
 checkpoint and threshold chosen on validation:

@@ -78,7 +78,7 @@ class LsgmerConfig(PreTrainedConfig):
     a sigmoid gate and a moving-average update of the label embeddings) and joint objective
     optimisation (the task loss plus the attribution-prediction consistency loss, APC).
 
-    Names follow transformers conventions; the specification's names (``docs/families.md``) map as
+    Names follow transformers conventions; the names of the written specification map as
     ``input_dims -> text_dim / audio_dim / visual_dim``, ``d_model -> hidden_size``,
     ``encoder_layers -> num_hidden_layers``, ``encoder_heads -> num_attention_heads``,
     ``dropout -> hidden_dropout_prob`` and ``attention_probs_dropout_prob``, ``max_positions ->
