@@ -20,7 +20,7 @@ and by following these conventions (:meth:`ModelFamily.from_model_type` checks t
   the property ``thresholds`` (one per label). ``train.py`` reads the dims, the labels and the
   problem type from the training data, never from ``--config_overrides``; a model given with
   ``--model_name_or_path`` must have the data's problem type. A family that reads only some
-  modalities names them in ``config.modalities`` (LSGMER: text and audio); the per-combination
+  modalities names them in ``config.modalities`` (e.g. text and audio); the per-combination
   evaluation then covers only combinations of those.
 * **Model** (``AutoModelForSequenceClassification``). ``forward`` takes ``<modality>_features``
   ``[batch, frames, dim]`` and ``<modality>_mask`` ``[batch, frames]`` (an all-zero mask row marks

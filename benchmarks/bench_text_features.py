@@ -1,0 +1,216 @@
+"""GoEmotions with contextual text features: LDDU on a frozen encoder's token states against LDDU on
+GloVe vectors, each beside the mean-pooled logistic regression on the same features.
+
+Both feature sets are built from the same comments, splits and labels
+(`python -m dataset_scripts.goemotions`, with and without `--text_encoder packaged-minilm`:
+all-MiniLM-L6-v2's last-layer token states, 384-d, one frame per word piece; GloVe 6B 50-d word
+vectors). Each model then follows `benchmarks/bench_goemotions.py`'s protocol: the same small LDDU
+configuration and training settings, checkpoint chosen on validation micro-F1, a global and a
+per-label threshold tuned on validation and the reported variant chosen on validation (the higher
+mean of micro- and macro-F1), the test split read once. The baselines are its one-vs-rest logistic
+regressions on each comment's mean-pooled frames (four threshold variants; the table shows the
+global-tuned and per-label-tuned ones). LDDU runs for several seeds (mean ± sample std); the
+baselines are deterministic.
+
+The work folder keeps the built data, one JSON per finished run and the MiniLM models, so an
+interrupted run resumes where it stopped (rerun the same command); the seed-0 MiniLM model folder
+(``<work_dir>/lddu-minilm-seed0``) takes raw sentences in the pipeline.
+
+Usage::
+
+    pip install -e ".[glove,text]"
+    python benchmarks/bench_text_features.py --work_dir work/text_features --output bench_text_features.json
+
+Timings vary with the machine and what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from family_runs import REPO_ROOT, format_cell  # noqa: E402
+
+from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
+
+FEATURES = {
+    "glove": [],
+    "minilm": ["--text_encoder", "packaged-minilm"],
+}
+DISPLAY = {"glove": "GloVe 50-d word vectors", "minilm": "MiniLM-L6 token states (frozen)"}
+#: The GoEmotions paper's fine-tuned BERT-base on the Ekman grouping (Demszky et al., 2020):
+#: macro-F1 .64 on test. Not a result of this repository; shown as the anchor.
+PAPER_ANCHOR_MACRO_F1 = 0.64
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work_dir", type=Path, required=True, help="Data, runs, models; reused.")
+    parser.add_argument(
+        "--source_dir",
+        type=Path,
+        default=REPO_ROOT.parent / "shared" / "data" / "goemotions-ekman",
+        help="GoEmotions TSV folder.",
+    )
+    parser.add_argument("--seeds", default="0,1,2", help="LDDU training seeds.")
+    parser.add_argument("--features", default="glove,minilm", help="Some of glove, minilm.")
+    parser.add_argument("--num_train_epochs", type=float, default=None, help="Smoke runs.")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="Smoke runs.")
+    parser.add_argument("--output", type=Path, default=None, help="Write the results as JSON.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
+    return parser.parse_args(argv)
+
+
+def _load_bench_goemotions():
+    path = Path(__file__).resolve().parent / "bench_goemotions.py"
+    spec = importlib.util.spec_from_file_location("bench_goemotions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cached(path: Path, compute) -> dict:
+    """The JSON at ``path``, or ``compute()`` written there first (atomically)."""
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    result = json.loads(json.dumps(compute(), default=float))
+    write_json_atomic(path, result)
+    return result
+
+
+def build_data(name: str, args, work: Path) -> tuple[Path, float]:
+    """The prepared folder of one feature set (built once, by the package's own command)."""
+    folder = work / f"data-{name}"
+    started = time.perf_counter()
+    if not (folder / "dataset_dict.json").is_file():
+        command = [
+            sys.executable, "-m", "dataset_scripts.goemotions", "--source_dir",
+            str(args.source_dir), "--output", str(folder), *FEATURES[name],
+        ]  # fmt: skip
+        subprocess.run(command, check=True, cwd=REPO_ROOT)
+    return folder, time.perf_counter() - started
+
+
+def run_feature_set(name: str, args, work: Path, seeds: list[int], bench) -> dict:
+    from dataset_scripts.loading import load_label_names
+
+    data_dir, build_seconds = build_data(name, args, work)
+    training = dict(bench.FULL_TRAINING)
+    for key in ("num_train_epochs", "max_train_samples"):
+        if getattr(args, key) is not None:
+            training[key] = getattr(args, key)
+    if training["max_train_samples"] is not None:
+        data_dir = bench.prepare_data(
+            argparse.Namespace(data_dir=data_dir, source_dir=None),
+            work / f"subset-{name}",
+            training["max_train_samples"],
+        )
+    label_names = load_label_names(data_dir)
+    baseline = _cached(
+        work / f"baseline-{name}.json", lambda: bench.run_baseline(data_dir, label_names, 0)
+    )
+    runs = []
+    for seed in seeds:
+        model_dir = work / f"lddu-{name}-seed{seed}"
+        runs.append(
+            _cached(
+                work / f"lddu-{name}-seed{seed}.json",
+                lambda model_dir=model_dir, seed=seed: bench.run_lddu(
+                    data_dir, model_dir, bench.FULL_CONFIG, training, seed, label_names
+                ),
+            )
+        )
+    return {
+        "data_dir": str(data_dir),
+        "build_seconds": build_seconds,
+        "baseline": baseline,
+        "lddu": runs,
+    }
+
+
+def format_table(report: dict) -> str:
+    header = f"{'test split':<58}{'micro-F1':>18}{'macro-F1':>18}"
+    lines = [header, "-" * len(header)]
+
+    def row(name: str, micro: list, macro: list) -> None:
+        lines.append(f"{name:<58}{format_cell(micro):>18}{format_cell(macro):>18}")
+
+    for name, result in report["features"].items():
+        chosen = [run["variants"][run["chosen"]]["test"] for run in result["lddu"]]
+        row(
+            f"LDDU on {DISPLAY[name]} ({len(chosen)} seeds)",
+            [m["f1_micro"] for m in chosen],
+            [m["f1_macro"] for m in chosen],
+        )
+    for name, result in report["features"].items():
+        for variant in ("global_tuned", "per_label_tuned"):
+            metrics = result["baseline"]["variants"][variant]["test"]
+            row(
+                f"{DISPLAY[name].split(' (')[0]} mean + LogReg ({variant})",
+                [metrics["f1_micro"]],
+                [metrics["f1_macro"]],
+            )
+    lines.append(
+        f"{'fine-tuned BERT-base, GoEmotions paper (not ours)':<58}{'':>18}"
+        f"{PAPER_ANCHOR_MACRO_F1:>18.2f}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    check_output_file(args.output, overwrite=args.overwrite)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    names = [name.strip() for name in args.features.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(FEATURES))
+    if unknown or not names:
+        raise SystemExit(f"--features: unknown or none {unknown}; choose from {list(FEATURES)}")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    bench = _load_bench_goemotions()
+    started = time.perf_counter()
+    report = {
+        "command": "python benchmarks/bench_text_features.py " + shlex.join(argv),
+        "seeds": seeds,
+        "lddu_config": bench.FULL_CONFIG,
+        "features": {
+            name: run_feature_set(name, args, args.work_dir, seeds, bench) for name in names
+        },
+    }
+    report["seconds_this_invocation"] = time.perf_counter() - started
+    report["machine"] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads,
+        "load_average_end": list(os.getloadavg()),
+    }
+    print(format_table(report))
+    print(
+        f"{report['seconds_this_invocation'] / 60:.1f} min in this invocation "
+        f"(finished runs are reused); command: {report['command']}"
+    )
+    if args.output is not None:
+        write_json_atomic(args.output, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
