@@ -6,7 +6,10 @@ Measures `LDDUProcessor` on this machine, CPU only, after one warm-up call:
   all-MiniLM-L6-v2 (the `text` extra), `--text_batch_size` at a time; texts/s and tokens/s;
 * audio: `encode_audio` of `--num_clips` clips of `--clip_seconds` seconds (16 kHz noise, 80 mel
   bands), from arrays and from WAV files; seconds of audio per second;
-* one request: `processor(text=one sentence, audio=one clip)`, all steps, median of 5.
+* one request: `processor(text=one sentence, audio=one clip)`, all steps, median of 5;
+* its share of the pipeline's latency: the same request through the
+  `multimodal-emotion-recognition` pipeline of a model folder holding LDDU at its paper size
+  (`LDDUConfig()` with text 384 / audio 80 inputs) and this processor, median of 5.
 
 Usage::
 
@@ -36,7 +39,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dataset_scripts.text_encoders import install_packaged_minilm  # noqa: E402
-from modeling_lddu import LDDUFeatureExtractor, LDDUProcessor  # noqa: E402
+from modeling_lddu import (  # noqa: E402
+    LDDUConfig,
+    LDDUFeatureExtractor,
+    LDDUForEmotionRecognition,
+    LDDUProcessor,
+)
 
 WORDS = (
     "i really love how this turned out but the ending made me so angry and sad "
@@ -54,6 +62,41 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
     start = time.perf_counter()
     result = function(*args, **kwargs)
     return time.perf_counter() - start, result
+
+
+def _settings_of(processor) -> dict:
+    return {
+        "text_encoder_name_or_path": processor.text_encoder_name_or_path,
+        "text_batch_size": processor.text_batch_size,
+    }
+
+
+def _pipeline_request_seconds(folder: Path, extractor, processor, text: str, clip) -> float:
+    """Median seconds of one pipeline request (a sentence and a clip) on a saved model folder."""
+    from transformers import pipeline
+
+    torch.manual_seed(0)
+    # Positions for a 3 s clip (300 frames); texts are far shorter.
+    model = LDDUForEmotionRecognition(
+        LDDUConfig(text_dim=384, audio_dim=80, max_position_embeddings=512)
+    ).eval()
+    extractor = LDDUFeatureExtractor(
+        feature_dims={"text": 384, "audio": 80}, max_lengths={"text": 512, "audio": 512}
+    )
+    processor = LDDUProcessor(extractor, **_settings_of(processor))
+    pipeline(
+        "multimodal-emotion-recognition", model=model, feature_extractor=extractor
+    ).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    recognizer = pipeline(
+        "multimodal-emotion-recognition", model=str(folder), trust_remote_code=True
+    )
+    recognizer({"text": text, "audio": clip}, sampling_rate=RATE)  # warm-up
+    seconds = []
+    for _ in range(5):
+        elapsed, _ = timed(recognizer, {"text": text, "audio": clip}, sampling_rate=RATE)
+        seconds.append(elapsed)
+    return statistics.median(seconds)
 
 
 def main(argv=None) -> int:
@@ -104,6 +147,9 @@ def main(argv=None) -> int:
                 processor, text=texts[0], audio=clips[0][: 3 * RATE], sampling_rate=RATE
             )
             request.append(seconds)
+        pipeline_request = _pipeline_request_seconds(
+            Path(scratch) / "model", extractor, processor, texts[0], clips[0][: 3 * RATE]
+        )
     audio_total = args.num_clips * args.clip_seconds
     figures = {
         "encoder_load_s": round(load_seconds, 2),
@@ -112,6 +158,10 @@ def main(argv=None) -> int:
         "audio_seconds_per_s_arrays": round(audio_total / array_seconds, 1),
         "audio_seconds_per_s_wav_files": round(audio_total / file_seconds, 1),
         "one_request_text_and_3s_audio_ms": round(1000 * statistics.median(request), 1),
+        "pipeline_request_ms": round(1000 * pipeline_request, 1),
+        "processor_share_of_pipeline_request": round(
+            statistics.median(request) / pipeline_request, 2
+        ),
     }
     for name, value in figures.items():
         print(f"{name:<36}{value}")
