@@ -302,6 +302,12 @@ def parse_arguments(argv: list[str] | None = None):
     _check_processes(training_args)
     _check_precision(training_args)
     _check_hyperparameters(training_args)
+    if data_args.dataset == "synthetic" and data_args.data_dir is not None:
+        raise ValueError(
+            f"--data_dir {data_args.data_dir} is given but --dataset is 'synthetic' (the default), "
+            "which generates its data and would ignore it; name the prepared dataset, e.g. "
+            "--dataset goemotions (any name: the card takes the one the data was built with)."
+        )
     if data_args.threshold_tuning not in (None, "global", "per_label", "none"):
         raise ValueError(
             f"--threshold_tuning must be global, per_label or none; got {data_args.threshold_tuning!r}."

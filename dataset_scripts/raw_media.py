@@ -5,7 +5,7 @@ Usage::
     python -m dataset_scripts.raw_media --index clips/index.csv --output data/my-clips \\
         [--text_encoder packaged-minilm | bert-base-uncased | ./my-encoder] [--num_mel_bins 80] \\
         [--labels anger,joy,sadness] [--single_label]
-    python train.py --data_dir data/my-clips ...
+    python train.py --dataset raw-media --data_dir data/my-clips ...
 
 The index (CSV with a header row, or JSONL of objects) has one row per sample:
 

@@ -591,3 +591,10 @@ def test_a_crashed_run_keeps_its_checkpoints_and_resumes_like_an_uninterrupted_r
     for key in ("f1_micro", "f1_macro", "accuracy_jaccard", "hamming_loss"):
         assert resumed["test"][key] == pytest.approx(uninterrupted["test"][key], abs=1e-6), key
     assert (output_dir / "model.safetensors").is_file()
+
+
+def test_a_data_dir_with_the_synthetic_dataset_is_refused(tmp_path):
+    """--data_dir alone would otherwise train on generated data and ignore the folder."""
+    arguments = tiny_arguments(tmp_path / "out", "--data_dir", str(tmp_path / "prepared"))
+    with pytest.raises(ValueError, match="is given but --dataset is 'synthetic'"):
+        train.parse_arguments(arguments)
