@@ -209,9 +209,13 @@ def mean_pooled(split) -> tuple[np.ndarray, np.ndarray]:
         feature_dims={"text": split.features["text"].shape[1]}, max_lengths={"text": None}
     )
     tensors = InMemoryMultimodalDataset(split, extractor, modalities=["text"]).tensors
-    features = tensors["text_features"].numpy().astype(np.float64)
-    mask = tensors["text_mask"].numpy().astype(np.float64)
-    pooled = (features * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)[:, None]
+    features, mask = tensors["text_features"].numpy(), tensors["text_mask"].numpy()
+    pooled = np.empty((len(features), features.shape[2]), dtype=np.float64)
+    for start in range(0, len(features), 2048):  # in chunks: 384-d frames do not fit as float64
+        rows = slice(start, start + 2048)
+        weights = mask[rows].astype(np.float64)
+        pooled[rows] = np.einsum("nld,nl->nd", features[rows].astype(np.float64), weights)
+        pooled[rows] /= np.maximum(weights.sum(axis=1), 1)[:, None]
     return pooled, tensors["labels"].numpy()
 
 

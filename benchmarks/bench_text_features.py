@@ -83,12 +83,21 @@ def _load_bench_goemotions():
     return module
 
 
-def _cached(path: Path, compute) -> dict:
-    """The JSON at ``path``, or ``compute()`` written there first (atomically)."""
+def _cached(path: Path, compute, settings: dict) -> dict:
+    """The JSON at ``path`` if it was computed with the same ``settings``, else ``compute()``
+    written there first (atomically). A file from other settings (a smoke run) is refused, never
+    reported under this command."""
+    settings = json.loads(json.dumps(settings, default=str))
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("settings") != settings:
+            raise SystemExit(
+                f"{path} holds a run with other settings ({stored.get('settings')}); move it away "
+                "or use another --work_dir."
+            )
+        return stored["result"]
     result = json.loads(json.dumps(compute(), default=float))
-    write_json_atomic(path, result)
+    write_json_atomic(path, {"settings": settings, "result": result})
     return result
 
 
@@ -121,7 +130,9 @@ def run_feature_set(name: str, args, work: Path, seeds: list[int], bench) -> dic
         )
     label_names = load_label_names(data_dir)
     baseline = _cached(
-        work / f"baseline-{name}.json", lambda: bench.run_baseline(data_dir, label_names, 0)
+        work / f"baseline-{name}.json",
+        lambda: bench.run_baseline(data_dir, label_names, 0),
+        {"data_dir": data_dir, "max_train_samples": training["max_train_samples"]},
     )
     runs = []
     for seed in seeds:
@@ -132,6 +143,7 @@ def run_feature_set(name: str, args, work: Path, seeds: list[int], bench) -> dic
                 lambda model_dir=model_dir, seed=seed: bench.run_lddu(
                     data_dir, model_dir, bench.FULL_CONFIG, training, seed, label_names
                 ),
+                {"data_dir": data_dir, "training": training, "config": bench.FULL_CONFIG},
             )
         )
     return {

@@ -16,7 +16,7 @@ Usage::
 With ``--text_encoder`` the comment's frames are the encoder's token states computed by
 `dataset_scripts.raw_features` (the functions every model folder's processor holds copies of; see
 docs/processor.md): last layer, one frame per word piece, [CLS]/[SEP] dropped, at most
-``--text_max_tokens`` tokens (default the encoder's limit; cut comments are counted in the
+``--text_max_tokens`` word pieces (default 64, see ``DEFAULT_TEXT_MAX_TOKENS``; cut comments are counted in the
 report). The same splits and labels as the GloVe version; the feature settings are written beside
 the dataset (``processor_settings.json``) and each row keeps its comment (``raw_text``), so that
 train.py ships the processor in the model folder, which then takes raw sentences, and the model
@@ -100,6 +100,11 @@ DATASET_NAME = "goemotions"
 #: Written beside an encoder-built dataset (the same name as `raw_features.PROCESSOR_SETTINGS_FILE`,
 #: which is not imported here: that module loads torch and transformers).
 PROCESSOR_SETTINGS_FILE = "processor_settings.json"
+#: Word pieces kept per comment with --text_encoder. The prepared splits are held padded to their
+#: longest comment in memory for training (dataset_scripts.loading): a few comments of 300 word
+#: pieces would make the 43k training comments take 21 GB as 384-d float32 frames; at 64 they take
+#: 4.3 GB, and 64 covers nearly every comment (the report counts those cut).
+DEFAULT_TEXT_MAX_TOKENS = 64
 
 
 # --------------------------------------------------------------------------------------------------
@@ -504,7 +509,8 @@ def _parser():
         "--text_max_tokens",
         type=int,
         default=None,
-        help="With --text_encoder: most tokens encoded per comment (default the encoder's limit).",
+        help="With --text_encoder: most word pieces encoded per comment (default "
+        f"{DEFAULT_TEXT_MAX_TOKENS}; longer comments are cut and counted in the report).",
     )
     return parser
 
@@ -529,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_length=max_length,
             drop_neutral=args.drop_neutral,
             text_encoder=args.text_encoder,
-            text_max_tokens=args.text_max_tokens,
+            text_max_tokens=args.text_max_tokens or DEFAULT_TEXT_MAX_TOKENS,
         )
     except (ImportError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

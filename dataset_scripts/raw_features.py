@@ -253,6 +253,11 @@ def read_audio_file(
     return data.mean(axis=1), int(rate)
 
 
+#: The largest absolute sample accepted (float audio lies in [-1, 1]; a little headroom for
+#: clipping in decoders and resamplers).
+MAX_WAVEFORM_PEAK = 2.0
+
+
 def checked_waveform(value: Any, what: str, sampling_rate: int, max_seconds: float) -> np.ndarray:
     """A float32 1-D waveform of finite samples at most `max_seconds` long, or a ValueError."""
     if isinstance(value, torch.Tensor):
@@ -272,6 +277,12 @@ def checked_waveform(value: Any, what: str, sampling_rate: int, max_seconds: flo
         raise ValueError(f"{what} has no samples")
     if not np.isfinite(array).all():
         raise ValueError(f"{what} holds non-finite samples (NaN or inf)")
+    peak = float(np.abs(array).max())
+    if peak > MAX_WAVEFORM_PEAK:
+        raise ValueError(
+            f"{what} peaks at {peak:.4g}; float waveforms lie in [-1, 1] (int16 PCM divided by "
+            "32768): these samples would change every log-mel frame"
+        )
     check_audio_duration(array.size, sampling_rate, what, max_seconds)
     return array.astype(np.float32, copy=False)
 

@@ -63,6 +63,8 @@ MEL_FLOOR = 1e-10
 MIN_MEL_FREQUENCY = 20.0
 #: Encoders whose tokenizer reports no real limit (a huge sentinel) fall back to this many tokens.
 FALLBACK_MAX_TOKENS = 512
+#: The largest absolute waveform sample accepted (float audio lies in [-1, 1]).
+MAX_WAVEFORM_PEAK = 2.0
 
 
 class _LoadedTextEncoder:
@@ -289,6 +291,12 @@ def checked_waveform(value: Any, what: str, sampling_rate: int, max_seconds: flo
         raise ValueError(f"{what} has no samples")
     if not np.isfinite(array).all():
         raise ValueError(f"{what} holds non-finite samples (NaN or inf)")
+    peak = float(np.abs(array).max())
+    if peak > MAX_WAVEFORM_PEAK:
+        raise ValueError(
+            f"{what} peaks at {peak:.4g}; float waveforms lie in [-1, 1] (int16 PCM divided by "
+            "32768): these samples would change every log-mel frame"
+        )
     check_audio_duration(array.size, sampling_rate, what, max_seconds)
     return array.astype(np.float32, copy=False)
 

@@ -184,8 +184,13 @@ def test_the_handler_takes_raw_requests_within_its_limits(trained):
     assert isinstance(response, list) and len(response) == 1, response
     clip = results["widget_examples"][0]["src"]
     assert isinstance(handler({"inputs": {"audio": clip}}), list)
-    long_audio = handler({"inputs": {"audio": [0.0] * (61 * RATE)}})
+    long_audio = handler(
+        {"inputs": {"audio": [0.0] * (61 * RATE)}, "parameters": {"sampling_rate": RATE}}
+    )
     assert long_audio["status"] == 413 and "61.0 s" in long_audio["error"]
+    # A waveform without its rate is refused: the server never assumes one.
+    no_rate = handler({"inputs": {"audio": tone(0.5, 400.0).tolist()}})
+    assert no_rate["status"] == 400 and "parameters.sampling_rate" in no_rate["error"]
     long_text = handler({"inputs": {"text": "a" * 10001}})
     assert long_text["status"] == 413
     outside = handler({"inputs": {"audio": "../data/processor_settings.json"}})

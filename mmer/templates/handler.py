@@ -53,8 +53,6 @@ DEFAULT_MAX_FRAMES = 4096
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_TEXT_CHARS = 10000
 DEFAULT_MAX_AUDIO_SECONDS = 60
-#: The rate a waveform is taken to have when the request gives no ``sampling_rate``.
-DEFAULT_SAMPLING_RATE = 16000
 
 
 class RequestError(Exception):
@@ -124,8 +122,8 @@ class EndpointHandler:
             raise RequestError(
                 f"{len(batch)} samples in one request; the limit is {self.max_samples}.", 413
             )
-        rate = parameters.get("sampling_rate", DEFAULT_SAMPLING_RATE)
-        if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
+        rate = parameters.get("sampling_rate")  # required with a waveform: never assumed
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
             raise RequestError(f"sampling_rate must be a positive integer, got {rate!r}.")
         batch = [self._check_sample(index, sample, rate) for index, sample in enumerate(batch)]
         outputs = self.pipeline(batch, batch_size=min(self.batch_size, len(batch)), **parameters)
@@ -151,7 +149,12 @@ class EndpointHandler:
             elif isinstance(value, str) and modality == "audio":
                 checked[modality] = self._audio_path(where, value)
             elif isinstance(value, list) and value and not isinstance(value[0], list):
-                seconds = len(value) / rate  # a flat list: a waveform
+                if rate is None:  # a flat list: a waveform, whose rate the client must say
+                    raise RequestError(
+                        f"{where} is a waveform; give its rate in parameters.sampling_rate "
+                        "(e.g. 16000): the server never assumes one."
+                    )
+                seconds = len(value) / rate
                 if seconds > self.max_audio_seconds:
                     raise RequestError(
                         f"{where} holds {seconds:.1f} s of audio at {rate} Hz; the limit is "
