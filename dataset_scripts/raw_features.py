@@ -18,7 +18,7 @@ computes at inference. Edit the functions here, then run ``python utils/check_co
 
 The copied functions import only numpy, torch and transformers (soundfile and soxr lazily, through
 `optional_module`), log nothing (their callers report), and use the module constants below, which
-the processor file defines with the same values (tests/test_raw_features.py checks them).
+the processor file defines with the same values (tests/test_copies.py checks them).
 
 `RawFeatureSettings` is what a builder writes beside a dataset (`PROCESSOR_SETTINGS_FILE`): the
 processor's constructor arguments that decide the features. `train.py` builds the family's

@@ -14,7 +14,7 @@ knows no family.
 * every number in the card text comes from the inputs; sections whose data was not given are left
   out rather than filled with placeholders;
 * `widget` holds static examples with recorded outputs, because the Hub cannot run custom-code models
-  in its widget (see `docs/hf-stack-notes.md` Q3 in the project);
+  in its widget;
 * `pipeline_tag: other` (there is no multimodal classification task on the Hub) with tags that make
   the model findable.
 
