@@ -289,16 +289,18 @@ def load_folder_processor(model):
     repository), loaded with its remote code, or None when there is none.
 
     The processor's code comes from the same folder as the model's and this pipeline's, which the
-    caller already trusted (``trust_remote_code=True``) to run them.
+    caller already trusted (``trust_remote_code=True``) to run them. From a Hub repository it is
+    read at the commit the model's config came from, so weights and processor always match.
     """
     source = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
     if not source:
         return None
+    revision = getattr(model.config, "_commit_hash", None)  # None for a local folder
     try:
-        cached_file(source, PROCESSOR_FILE)
+        cached_file(source, PROCESSOR_FILE, revision=revision)
     except OSError:
         return None  # no processor_config.json: the folder takes pre-extracted features only
-    return AutoProcessor.from_pretrained(source, trust_remote_code=True)
+    return AutoProcessor.from_pretrained(source, revision=revision, trust_remote_code=True)
 
 
 def _changed(note: list[dict]) -> bool:
