@@ -148,7 +148,12 @@ class EndpointHandler:
                     )
             elif isinstance(value, str) and modality == "audio":
                 checked[modality] = self._audio_path(where, value)
-            elif isinstance(value, list) and value and not isinstance(value[0], list):
+            elif (
+                modality == "audio"
+                and isinstance(value, list)
+                and value
+                and not isinstance(value[0], list)
+            ):
                 if rate is None:  # a flat list: a waveform, whose rate the client must say
                     raise RequestError(
                         f"{where} is a waveform; give its rate in parameters.sampling_rate "
