@@ -243,16 +243,33 @@ def read_audio_file(
     try:
         info = soundfile.info(str(path))
         check_audio_duration(info.frames, info.samplerate, f"{what} ({path})", max_seconds)
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        if info.channels > MAX_AUDIO_CHANNELS:
+            raise ValueError(
+                f"{what}: {path} has {info.channels} channels; at most {MAX_AUDIO_CHANNELS} are "
+                "read (mix it down first)"
+            )
+        # Decoded block by block and averaged to mono at once: the memory held is the mono
+        # waveform, whatever the channel count.
+        blocks = [
+            block.mean(axis=1)
+            for block in soundfile.blocks(
+                str(path), blocksize=AUDIO_READ_BLOCK_FRAMES, dtype="float32", always_2d=True
+            )
+        ]
+        rate = info.samplerate
     except RuntimeError as error:  # soundfile.LibsndfileError: not a format it decodes
         raise ValueError(
             f"{what}: {path} is not an audio file soundfile can decode ({error})"
         ) from None
-    if data.shape[0] == 0:
+    if not blocks or sum(len(block) for block in blocks) == 0:
         raise ValueError(f"{what}: {path} holds no audio samples")
-    return data.mean(axis=1), int(rate)
+    return np.concatenate(blocks).astype(np.float32, copy=False), int(rate)
 
 
+#: Channels an audio file may have (they are averaged to mono).
+MAX_AUDIO_CHANNELS = 32
+#: Frames decoded at a time from an audio file.
+AUDIO_READ_BLOCK_FRAMES = 65536
 #: The largest absolute sample accepted (float audio lies in [-1, 1]; a little headroom for
 #: clipping in decoders and resamplers).
 MAX_WAVEFORM_PEAK = 2.0

@@ -62,6 +62,9 @@ MEL_FLOOR = 1e-10
 MIN_MEL_FREQUENCY = 20.0
 #: Encoders whose tokenizer reports no real limit (a huge sentinel) fall back to this many tokens.
 FALLBACK_MAX_TOKENS = 512
+#: Channels an audio file may have (averaged to mono), and frames decoded at a time.
+MAX_AUDIO_CHANNELS = 32
+AUDIO_READ_BLOCK_FRAMES = 65536
 #: The largest absolute waveform sample accepted (float audio lies in [-1, 1]).
 MAX_WAVEFORM_PEAK = 2.0
 
@@ -260,14 +263,27 @@ def read_audio_file(
     try:
         info = soundfile.info(str(path))
         check_audio_duration(info.frames, info.samplerate, f"{what} ({path})", max_seconds)
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        if info.channels > MAX_AUDIO_CHANNELS:
+            raise ValueError(
+                f"{what}: {path} has {info.channels} channels; at most {MAX_AUDIO_CHANNELS} are "
+                "read (mix it down first)"
+            )
+        # Decoded block by block and averaged to mono at once: the memory held is the mono
+        # waveform, whatever the channel count.
+        blocks = [
+            block.mean(axis=1)
+            for block in soundfile.blocks(
+                str(path), blocksize=AUDIO_READ_BLOCK_FRAMES, dtype="float32", always_2d=True
+            )
+        ]
+        rate = info.samplerate
     except RuntimeError as error:  # soundfile.LibsndfileError: not a format it decodes
         raise ValueError(
             f"{what}: {path} is not an audio file soundfile can decode ({error})"
         ) from None
-    if data.shape[0] == 0:
+    if not blocks or sum(len(block) for block in blocks) == 0:
         raise ValueError(f"{what}: {path} holds no audio samples")
-    return data.mean(axis=1), int(rate)
+    return np.concatenate(blocks).astype(np.float32, copy=False), int(rate)
 
 
 # Copied from dataset_scripts.raw_features.checked_waveform

@@ -176,6 +176,14 @@ def test_audio_errors_name_the_problem(tmp_path):
         processor(audio=np.zeros(100, np.float32), sampling_rate=RATE)
     with pytest.raises(ValueError, match="non-finite"):
         processor(audio=np.full(1000, np.nan, np.float32), sampling_rate=RATE)
+    with pytest.raises(
+        ValueError, match=r"peaks at 9830; float waveforms lie in \[-1, 1\] \(int16 PCM divided"
+    ):
+        processor(audio=(tone() * 32767).astype(np.float32), sampling_rate=RATE)
+    many_channels = tmp_path / "many.wav"
+    soundfile.write(many_channels, np.zeros((800, 33), np.float32), RATE)
+    with pytest.raises(ValueError, match="33 channels; at most 32"):
+        processor(audio=many_channels)
     with pytest.raises(ValueError, match=r"80-d log-mel frames .* dim 16"):
         make_processor(num_mel_bins=80)(audio=tone(), sampling_rate=RATE)
 
