@@ -38,6 +38,7 @@ LABEL_UPDATES: tuple[str, ...] = ("ema_prototype", "ema_param")
 #: Keys a config may carry besides its fields: those `PreTrainedConfig.__post_init__` consumes and
 #: those transformers (or `save_pretrained`) writes into config.json. Any other key is a typo that
 #: would otherwise be stored and ignored; keys starting with ``_`` are transformers' internals.
+# Copied from modeling_lddu.configuration_lddu.TRANSFORMERS_CONFIG_KEYS
 TRANSFORMERS_CONFIG_KEYS: frozenset[str] = frozenset(
     {
         "num_labels",
@@ -196,6 +197,7 @@ class LsgmerConfig(PreTrainedConfig):
             self.label_thresholds = None
         self._validate_lsgmer()
 
+    # Copied from modeling_lddu.configuration_lddu.LDDUConfig._reject_unknown_keys with LDDU->Lsgmer
     def _reject_unknown_keys(self, kwargs: dict) -> None:
         """A key that is neither a field nor one transformers uses: a ValueError naming the
         nearest valid name, instead of an attribute stored and silently ignored."""
@@ -328,6 +330,7 @@ class LsgmerConfig(PreTrainedConfig):
                     )
             self.label_thresholds = [float(value) for value in thresholds]
 
+    # Copied from modeling_lddu.configuration_lddu.LDDUConfig.thresholds
     @property
     def thresholds(self) -> list[float]:
         """The decision threshold of every label, in class order."""

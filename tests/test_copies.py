@@ -155,6 +155,50 @@ def test_a_marker_not_above_a_definition_is_refused(tree):
         check_copies.check_copies(tree)
 
 
+def test_constants_and_decorated_definitions_are_copies_too(tree):
+    """A module constant copied from a module constant, and a decorated method (the marker
+    above its first decorator) drift, are found and fixed like any block."""
+    source = tree / "modeling_src" / "more_src.py"  # its own module: whole_dst copies source_src
+    source.write_text(
+        '"""More sources."""\n'
+        + textwrap.dedent(
+            """
+            SOURCE_KEYS = frozenset(
+                {"a", "b"}
+            )
+
+
+            class Holder:
+                @property
+                def source_value(self):
+                    return 1
+            """
+        )
+    )
+    copy = tree / "modeling_dst" / "more_dst.py"
+    expected = (
+        "# A module (a marker on its first line would copy the whole file).\n"
+        "\n"
+        "# Copied from modeling_src.more_src.SOURCE_KEYS with SOURCE->TARGET\n"
+        "TARGET_KEYS = frozenset(\n"
+        '    {"a", "b"}\n'
+        ")\n"
+        "\n"
+        "\n"
+        "class Own:\n"
+        "    # Copied from modeling_src.more_src.Holder.source_value with source->target\n"
+        "    @property\n"
+        "    def target_value(self):\n"
+        "        return 1\n"
+    )
+    copy.write_text(expected)
+    assert check_copies.check_copies(tree) == []
+    copy.write_text(expected.replace('{"a", "b"}', '{"a"}').replace("return 1", "return 2"))
+    assert [d.line for d in check_copies.check_copies(tree)] == [3, 10]
+    check_copies.check_copies(tree, fix=True)
+    assert copy.read_text() == expected
+
+
 def test_the_processors_are_copies_of_the_raw_feature_functions():
     """The processor of every family holds copies of dataset_scripts/raw_features.py's functions
     (what the dataset builders run), and the other families copy LDDU's processor whole."""

@@ -4,8 +4,9 @@ Remote-code folders may not import each other, so a block two families share is 
 copy carries a marker naming its source and the renames applied to it:
 
 * a block: the comment line ``# Copied from modeling_lddu.modeling_lddu.LDDUEncoderLayer with
-  LDDU->Lsgmer`` directly above a ``class`` / ``def``; the copy (from its ``class`` / ``def`` line
-  to the end of the block) equals the source object's code after the replacements;
+  LDDU->Lsgmer`` directly above a ``class`` / ``def`` (above its first decorator, if it has any)
+  or a module-level constant (``NAME = ...``); the copy (from that line to the end of the block
+  or statement) equals the source object's code after the replacements;
 * a whole file: a file whose first line is ``# Copied from modeling_lddu.pipeline_lddu with
   LDDU->Lsgmer, lddu->lsgmer``; everything after that line equals the source file after the
   replacements.
@@ -80,26 +81,44 @@ def _module_file(root: Path, dotted: str) -> Path | None:
     return path if path.is_file() else None
 
 
+_DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _assigned_name(node: ast.AST) -> str | None:
+    """The name a one-target assignment statement binds (``NAME = ...``, ``NAME: T = ...``)."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target = node.targets[0]
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        target = node.target
+    else:
+        return None
+    return target.id if isinstance(target, ast.Name) else None
+
+
+def _first_line(node: ast.AST) -> int:
+    """The 1-based first line of a definition, its decorators included."""
+    decorators = getattr(node, "decorator_list", None) or []
+    return min([node.lineno, *(decorator.lineno for decorator in decorators)])
+
+
 def _object_lines(path: Path, qualified_name: str) -> list[str] | None:
-    """The lines of the class / function ``qualified_name`` (``Outer.inner`` allowed) in ``path``,
-    from its ``class`` / ``def`` line to the end of its body, dedented to column 0."""
+    """The lines of the class / function ``qualified_name`` (``Outer.inner`` allowed), decorators
+    included, or of the module-level constant of that name, in ``path``, dedented to column 0."""
     lines = path.read_text().splitlines(keepends=True)
     body = ast.parse("".join(lines), filename=str(path)).body
+    parts = qualified_name.split(".")
     node = None
-    for part in qualified_name.split("."):
+    if len(parts) == 1:
+        node = next((item for item in body if _assigned_name(item) == parts[0]), None)
+    for part in parts if node is None else ():
         node = next(
-            (
-                item
-                for item in body
-                if isinstance(item, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                and item.name == part
-            ),
+            (item for item in body if isinstance(item, _DEFINITIONS) and item.name == part),
             None,
         )
         if node is None:
             return None
         body = node.body
-    block = lines[node.lineno - 1 : node.end_lineno]
+    block = lines[_first_line(node) - 1 : node.end_lineno]
     return _reindent(block, "")
 
 
@@ -132,25 +151,29 @@ def _source_object(root: Path, dotted: str, where: str) -> list[str]:
 
 
 def _copied_blocks(path: Path, lines: list[str]):
-    """Yield (marker index, start, end, source, renames) for each block marker; start/end index the
-    copy's lines [start, end)."""
+    """Yield (marker index, start, end, match) for each block marker; start/end index the copy's
+    lines [start, end)."""
     tree = ast.parse("".join(lines), filename=str(path))
-    definitions = {
-        node.lineno: node
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-    }
+    blocks = {_first_line(node): node for node in ast.walk(tree) if isinstance(node, _DEFINITIONS)}
+    blocks.update({node.lineno: node for node in tree.body if _assigned_name(node) is not None})
     for index, line in enumerate(lines):
         match = MARKER.match(line.rstrip("\n"))
         if match is None:
             continue
-        where = f"{path}:{index + 1}"
-        node = definitions.get(index + 2)  # the next line, 1-based
-        if node is None or node.decorator_list:
+        node = blocks.get(index + 2)  # the next line, 1-based
+        # A constant copies a constant: the source names one (no dot after its module) only when
+        # the copy is one too, which _source_object checks by finding it.
+        if node is None or (_assigned_name(node) is not None) != _names_constant(match["source"]):
             raise CopySourceError(
-                f"{where}: a '# Copied from' marker must stand directly above a class or def"
+                f"{path}:{index + 1}: a '# Copied from' marker must stand directly above a class "
+                "or def (or above a module constant copied from a module constant)"
             )
         yield index, index + 1, node.end_lineno, match
+
+
+def _names_constant(dotted: str) -> bool:
+    """Whether a marker's source names a module-level constant (an UPPER_CASE last part)."""
+    return re.fullmatch(r"[A-Z][A-Z0-9_]*", dotted.rsplit(".", 1)[-1]) is not None
 
 
 def check_file(path: Path, root: Path, fix: bool) -> list[Drift]:
