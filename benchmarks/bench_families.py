@@ -27,11 +27,8 @@ and what else runs on it; the figures vary with the seeds as the spread shows.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -40,7 +37,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from family_runs import REPO_ROOT, format_cell, logistic_baseline, train_run  # noqa: E402
+from family_runs import (  # noqa: E402
+    REPO_ROOT,
+    format_cell,
+    load_bench_goemotions,
+    logistic_baseline,
+    machine_info,
+    train_run,
+)
 
 from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 
@@ -97,14 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _load_bench_goemotions():
-    path = Path(__file__).resolve().parent / "bench_goemotions.py"
-    spec = importlib.util.spec_from_file_location("bench_goemotions", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def synthetic_task(task: str, seeds: list[int], work: Path, args) -> dict:
     """Both families over the seeds, and the baseline, on one synthetic task."""
     import train
@@ -127,7 +123,7 @@ def synthetic_task(task: str, seeds: list[int], work: Path, args) -> dict:
 
 def goemotions_task(seeds: list[int], work: Path, args) -> dict:
     """Both families over the seeds, and bench_goemotions.py's baseline, on GoEmotions."""
-    bench = _load_bench_goemotions()
+    bench = load_bench_goemotions()
     settings = argparse.Namespace(
         data_dir=args.goemotions_data_dir, source_dir=args.goemotions_source_dir
     )
@@ -199,12 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 report[task] = synthetic_task(task, seeds, work, args)
     report["seconds_total"] = time.perf_counter() - started
-    report["machine"] = {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
-        "load_average_end": list(os.getloadavg()),
-    }
+    report["machine"] = machine_info(args.threads)
     for task in tasks:
         print(format_task(task, report[task]) + "\n")
     print(f"total {report['seconds_total'] / 60:.1f} min; command: {report['command']}")

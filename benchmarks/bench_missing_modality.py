@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -46,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from family_runs import format_cell, logistic_baseline, train_run  # noqa: E402
+from family_runs import format_cell, logistic_baseline, machine_info, train_run  # noqa: E402
 
 from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 from mmer.evaluation import MODALITY_COMBINATIONS  # noqa: E402
@@ -146,12 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = train.build_datasets(data_args)
         report["baseline"] = logistic_baseline(dataset, conditions=MODALITY_COMBINATIONS)
     report["seconds_total"] = time.perf_counter() - started
-    report["machine"] = {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
-        "load_average_end": list(os.getloadavg()),
-    }
+    report["machine"] = machine_info(args.threads)
     print(_tables(report))
     print(f"total {report['seconds_total'] / 60:.1f} min; command: {report['command']}")
     if args.output is not None:

@@ -27,11 +27,8 @@ Timings vary with the machine and what else runs on it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -40,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from family_runs import REPO_ROOT, format_cell  # noqa: E402
+from family_runs import REPO_ROOT, format_cell, load_bench_goemotions, machine_info  # noqa: E402
 
 from dataset_scripts.io import check_output_file, write_json_atomic  # noqa: E402
 
@@ -73,14 +70,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
     return parser.parse_args(argv)
-
-
-def _load_bench_goemotions():
-    path = Path(__file__).resolve().parent / "bench_goemotions.py"
-    spec = importlib.util.spec_from_file_location("bench_goemotions", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cached(path: Path, compute, settings: dict) -> dict:
@@ -197,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown or not names:
         raise SystemExit(f"--features: unknown or none {unknown}; choose from {list(FEATURES)}")
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    bench = _load_bench_goemotions()
+    bench = load_bench_goemotions()
     started = time.perf_counter()
     report = {
         "command": "python benchmarks/bench_text_features.py " + shlex.join(argv),
@@ -208,12 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     report["seconds_this_invocation"] = time.perf_counter() - started
-    report["machine"] = {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
-        "load_average_end": list(os.getloadavg()),
-    }
+    report["machine"] = machine_info(args.threads)
     print(format_table(report))
     print(
         f"{report['seconds_this_invocation'] / 60:.1f} min in this invocation "

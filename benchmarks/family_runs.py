@@ -10,6 +10,9 @@ for multi-label data with one global threshold tuned on validation (the search `
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import platform
 import statistics
 import sys
 import time
@@ -27,11 +30,33 @@ from dataset_scripts.loading import split_problem_type  # noqa: E402
 from dataset_scripts.modalities import MODALITIES  # noqa: E402
 
 __all__ = [
+    "load_bench_goemotions",
     "logistic_baseline",
+    "machine_info",
     "mean_and_spread",
     "pooled_features",
     "train_run",
 ]
+
+
+def load_bench_goemotions():
+    """``benchmarks/bench_goemotions.py`` as a module (benchmarks are scripts, not a package):
+    its GoEmotions data preparation, LDDU settings and baseline."""
+    path = Path(__file__).resolve().parent / "bench_goemotions.py"
+    spec = importlib.util.spec_from_file_location("bench_goemotions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def machine_info(threads: int) -> dict:
+    """What a report records of the machine it ran on (the load at the end says how busy)."""
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "load_average_end": list(os.getloadavg()),
+    }
 
 
 def train_run(argv: Sequence[str]) -> dict:
