@@ -188,18 +188,15 @@ def _uncertainty_results(report: EvaluationReport):
     from .model_card import UncertaintyResults
 
     uncertainty = report.results["uncertainty"]
-    names = list(report.test.uncertainties())  # result names, in prediction_fields order
-    if not names or names[0] not in uncertainty:
+    # The uncertainty fields keyed by their AUROC's result name, in prediction_fields order.
+    headline = next(iter(report.test.uncertainties().items()), None)
+    if headline is None or headline[0] not in uncertainty:
         return None
-    field = next(
-        name
-        for name in report.test.fields
-        if name == "uncertainty" or name.endswith("_uncertainty")
-    )
+    name, values = headline
     return UncertaintyResults(
-        error_auroc=uncertainty[names[0]],
+        error_auroc=uncertainty[name],
         expected_calibration_error=uncertainty["expected_calibration_error"],
-        per_sample=report.test.fields[field].ndim == 1,
+        per_sample=values.ndim == 1,
     )
 
 
