@@ -301,8 +301,10 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
         index = np.asarray(indices, dtype=np.intp)
         batch: dict[str, torch.Tensor] = {}
         for modality in self.modalities:
-            features = self._arrays[f"{modality}_features"]
-            mask = self._arrays[f"{modality}_mask"]
+            # Rows first, then frames: `np.take` of a sliced (non-contiguous) view would copy the
+            # whole split to make it contiguous, for every batch.
+            features = np.take(self._arrays[f"{modality}_features"], index, axis=0)
+            mask = np.take(self._arrays[f"{modality}_mask"], index, axis=0)
             if modality in self._trimmable:
                 # At least one frame: a batch in which every sample lacks the modality keeps one
                 # padding frame (mask 0), so that no model sees a zero-length sequence.
@@ -311,9 +313,10 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
                     frames = slice(0, length)
                 else:
                     frames = slice(mask.shape[1] - length, None)
-                features, mask = features[:, frames], mask[:, frames]
-            batch[f"{modality}_features"] = torch.from_numpy(np.take(features, index, axis=0))
-            batch[f"{modality}_mask"] = torch.from_numpy(np.take(mask, index, axis=0))
+                features = np.ascontiguousarray(features[:, frames])
+                mask = np.ascontiguousarray(mask[:, frames])
+            batch[f"{modality}_features"] = torch.from_numpy(features)
+            batch[f"{modality}_mask"] = torch.from_numpy(mask)
         batch["labels"] = torch.from_numpy(np.take(self._arrays["labels"], index, axis=0))
         return batch
 
