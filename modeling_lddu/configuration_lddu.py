@@ -125,6 +125,17 @@ class LDDUConfig(PreTrainedConfig):
             ``decision_threshold`` when set (e.g. tuned on the validation split).
         modality_dropout (`dict[str, float]`, *optional*): Training-time probability of dropping
             each modality of a sample (missing-modality robustness); off by default.
+        text_backbone_config (`dict`, *optional*): The config (``to_dict()``, with its
+            ``model_type``) of a pretrained transformers text encoder held inside the model
+            (``text_backbone``): the model then also takes the processor's token ids
+            (``text_input_ids``, ``text_attention_mask``, ``text_mask``) and computes the text
+            frames itself; its weights are saved with the model's. ``text_dim`` must be its
+            ``hidden_size``. None (default): text arrives as frames.
+        text_backbone_layer (`int`): Which hidden state becomes the frames (-1: the last).
+        freeze_text_backbone (`bool`): Keep the backbone's weights fixed (default; it then runs
+            without gradients and without dropout).
+        text_backbone_trainable_layers (`int`, *optional*): When not frozen, train only the top
+            this-many transformer layers (the embeddings stay fixed); None trains all of it.
         id2label / label2id: The emotions, in class order. Default: CMU-MOSEI's six.
         problem_type (`str`): ``"multi_label_classification"`` (default; the paper's setting) or
             ``"single_label_classification"`` (one emotion per sample, e.g. IEMOCAP). The model is
@@ -178,6 +189,10 @@ class LDDUConfig(PreTrainedConfig):
     decision_threshold: float = 0.21
     label_thresholds: list[float] | None = None
     modality_dropout: dict[str, float] | None = None
+    text_backbone_config: dict | None = None
+    text_backbone_layer: int = -1
+    freeze_text_backbone: bool = True
+    text_backbone_trainable_layers: int | None = None
 
     def __post_init__(self, **kwargs):
         self._reject_unknown_keys(kwargs)
@@ -201,6 +216,7 @@ class LDDUConfig(PreTrainedConfig):
             )
             self.label_thresholds = None
         self._validate_lddu()
+        self._validate_text_backbone()
 
     def _reject_unknown_keys(self, kwargs: dict) -> None:
         """A key that is neither a field nor one transformers uses: a ValueError naming the
@@ -360,6 +376,37 @@ class LDDUConfig(PreTrainedConfig):
                         f"one of {MODALITIES}."
                     )
                 probability(f"modality_dropout[{modality!r}]", value)
+
+    def _validate_text_backbone(self) -> None:
+        """The text backbone's fields: a config dict naming its model type, whose hidden size is
+        ``text_dim``; a layer index; a positive count of trainable layers."""
+        name = type(self).__name__
+        backbone = self.text_backbone_config
+        if backbone is not None:
+            if not isinstance(backbone, dict) or not isinstance(backbone.get("model_type"), str):
+                raise ValueError(
+                    f"{name}.text_backbone_config must be a text encoder's config as a dict with "
+                    f"its 'model_type'; got {type(backbone).__name__}."
+                )
+            if backbone.get("hidden_size") != self.text_dim:
+                raise ValueError(
+                    f"{name}.text_dim is {self.text_dim} but the text backbone's hidden_size is "
+                    f"{backbone.get('hidden_size')}: they must agree."
+                )
+        if isinstance(self.text_backbone_layer, bool) or not isinstance(
+            self.text_backbone_layer, int
+        ):
+            raise ValueError(
+                f"{name}.text_backbone_layer must be an int, got {self.text_backbone_layer!r}."
+            )
+        layers = self.text_backbone_trainable_layers
+        if layers is not None and (
+            isinstance(layers, bool) or not isinstance(layers, int) or layers < 1
+        ):
+            raise ValueError(
+                f"{name}.text_backbone_trainable_layers must be a positive int or None, got "
+                f"{layers!r}."
+            )
 
     @property
     def thresholds(self) -> list[float]:

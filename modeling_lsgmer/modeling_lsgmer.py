@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
@@ -443,6 +443,84 @@ def jensen_shannon(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (0.5 * (kl_p + kl_q)).clamp(min=0.0)
 
 
+# Copied from modeling_lddu.modeling_lddu.LDDUTextBackbone with LDDU->Lsgmer
+class LsgmerTextBackbone(nn.Module):
+    """
+    A pretrained transformers text encoder inside the model (``config.text_backbone_config``): it
+    turns the processor's token ids into the text frames, the token states of hidden state
+    ``config.text_backbone_layer``, one per position that ``frame_mask`` marks (the processor
+    marks the word pieces: not [CLS], [SEP] or padding), moved to the front of the sequence in
+    order. A frozen backbone so gives exactly the frames the processor's frozen path computes.
+
+    Frozen (``config.freeze_text_backbone``, the default) it runs without gradients and in eval
+    mode (no dropout); unfrozen, the top ``config.text_backbone_trainable_layers`` transformer
+    layers train (all of it, embeddings included, when None). Adapters added to it (LoRA) make it
+    trainable too: what counts is whether any of its parameters requires a gradient.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.layer = config.text_backbone_layer
+        self.encoder = AutoModel.from_config(AutoConfig.for_model(**config.text_backbone_config))
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None  # a pooled [CLS] vector is not a frame; never trained
+        self.encoder.requires_grad_(not config.freeze_text_backbone)
+        count = config.text_backbone_trainable_layers
+        if not config.freeze_text_backbone and count is not None:
+            layers = self.transformer_layers()
+            self.encoder.requires_grad_(False)
+            for layer in layers[max(len(layers) - count, 0) :]:
+                layer.requires_grad_(True)
+
+    def transformer_layers(self) -> nn.ModuleList:
+        """The encoder's stack of transformer layers (its longest `ModuleList`)."""
+        stacks = [module for module in self.encoder.modules() if isinstance(module, nn.ModuleList)]
+        if not stacks:
+            raise ValueError(f"{type(self.encoder).__name__} has no stack of layers to unfreeze.")
+        return max(stacks, key=len)
+
+    @property
+    def trainable(self) -> bool:
+        return any(parameter.requires_grad for parameter in self.encoder.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.trainable:
+            self.encoder.eval()  # a frozen encoder computes fixed features: no dropout
+        return self
+
+    @torch.no_grad()
+    def load_pretrained(self, encoder: nn.Module) -> None:
+        """Copies a loaded pretrained encoder's weights in (its pooler, if any, is left out)."""
+        missing, unexpected = self.encoder.load_state_dict(encoder.state_dict(), strict=False)
+        unexpected = [name for name in unexpected if not name.startswith("pooler.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"The pretrained text encoder does not match text_backbone_config: missing "
+                f"{missing[:5]}, unexpected {unexpected[:5]}."
+            )
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frame_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(frames [batch, frames, hidden], mask [batch, frames])` of the marked positions."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
+            output = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                output_hidden_states=self.layer != -1,
+            )
+            states = (
+                output.last_hidden_state if self.layer == -1 else output.hidden_states[self.layer]
+            )
+        keep = frame_mask.bool() & attention_mask.bool()
+        # A stable sort of "not kept" brings the kept positions to the front, in their order.
+        order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
+        order = order[:, : max(int(keep.sum(dim=1).max()), 1)]
+        frames = states.gather(1, order[:, :, None].expand(-1, -1, states.shape[-1]))
+        return frames, keep.gather(1, order).to(frame_mask.dtype)
+
+
 class LsgmerPreTrainedModel(PreTrainedModel):
     config_class = LsgmerConfig
     base_model_prefix = "lsgmer"
@@ -450,7 +528,8 @@ class LsgmerPreTrainedModel(PreTrainedModel):
     input_modalities = ("text", "audio", "video")
     _no_split_modules = ["LsgmerModalityEncoder"]
     _supports_sdpa = True  # and eager: see LsgmerSelfAttention
-    supports_gradient_checkpointing = False
+    # Gradient checkpointing reaches the text backbone's layers (the model's own are small).
+    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -474,6 +553,10 @@ class LsgmerPreTrainedModel(PreTrainedModel):
             init.xavier_normal_(module.weight)
             if module.label_update == "ema_param":
                 init.copy_(module.ema_weight, module.weight)
+        elif isinstance(module, LsgmerTextBackbone):
+            # The encoder's own initialisation (after the generic branches above met its layers).
+            for submodule in module.encoder.modules():
+                module.encoder._init_weights(submodule)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -488,6 +571,42 @@ class LsgmerPreTrainedModel(PreTrainedModel):
                     "model would answer NaN."
                 )
         return (model, info) if output_loading_info else model
+
+    # Copied from modeling_lddu.modeling_lddu.LDDUPreTrainedModel._text_frames
+    def _text_frames(
+        self,
+        text_features: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        text_input_ids: torch.Tensor | None,
+        text_attention_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The text frames and mask: given, or computed by the text backbone from token ids
+        (``text_mask`` then marks which tokens become frames; default: every attended one)."""
+        if text_input_ids is None:
+            return text_features, text_mask
+        if text_features is not None:
+            raise ValueError("Pass text_features or text_input_ids, not both.")
+        backbone = getattr(self.base_model, "text_backbone", None)
+        if backbone is None:
+            raise ValueError(
+                "text_input_ids were given, but this model has no text backbone "
+                "(config.text_backbone_config is None): pass text frames as text_features."
+            )
+        if text_input_ids.dim() != 2:
+            raise ValueError(
+                f"text_input_ids must have shape (batch, tokens); got {tuple(text_input_ids.shape)}."
+            )
+        if text_attention_mask is None:
+            text_attention_mask = torch.ones_like(text_input_ids)
+        if text_mask is None:
+            text_mask = text_attention_mask
+        for name, mask in (("text_attention_mask", text_attention_mask), ("text_mask", text_mask)):
+            if tuple(mask.shape) != tuple(text_input_ids.shape):
+                raise ValueError(
+                    f"{name} must have the shape of text_input_ids {tuple(text_input_ids.shape)}; "
+                    f"got {tuple(mask.shape)}."
+                )
+        return backbone(text_input_ids, text_attention_mask, text_mask)
 
 
 # Base model: encoders -> label attention -> gate -> fusion
@@ -512,6 +631,7 @@ class LsgmerModel(LsgmerPreTrainedModel):
             {m: LsgmerLabelAttention(config) for m in config.modalities}
         )
         self.fusion = LsgmerLabelFusion(config)
+        self.text_backbone = LsgmerTextBackbone(config) if config.text_backbone_config else None
         self.post_init()
 
     def forward(
@@ -522,6 +642,8 @@ class LsgmerModel(LsgmerPreTrainedModel):
         audio_mask: torch.Tensor | None = None,
         visual_features: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
+        text_input_ids: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
     ) -> LsgmerModelOutput:
         r"""
         Args:
@@ -532,7 +654,14 @@ class LsgmerModel(LsgmerPreTrainedModel):
             text_mask / audio_mask / visual_mask (`torch.Tensor` of shape `(batch, length_m)`,
                 *optional*): 1 for real frames, 0 for padding. An all-zero row marks the modality
                 as absent for that sample. Omitted: every frame is real.
+            text_input_ids / text_attention_mask (`torch.LongTensor` of shape `(batch, tokens)`,
+                *optional*): the processor's tokens, for a model with a text backbone
+                (``config.text_backbone_config``) instead of ``text_features``; ``text_mask`` then
+                marks the tokens that become frames.
         """
+        text_features, text_mask = self._text_frames(
+            text_features, text_mask, text_input_ids, text_attention_mask
+        )
         inputs = {
             "text": (text_features, text_mask),
             "audio": (audio_features, audio_mask),
@@ -687,6 +816,8 @@ class LsgmerForEmotionRecognition(LsgmerPreTrainedModel):
         visual_features: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        text_input_ids: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
     ) -> LsgmerEmotionRecognitionOutput:
         r"""
         Args:
@@ -694,7 +825,14 @@ class LsgmerForEmotionRecognition(LsgmerPreTrainedModel):
                 (single-label) or multi-hot (multi-label), as the package's datasets store them;
                 for single-label also `(batch,)` class indices. When given, the losses are
                 computed, and in training mode the label embeddings are updated.
+            text_input_ids / text_attention_mask (`torch.LongTensor` of shape `(batch, tokens)`,
+                *optional*): the processor's tokens, for a model with a text backbone
+                (``config.text_backbone_config``) instead of ``text_features``; ``text_mask`` then
+                marks the tokens that become frames.
         """
+        text_features, text_mask = self._text_frames(
+            text_features, text_mask, text_input_ids, text_attention_mask
+        )
         base = self.lsgmer(
             text_features=text_features,
             text_mask=text_mask,

@@ -130,6 +130,10 @@ class McurConfig(PreTrainedConfig):
         decision_threshold (`float`): Score above which an emotion is predicted (multi-label).
         label_thresholds (`list[float]`, *optional*): One threshold per emotion; overrides
             ``decision_threshold`` when set.
+        text_backbone_config (`dict`, *optional*), text_backbone_layer (`int`),
+        freeze_text_backbone (`bool`), text_backbone_trainable_layers (`int`, *optional*): a
+            pretrained text encoder inside the model, exactly as in ``LDDUConfig`` (the family
+            contract's text backbone; default: none, text arrives as frames).
         problem_type (`str`): ``"multi_label_classification"`` (default: sigmoid scores, BCE) or
             ``"single_label_classification"`` (softmax scores, cross-entropy).
         id2label / label2id: The emotions, in class order (any number).
@@ -164,6 +168,10 @@ class McurConfig(PreTrainedConfig):
     fusion_attends_missing_tokens: bool = True
     decision_threshold: float = 0.5
     label_thresholds: list[float] | None = None
+    text_backbone_config: dict | None = None
+    text_backbone_layer: int = -1
+    freeze_text_backbone: bool = True
+    text_backbone_trainable_layers: int | None = None
 
     def __post_init__(self, **kwargs):
         self._reject_unknown_keys(kwargs)
@@ -180,6 +188,7 @@ class McurConfig(PreTrainedConfig):
             )
             self.label_thresholds = None
         self._validate_mcur()
+        self._validate_text_backbone()
 
     # Copied from modeling_lddu.configuration_lddu.LDDUConfig._reject_unknown_keys with LDDU->Mcur
     def _reject_unknown_keys(self, kwargs: dict) -> None:
@@ -300,6 +309,38 @@ class McurConfig(PreTrainedConfig):
                         f"McurConfig.label_thresholds values must be in (0, 1), got {value!r}."
                     )
             self.label_thresholds = [float(value) for value in thresholds]
+
+    # Copied from modeling_lddu.configuration_lddu.LDDUConfig._validate_text_backbone
+    def _validate_text_backbone(self) -> None:
+        """The text backbone's fields: a config dict naming its model type, whose hidden size is
+        ``text_dim``; a layer index; a positive count of trainable layers."""
+        name = type(self).__name__
+        backbone = self.text_backbone_config
+        if backbone is not None:
+            if not isinstance(backbone, dict) or not isinstance(backbone.get("model_type"), str):
+                raise ValueError(
+                    f"{name}.text_backbone_config must be a text encoder's config as a dict with "
+                    f"its 'model_type'; got {type(backbone).__name__}."
+                )
+            if backbone.get("hidden_size") != self.text_dim:
+                raise ValueError(
+                    f"{name}.text_dim is {self.text_dim} but the text backbone's hidden_size is "
+                    f"{backbone.get('hidden_size')}: they must agree."
+                )
+        if isinstance(self.text_backbone_layer, bool) or not isinstance(
+            self.text_backbone_layer, int
+        ):
+            raise ValueError(
+                f"{name}.text_backbone_layer must be an int, got {self.text_backbone_layer!r}."
+            )
+        layers = self.text_backbone_trainable_layers
+        if layers is not None and (
+            isinstance(layers, bool) or not isinstance(layers, int) or layers < 1
+        ):
+            raise ValueError(
+                f"{name}.text_backbone_trainable_layers must be a positive int or None, got "
+                f"{layers!r}."
+            )
 
     # Copied from modeling_lddu.configuration_lddu.LDDUConfig.thresholds
     @property

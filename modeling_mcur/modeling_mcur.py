@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
@@ -281,6 +281,84 @@ class McurProjectionHead(nn.Module):
         return F.normalize(self.output(F.gelu(self.dense(pooled))), dim=-1)
 
 
+# Copied from modeling_lddu.modeling_lddu.LDDUTextBackbone with LDDU->Mcur
+class McurTextBackbone(nn.Module):
+    """
+    A pretrained transformers text encoder inside the model (``config.text_backbone_config``): it
+    turns the processor's token ids into the text frames, the token states of hidden state
+    ``config.text_backbone_layer``, one per position that ``frame_mask`` marks (the processor
+    marks the word pieces: not [CLS], [SEP] or padding), moved to the front of the sequence in
+    order. A frozen backbone so gives exactly the frames the processor's frozen path computes.
+
+    Frozen (``config.freeze_text_backbone``, the default) it runs without gradients and in eval
+    mode (no dropout); unfrozen, the top ``config.text_backbone_trainable_layers`` transformer
+    layers train (all of it, embeddings included, when None). Adapters added to it (LoRA) make it
+    trainable too: what counts is whether any of its parameters requires a gradient.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.layer = config.text_backbone_layer
+        self.encoder = AutoModel.from_config(AutoConfig.for_model(**config.text_backbone_config))
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None  # a pooled [CLS] vector is not a frame; never trained
+        self.encoder.requires_grad_(not config.freeze_text_backbone)
+        count = config.text_backbone_trainable_layers
+        if not config.freeze_text_backbone and count is not None:
+            layers = self.transformer_layers()
+            self.encoder.requires_grad_(False)
+            for layer in layers[max(len(layers) - count, 0) :]:
+                layer.requires_grad_(True)
+
+    def transformer_layers(self) -> nn.ModuleList:
+        """The encoder's stack of transformer layers (its longest `ModuleList`)."""
+        stacks = [module for module in self.encoder.modules() if isinstance(module, nn.ModuleList)]
+        if not stacks:
+            raise ValueError(f"{type(self.encoder).__name__} has no stack of layers to unfreeze.")
+        return max(stacks, key=len)
+
+    @property
+    def trainable(self) -> bool:
+        return any(parameter.requires_grad for parameter in self.encoder.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.trainable:
+            self.encoder.eval()  # a frozen encoder computes fixed features: no dropout
+        return self
+
+    @torch.no_grad()
+    def load_pretrained(self, encoder: nn.Module) -> None:
+        """Copies a loaded pretrained encoder's weights in (its pooler, if any, is left out)."""
+        missing, unexpected = self.encoder.load_state_dict(encoder.state_dict(), strict=False)
+        unexpected = [name for name in unexpected if not name.startswith("pooler.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"The pretrained text encoder does not match text_backbone_config: missing "
+                f"{missing[:5]}, unexpected {unexpected[:5]}."
+            )
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frame_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(frames [batch, frames, hidden], mask [batch, frames])` of the marked positions."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
+            output = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                output_hidden_states=self.layer != -1,
+            )
+            states = (
+                output.last_hidden_state if self.layer == -1 else output.hidden_states[self.layer]
+            )
+        keep = frame_mask.bool() & attention_mask.bool()
+        # A stable sort of "not kept" brings the kept positions to the front, in their order.
+        order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
+        order = order[:, : max(int(keep.sum(dim=1).max()), 1)]
+        frames = states.gather(1, order[:, :, None].expand(-1, -1, states.shape[-1]))
+        return frames, keep.gather(1, order).to(frame_mask.dtype)
+
+
 class McurPreTrainedModel(PreTrainedModel):
     config_class = McurConfig
     base_model_prefix = "mcur"
@@ -288,7 +366,8 @@ class McurPreTrainedModel(PreTrainedModel):
     input_modalities = ("text", "audio", "video")
     _no_split_modules = ["McurModalityEncoder"]
     _supports_sdpa = True  # and eager: see McurSelfAttention
-    supports_gradient_checkpointing = False
+    # Gradient checkpointing reaches the text backbone's layers (the model's own are small).
+    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -305,6 +384,46 @@ class McurPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, McurModel):
             init.normal_(module.missing_tokens, mean=0.0, std=std)
+        elif isinstance(module, McurTextBackbone):
+            # The encoder's own initialisation (after the generic branches above met its layers).
+            for submodule in module.encoder.modules():
+                module.encoder._init_weights(submodule)
+
+    # Copied from modeling_lddu.modeling_lddu.LDDUPreTrainedModel._text_frames
+    def _text_frames(
+        self,
+        text_features: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        text_input_ids: torch.Tensor | None,
+        text_attention_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The text frames and mask: given, or computed by the text backbone from token ids
+        (``text_mask`` then marks which tokens become frames; default: every attended one)."""
+        if text_input_ids is None:
+            return text_features, text_mask
+        if text_features is not None:
+            raise ValueError("Pass text_features or text_input_ids, not both.")
+        backbone = getattr(self.base_model, "text_backbone", None)
+        if backbone is None:
+            raise ValueError(
+                "text_input_ids were given, but this model has no text backbone "
+                "(config.text_backbone_config is None): pass text frames as text_features."
+            )
+        if text_input_ids.dim() != 2:
+            raise ValueError(
+                f"text_input_ids must have shape (batch, tokens); got {tuple(text_input_ids.shape)}."
+            )
+        if text_attention_mask is None:
+            text_attention_mask = torch.ones_like(text_input_ids)
+        if text_mask is None:
+            text_mask = text_attention_mask
+        for name, mask in (("text_attention_mask", text_attention_mask), ("text_mask", text_mask)):
+            if tuple(mask.shape) != tuple(text_input_ids.shape):
+                raise ValueError(
+                    f"{name} must have the shape of text_input_ids {tuple(text_input_ids.shape)}; "
+                    f"got {tuple(mask.shape)}."
+                )
+        return backbone(text_input_ids, text_attention_mask, text_mask)
 
 
 # 1-2. Base model: unimodal encoders -> missing tokens -> fusion
@@ -322,6 +441,7 @@ class McurModel(McurPreTrainedModel):
         self.encoders = nn.ModuleDict({m: McurModalityEncoder(config, m) for m in MODALITIES})
         self.missing_tokens = nn.Parameter(torch.empty(len(MODALITIES), config.hidden_size))
         self.fusion = McurModalityFusion(config)
+        self.text_backbone = McurTextBackbone(config) if config.text_backbone_config else None
         self.post_init()
 
     def forward(
@@ -333,6 +453,8 @@ class McurModel(McurPreTrainedModel):
         visual_features: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
         modality_mask: torch.Tensor | None = None,
+        text_input_ids: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
     ) -> McurModelOutput:
         r"""
         Args:
@@ -344,7 +466,14 @@ class McurModel(McurPreTrainedModel):
             modality_mask (`torch.BoolTensor` of shape `(batch, 3)`, *optional*): availability per
                 modality in (text, audio, visual) order. Omitted: "has a valid frame". It may
                 mark a modality with frames unavailable, never one without frames available.
+            text_input_ids / text_attention_mask (`torch.LongTensor` of shape `(batch, tokens)`,
+                *optional*): the processor's tokens, for a model with a text backbone
+                (``config.text_backbone_config``) instead of ``text_features``; ``text_mask`` then
+                marks the tokens that become frames.
         """
+        text_features, text_mask = self._text_frames(
+            text_features, text_mask, text_input_ids, text_attention_mask
+        )
         tokens, modality_mask = self.encode_modalities(
             {
                 "text": (text_features, text_mask),
@@ -510,6 +639,8 @@ class McurForEmotionRecognition(McurPreTrainedModel):
         visual_mask: torch.Tensor | None = None,
         modality_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        text_input_ids: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
     ) -> McurEmotionRecognitionOutput:
         r"""
         Args:
@@ -518,7 +649,14 @@ class McurForEmotionRecognition(McurPreTrainedModel):
             labels (`torch.Tensor`, *optional*): `(batch, num_labels)` one-hot (single-label) or
                 multi-hot (multi-label) rows, or `(batch,)` class indices (single-label). When
                 given, the losses are computed; in training mode over ``num_views`` views.
+            text_input_ids / text_attention_mask (`torch.LongTensor` of shape `(batch, tokens)`,
+                *optional*): the processor's tokens, for a model with a text backbone
+                (``config.text_backbone_config``) instead of ``text_features``; ``text_mask`` then
+                marks the tokens that become frames.
         """
+        text_features, text_mask = self._text_frames(
+            text_features, text_mask, text_input_ids, text_attention_mask
+        )
         config = self.config
         tokens, modality_mask = self.mcur.encode_modalities(
             {
