@@ -56,6 +56,7 @@ __all__ = [
     "checked_texts",
     "checked_waveform",
     "encode_texts",
+    "tokenize_texts",
     "load_text_encoder",
     "log_mel_frames",
     "max_text_tokens",
@@ -141,10 +142,10 @@ def load_text_encoder(name: str, revision: str | None, layer: int):
     return tokenizer, model.eval()
 
 
-def max_text_tokens(tokenizer, model, text_max_tokens: int | None) -> int:
-    """Most tokens encoded per text: the encoder's and the tokenizer's limit, and
+def max_text_tokens(tokenizer, config, text_max_tokens: int | None) -> int:
+    """Most tokens encoded per text: the encoder's (its `config`) and the tokenizer's limit, and
     `text_max_tokens` if given."""
-    limits = [getattr(model.config, "max_position_embeddings", None)]
+    limits = [getattr(config, "max_position_embeddings", None)]
     limits.append(getattr(tokenizer, "model_max_length", None))
     limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
     limit = min(limits) if limits else FALLBACK_MAX_TOKENS
@@ -171,6 +172,27 @@ def checked_texts(text: Any) -> list[str]:
                 "Leave the text out (text=None) for a sample without text."
             )
     return list(texts)
+
+
+def tokenize_texts(
+    tokenizer, texts: Sequence[str], special_tokens: bool, max_tokens: int
+) -> tuple[list[list[int]], list[list[int]], list[int]]:
+    """`(input_ids, frame_masks, token_counts)` per text, for a model that holds the encoder:
+    its token ids (special tokens included) cut to the first `max_tokens`; which of them become
+    frames (1: a word piece; the special tokens too if `special_tokens`), the frames
+    `encode_texts` computes; and its token count before the cut."""
+    token_counts = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    batch = tokenizer(
+        list(texts), truncation=True, max_length=max_tokens, return_special_tokens_mask=True
+    )
+    input_ids, frame_masks = [], []
+    for row, (ids, special) in enumerate(zip(batch["input_ids"], batch["special_tokens_mask"])):
+        frames = [1 if special_tokens or not flag else 0 for flag in special]
+        if not any(frames):
+            raise ValueError(f"text {row} gives no tokens besides the special ones: {texts[row]!r}")
+        input_ids.append(list(ids))
+        frame_masks.append(frames)
+    return input_ids, frame_masks, token_counts
 
 
 def encode_texts(
@@ -367,6 +389,7 @@ class RawFeatureSettings:
     text_encoder_layer: int = -1
     text_special_tokens: bool = False
     text_max_tokens: int | None = None
+    text_encoder_in_model: bool = False
     sampling_rate: int = 16000
     num_mel_bins: int = 80
 
@@ -434,7 +457,7 @@ class RawFeatureComputer:
             tokenizer, model = load_text_encoder(
                 name, self.settings.text_encoder_revision, self.settings.text_encoder_layer
             )
-            limit = max_text_tokens(tokenizer, model, self.settings.text_max_tokens)
+            limit = max_text_tokens(tokenizer, model.config, self.settings.text_max_tokens)
             self._encoder = (tokenizer, model, limit)
         return self._encoder
 
@@ -459,6 +482,26 @@ class RawFeatureComputer:
             max_tokens=limit,
             batch_size=self.text_batch_size,
         )
+
+    def text_tokens(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """`tokenize_texts` of `texts` as right-padded int64 arrays `[texts, longest]`:
+        `text_input_ids` (padded with the tokenizer's pad id), `text_attention_mask` and
+        `text_mask` (the tokens that become frames), for a model holding the text encoder."""
+        tokenizer, _, limit = self._loaded_encoder()
+        ids, frames, _ = tokenize_texts(
+            tokenizer, checked_texts(list(texts)), self.settings.text_special_tokens, limit
+        )
+        longest = max(len(row) for row in ids)
+        arrays = {
+            "text_input_ids": np.full((len(ids), longest), tokenizer.pad_token_id or 0, np.int64),
+            "text_attention_mask": np.zeros((len(ids), longest), np.int64),
+            "text_mask": np.zeros((len(ids), longest), np.int64),
+        }
+        for row, (row_ids, row_frames) in enumerate(zip(ids, frames)):
+            arrays["text_input_ids"][row, : len(row_ids)] = row_ids
+            arrays["text_attention_mask"][row, : len(row_ids)] = 1
+            arrays["text_mask"][row, : len(row_ids)] = row_frames
+        return arrays
 
     def audio_frames(self, paths: Sequence[str | os.PathLike]) -> list[np.ndarray]:
         """The log-mel frames of each audio file (at the settings' rate; other rates refused)."""

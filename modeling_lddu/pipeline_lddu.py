@@ -76,6 +76,7 @@ import os
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoProcessor, Pipeline
+from transformers.feature_extraction_utils import BatchFeature
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file
 
@@ -148,11 +149,15 @@ class LDDUEmotionPipeline(Pipeline):
 
     def preprocess(self, inputs, sampling_rate=None):
         features, raw = load_sample(inputs)
-        raw_notes = {}
+        raw_notes, tokens = {}, None
         if raw:
-            raw_frames, raw_notes = self._raw_frames(raw, sampling_rate)
+            raw_frames, raw_notes, tokens = self._raw_frames(raw, sampling_rate)
             features.update(raw_frames)
-        model_inputs = self.feature_extractor(**features, return_tensors="pt")
+        model_inputs = BatchFeature({})
+        if features:
+            model_inputs = self.feature_extractor(**features, return_tensors="pt")
+        if tokens is not None:  # the model's text backbone computes the text frames
+            model_inputs.update(tokens)
         # Every modality the model was trained with, so that samples with different modality sets
         # batch together: an absent one is one zero frame with mask 0 (batching pads with zeros).
         for modality, dim in self.feature_extractor.feature_dims.items():
@@ -171,14 +176,29 @@ class LDDUEmotionPipeline(Pipeline):
             for modality in MODALITIES
             if modality in features
         ]
+        if tokens is not None:
+            frames = int(tokens["text_mask"].sum())
+            model_inputs["preprocessing"].insert(
+                0,
+                {"modality": "text", "input_frames": frames, "model_frames": frames}
+                | raw_notes["text"],
+            )
         return model_inputs
 
-    def _raw_frames(self, raw: dict, sampling_rate=None) -> tuple[dict, dict]:
-        """The processor's frames of the raw modalities, and what to report about each."""
+    def _raw_frames(self, raw: dict, sampling_rate=None) -> tuple[dict, dict, dict | None]:
+        """The processor's frames of the raw modalities, what to report about each, and the text
+        tokens instead of text frames for a model that holds its text encoder."""
         if self.processor is None:
             raise ValueError(NO_PROCESSOR.format(modalities=" and ".join(sorted(raw))))
-        frames, notes = {}, {}
-        if "text" in raw:
+        frames, notes, tokens = {}, {}, None
+        if "text" in raw and getattr(self.processor, "text_encoder_in_model", False):
+            tokens, counts = self.processor.tokenize_text([raw["text"]], return_token_counts=True)
+            notes["text"] = {
+                "input": "text",
+                "input_tokens": counts[0][0],
+                "encoded_tokens": counts[0][1],
+            }
+        elif "text" in raw:
             encoded, counts = self.processor.encode_text([raw["text"]], return_token_counts=True)
             frames["text"] = encoded[0]
             notes["text"] = {
@@ -203,7 +223,7 @@ class LDDUEmotionPipeline(Pipeline):
                     f"The processor gives {array.shape[1]}-d {modality} frames but the model takes "
                     f"{dim}-d ones: the processor does not belong to this model."
                 )
-        return frames, notes
+        return frames, notes, tokens
 
     def _forward(self, model_inputs):
         # One sample's records, or (when batched, gathered by the collate function) one list of

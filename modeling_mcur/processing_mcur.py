@@ -158,10 +158,10 @@ def load_text_encoder(name: str, revision: str | None, layer: int):
 
 
 # Copied from dataset_scripts.raw_features.max_text_tokens
-def max_text_tokens(tokenizer, model, text_max_tokens: int | None) -> int:
-    """Most tokens encoded per text: the encoder's and the tokenizer's limit, and
+def max_text_tokens(tokenizer, config, text_max_tokens: int | None) -> int:
+    """Most tokens encoded per text: the encoder's (its `config`) and the tokenizer's limit, and
     `text_max_tokens` if given."""
-    limits = [getattr(model.config, "max_position_embeddings", None)]
+    limits = [getattr(config, "max_position_embeddings", None)]
     limits.append(getattr(tokenizer, "model_max_length", None))
     limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
     limit = min(limits) if limits else FALLBACK_MAX_TOKENS
@@ -189,6 +189,28 @@ def checked_texts(text: Any) -> list[str]:
                 "Leave the text out (text=None) for a sample without text."
             )
     return list(texts)
+
+
+# Copied from dataset_scripts.raw_features.tokenize_texts
+def tokenize_texts(
+    tokenizer, texts: Sequence[str], special_tokens: bool, max_tokens: int
+) -> tuple[list[list[int]], list[list[int]], list[int]]:
+    """`(input_ids, frame_masks, token_counts)` per text, for a model that holds the encoder:
+    its token ids (special tokens included) cut to the first `max_tokens`; which of them become
+    frames (1: a word piece; the special tokens too if `special_tokens`), the frames
+    `encode_texts` computes; and its token count before the cut."""
+    token_counts = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    batch = tokenizer(
+        list(texts), truncation=True, max_length=max_tokens, return_special_tokens_mask=True
+    )
+    input_ids, frame_masks = [], []
+    for row, (ids, special) in enumerate(zip(batch["input_ids"], batch["special_tokens_mask"])):
+        frames = [1 if special_tokens or not flag else 0 for flag in special]
+        if not any(frames):
+            raise ValueError(f"text {row} gives no tokens besides the special ones: {texts[row]!r}")
+        input_ids.append(list(ids))
+        frame_masks.append(frames)
+    return input_ids, frame_masks, token_counts
 
 
 # Copied from dataset_scripts.raw_features.encode_texts
@@ -391,6 +413,11 @@ class McurProcessor(ProcessorMixin):
             number cut is logged. Default: the tokenizer's and the encoder's limit.
         text_batch_size (`int`, *optional*, defaults to 32):
             Texts encoded per forward pass.
+        text_encoder_in_model (`bool`, *optional*, defaults to `False`):
+            The model holds the text encoder itself (a text backbone, `text_backbone_config` in
+            its config): text becomes the tokens `text_input_ids`, `text_attention_mask` and
+            `text_mask` (the tokens that become frames: the word pieces, as above) instead of
+            frames, and only the tokenizer is loaded.
         sampling_rate (`int`, *optional*, defaults to 16000):
             The sampling rate audio must have (or is resampled to with `resample=True`).
         num_mel_bins (`int`, *optional*, defaults to 80):
@@ -413,6 +440,7 @@ class McurProcessor(ProcessorMixin):
         text_special_tokens: bool = False,
         text_max_tokens: int | None = None,
         text_batch_size: int = 32,
+        text_encoder_in_model: bool = False,
         sampling_rate: int = 16000,
         num_mel_bins: int = 80,
         max_audio_seconds: float = 600.0,
@@ -450,6 +478,7 @@ class McurProcessor(ProcessorMixin):
         self.text_special_tokens = bool(text_special_tokens)
         self.text_max_tokens = text_max_tokens
         self.text_batch_size = text_batch_size
+        self.text_encoder_in_model = bool(text_encoder_in_model)
         self.sampling_rate = sampling_rate
         self.num_mel_bins = num_mel_bins
         self.max_audio_seconds = float(max_audio_seconds)
@@ -501,9 +530,54 @@ class McurProcessor(ProcessorMixin):
                     f"the feature extractor expects text features of dim {dim} "
                     "(feature_dims['text'])"
                 )
-            loaded.max_tokens = max_text_tokens(tokenizer, model, self.text_max_tokens)
+            loaded.max_tokens = max_text_tokens(tokenizer, model.config, self.text_max_tokens)
             loaded.tokenizer, loaded.model = tokenizer, model.to(loaded.device)
         return loaded.tokenizer, loaded.model
+
+    def _text_tokenizer(self):
+        """The tokenizer and the token limit (the encoder's weights are not loaded)."""
+        loaded = self._loaded
+        if loaded.tokenizer is None:
+            name = self._encoder_name()
+            tokenizer = from_pretrained_cache_first(AutoTokenizer, name, self.text_encoder_revision)
+            config = self.text_encoder_config()
+            loaded.max_tokens = max_text_tokens(tokenizer, config, self.text_max_tokens)
+            loaded.tokenizer = tokenizer
+        return loaded.tokenizer, loaded.max_tokens
+
+    def tokenize_text(
+        self, text: str | Sequence[str], return_token_counts: bool = False
+    ) -> BatchFeature | tuple[BatchFeature, list[tuple[int, int]]]:
+        """The tokens of each text for a model holding the encoder: int64 tensors
+        `text_input_ids`, `text_attention_mask` and `text_mask` (the tokens that become frames),
+        right-padded. Cuts and reports as :meth:`encode_text`."""
+        texts = checked_texts(text)
+        tokenizer, limit = self._text_tokenizer()
+        ids, frames, counts = tokenize_texts(tokenizer, texts, self.text_special_tokens, limit)
+        longest = max(len(row) for row in ids)
+        batch = {
+            name: torch.zeros(len(ids), longest, dtype=torch.long)
+            for name in ("text_input_ids", "text_attention_mask", "text_mask")
+        }
+        batch["text_input_ids"].fill_(tokenizer.pad_token_id or 0)
+        for row, (row_ids, row_frames) in enumerate(zip(ids, frames)):
+            batch["text_input_ids"][row, : len(row_ids)] = torch.tensor(row_ids)
+            batch["text_attention_mask"][row, : len(row_ids)] = 1
+            batch["text_mask"][row, : len(row_ids)] = torch.tensor(row_frames)
+        self._warn_cut(counts, limit)
+        batch = BatchFeature(batch)
+        if return_token_counts:
+            return batch, [(count, min(count, limit)) for count in counts]
+        return batch
+
+    @staticmethod
+    def _warn_cut(counts: list[int], limit: int) -> None:
+        cut = sum(count > limit for count in counts)
+        if cut:
+            logger.warning(
+                f"{cut} text(s) longer than {limit} tokens (the longest has {max(counts)}) were "
+                f"cut to their first {limit} tokens."
+            )
 
     def encode_text(
         self, text: str | Sequence[str], return_token_counts: bool = False
@@ -526,12 +600,7 @@ class McurProcessor(ProcessorMixin):
             max_tokens=limit,
             batch_size=self.text_batch_size,
         )
-        cut = sum(count > limit for count in counts)
-        if cut:
-            logger.warning(
-                f"{cut} text(s) longer than {limit} tokens (the longest has {max(counts)}) were "
-                f"cut to their first {limit} tokens."
-            )
+        self._warn_cut(counts, limit)
         if return_token_counts:
             return frames, [(count, min(count, limit)) for count in counts]
         return frames
@@ -615,7 +684,8 @@ class McurProcessor(ProcessorMixin):
 
         Returns:
             The feature extractor's `BatchFeature`: `{modality}_features` and `{modality}_mask`
-            for each given modality.
+            for each given modality; with `text_encoder_in_model`, text as the tokens of
+            :meth:`tokenize_text` instead.
         """
         frames: dict[str, Any] = {}
         for key, value in pre_extracted.items():
@@ -631,7 +701,10 @@ class McurProcessor(ProcessorMixin):
         for modality, value in raw.items():
             if value is not None and modality in frames:
                 raise ValueError(f"give {modality}= or {modality}_features=, not both")
-        if text is not None:
+        tokens = None
+        if text is not None and self.text_encoder_in_model:
+            tokens = self.tokenize_text(text)
+        elif text is not None:
             frames["text"] = self.encode_text(text)
         if audio is not None:
             audio_frames = self.encode_audio(audio, sampling_rate, resample)
@@ -644,20 +717,29 @@ class McurProcessor(ProcessorMixin):
             frames["audio"] = audio_frames
         if visual is not None:
             frames["visual"] = visual
-        if not frames:
+        if not frames and tokens is None:
             raise ValueError(
                 "Pass at least one modality: text=, audio=, visual= or <modality>_features="
             )
-        return self.feature_extractor(
-            **{modality: frames.get(modality) for modality in MODALITIES},
-            padding=padding,
-            truncation=truncation,
-            return_tensors=return_tensors,
-        )
+        inputs = BatchFeature({})
+        if frames:
+            inputs = self.feature_extractor(
+                **{modality: frames.get(modality) for modality in MODALITIES},
+                padding=padding,
+                truncation=truncation,
+                return_tensors=return_tensors,
+            )
+        if tokens is not None:
+            inputs.update(tokens.convert_to_tensors(return_tensors) if return_tensors else tokens)
+        return inputs
 
     @property
     def model_input_names(self) -> list[str]:
-        return list(self.feature_extractor.model_input_names)
+        names = list(self.feature_extractor.model_input_names)
+        if self.text_encoder_in_model:
+            tokens = ["text_input_ids", "text_attention_mask", "text_mask"]
+            names += [name for name in tokens if name not in names]
+        return names
 
 
 McurProcessor.register_for_auto_class("AutoProcessor")
