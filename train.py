@@ -95,11 +95,39 @@ class ModelArguments:
             "'text=0.1,audio=0.2,visual=0.2' (missing-modality robustness)."
         },
     )
+    text_backbone: bool = field(
+        default=False,
+        metadata={
+            "help": "Put the data's text encoder (its processor_settings.json) inside the model: "
+            "it reads the raw_text column as tokens and computes the text frames itself, frozen "
+            "unless --train_text_backbone; its weights are saved with the model's."
+        },
+    )
+    train_text_backbone: bool = field(
+        default=False,
+        metadata={"help": "With --text_backbone: fine-tune it (see --text_backbone_layers)."},
+    )
+    text_backbone_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "With --train_text_backbone: train only its top N transformer layers "
+            "(default: all of it, embeddings included)."
+        },
+    )
+    text_backbone_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the text backbone's parameters (its LoRA adapters under "
+            "--use_lora); default --learning_rate. The rest of the model keeps --learning_rate."
+        },
+    )
     use_lora: bool = field(
         default=False,
         metadata={
             "help": "Adapt --model_name_or_path with LoRA (peft) on the attention and feed-forward "
-            "linears; label embeddings and classifiers are trained in full."
+            "linears; label embeddings and classifiers are trained in full. With --text_backbone "
+            "(a new model): LoRA on the text backbone instead, the rest trained in full, and the "
+            "adapters merged into the exported model."
         },
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
@@ -302,6 +330,7 @@ def parse_arguments(argv: list[str] | None = None):
     _check_processes(training_args)
     _check_precision(training_args)
     _check_hyperparameters(training_args)
+    _check_text_backbone_arguments(model_args)
     if data_args.dataset == "synthetic" and data_args.data_dir is not None:
         raise ValueError(
             f"--data_dir {data_args.data_dir} is given but --dataset is 'synthetic' (the default), "
@@ -358,6 +387,47 @@ def _check_hyperparameters(training_args) -> None:
         )
     if problems:
         raise ValueError("Impossible hyperparameters: " + "; ".join(problems) + ".")
+
+
+def _check_text_backbone_arguments(model_args) -> None:
+    """The text-backbone flags need --text_backbone, which needs a new model; LoRA needs a
+    starting model or a text backbone to adapt."""
+    dependent = [
+        flag
+        for flag, given in (
+            ("--train_text_backbone", model_args.train_text_backbone),
+            ("--text_backbone_layers", model_args.text_backbone_layers is not None),
+            ("--text_backbone_learning_rate", model_args.text_backbone_learning_rate is not None),
+        )
+        if given
+    ]
+    if dependent and not model_args.text_backbone:
+        raise ValueError(f"{', '.join(dependent)} need --text_backbone.")
+    if model_args.text_backbone and model_args.model_name_or_path:
+        raise ValueError(
+            "--text_backbone builds a new model around the data's text encoder; a model from "
+            "--model_name_or_path keeps its own (its config's text_backbone_config)."
+        )
+    if model_args.text_backbone_layers is not None and model_args.text_backbone_layers < 1:
+        raise ValueError(
+            f"--text_backbone_layers must be >= 1; got {model_args.text_backbone_layers}"
+        )
+    rate = model_args.text_backbone_learning_rate
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"--text_backbone_learning_rate must be finite and > 0; got {rate}")
+    if model_args.use_lora and model_args.train_text_backbone:
+        raise ValueError(
+            "--use_lora with --text_backbone trains LoRA adapters on the frozen backbone; drop "
+            "--train_text_backbone (full fine-tuning) or --use_lora."
+        )
+    if model_args.use_lora and not (model_args.model_name_or_path or model_args.text_backbone):
+        raise ValueError("--use_lora adapts --model_name_or_path or a --text_backbone; give one.")
+
+
+def _exports_adapter(model_args) -> bool:
+    """Whether the run's result is a LoRA adapter of a starting model (not a backbone's LoRA,
+    which is merged into the exported model)."""
+    return model_args.use_lora and not model_args.text_backbone
 
 
 def _launched_processes() -> int:
@@ -586,7 +656,7 @@ def _train_and_export(output_dir, staging, model_args, data_args, training_args,
 
     set_seed(training_args.seed)
     family = _family(model_args)
-    data = prepare_data(data_args, family)
+    data = prepare_data(data_args, family, text_backbone=model_args.text_backbone)
     threshold_tuning = _resolve_problem_type_arguments(data.problem_type, data_args, training_args)
     model = _build_model(model_args, family, data)
     n_parameters = sum(parameter.numel() for parameter in model.parameters())
@@ -607,6 +677,7 @@ def _train_and_export(output_dir, staging, model_args, data_args, training_args,
             data.labels, model.prediction_fields, data.problem_type
         ),
         callbacks=callbacks,
+        text_backbone_learning_rate=model_args.text_backbone_learning_rate,
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
@@ -657,7 +728,7 @@ def _check_adapter_publishable(model_args: ModelArguments) -> None:
     """An unmerged adapter is published with its base named by Hub id; without one it is refused."""
     from mmer.lora import base_hub_id
 
-    if not model_args.use_lora or model_args.merge_lora:
+    if not _exports_adapter(model_args) or model_args.merge_lora:
         return
     if base_hub_id(model_args.model_name_or_path, model_args.base_model_id) is None:
         raise ValueError(
@@ -700,9 +771,13 @@ class PreparedData:
     # gets the family's processor) and the raw inputs of the first test samples (widget examples).
     processor_settings: object = None
     raw_test_inputs: list | None = None
+    # --text_backbone: the data's pretrained text encoder, which the new model holds.
+    text_encoder: object = None
 
 
-def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
+def prepare_data(
+    data_args: DataArguments, family: ModelFamily, text_backbone: bool = False
+) -> PreparedData:
     from dataset_scripts.loading import (
         InMemoryMultimodalDataset,
         MultimodalDataCollator,
@@ -714,14 +789,29 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
     dataset = build_datasets(data_args)
     processor_settings, raw_test_inputs = _raw_input_data(data_args, dataset["test"])
     feature_dims, max_lengths = split_shapes(dataset["train"])
+    tokens = text_encoder = None
+    if text_backbone:
+        processor_settings, tokens, text_encoder = _text_backbone_tokens(
+            data_args, dataset, processor_settings
+        )
+        feature_dims["text"] = int(text_encoder.config.hidden_size)
+        max_lengths["text"] = max(split["text_input_ids"].shape[1] for split in tokens.values())
+    # Frames the feature extractor handles: not the text of a model that computes it itself.
+    framed = {m for m in feature_dims if not (text_backbone and m == "text")}
     feature_extractor = family.feature_extractor_class(
-        feature_dims=feature_dims, max_lengths=max_lengths
+        feature_dims={m: feature_dims[m] for m in framed},
+        max_lengths={m: max_lengths[m] for m in framed},
     )
     if data_args.normalize_features:
         feature_extractor.fit_normalization(dataset["train"])
         feature_extractor.do_normalize = True
     train, validation, test = (
-        InMemoryMultimodalDataset(dataset[split], feature_extractor)
+        InMemoryMultimodalDataset(
+            dataset[split],
+            feature_extractor,
+            modalities=sorted(framed, key=MODALITIES.index) if text_backbone else None,
+            text_tokens=None if tokens is None else tokens[split],
+        )
         for split in ("train", "validation", "test")
     )
     return PreparedData(
@@ -737,7 +827,40 @@ def prepare_data(data_args: DataArguments, family: ModelFamily) -> PreparedData:
         collator=MultimodalDataCollator(padding_side=feature_extractor.padding_side),
         processor_settings=processor_settings,
         raw_test_inputs=raw_test_inputs,
+        text_encoder=text_encoder,
     )
+
+
+def _text_backbone_tokens(data_args: DataArguments, dataset, settings):
+    """For --text_backbone: each split's `raw_text` as the tokens of the data's text encoder
+    (the processor's tokenisation), the processor settings saying the model holds the encoder,
+    and the loaded encoder."""
+    import dataclasses
+
+    from dataset_scripts.raw_features import RawFeatureComputer
+
+    if settings is None or settings.text_encoder_name_or_path is None:
+        raise ValueError(
+            f"--text_backbone needs data built with a text encoder: {data_args.data_dir} has no "
+            "processor_settings.json naming one (build it with `python -m "
+            "dataset_scripts.goemotions --text_encoder ...` or `python -m dataset_scripts.raw_media`)."
+        )
+    lacking = [name for name, split in dataset.items() if "raw_text" not in split.column_names]
+    if lacking:
+        raise ValueError(
+            f"--text_backbone reads the raw_text column, which the split(s) {lacking} of "
+            f"{data_args.data_dir} lack."
+        )
+    computer = RawFeatureComputer(settings)
+    tokens = {name: computer.text_tokens(split["raw_text"]) for name, split in dataset.items()}
+    tokenizer, encoder, limit = computer._loaded_encoder()
+    logger.info(
+        "Text backbone %s: the text is %s's tokens (at most %d), its frames computed in the model.",
+        settings.text_encoder_name_or_path,
+        type(tokenizer).__name__,
+        limit,
+    )
+    return dataclasses.replace(settings, text_encoder_in_model=True), tokens, encoder
 
 
 def _raw_input_data(data_args: DataArguments, test_split) -> tuple[object, list | None]:
@@ -797,7 +920,7 @@ def _export(output_dir, staging, trainer, arguments, data: PreparedData, report,
     _print_summary(report.results, model_type)
     if not publish:
         return
-    if model_args.use_lora and not model_args.merge_lora:
+    if _exports_adapter(model_args) and not model_args.merge_lora:
         from mmer.hub import publish_adapter_folder
 
         publish_adapter_folder(
@@ -829,7 +952,11 @@ def _write_export(folder: Path, trainer, arguments, data: PreparedData, report) 
 
     model_args, data_args, training_args = arguments
     export_model = trainer.model
-    if model_args.use_lora:
+    if model_args.text_backbone and model_args.use_lora:
+        from mmer.lora import merge_text_backbone_lora
+
+        merge_text_backbone_lora(export_model)
+    if _exports_adapter(model_args):
         base = base_reference(model_args.model_name_or_path, model_args.base_model_id)
         save_adapter(trainer.model, folder / "adapter", base=base)
         logger.info("LoRA adapter of %s saved", base)
@@ -967,7 +1094,26 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
         from mmer.lora import load_for_adaptation
 
         return load_for_adaptation(model_args, data_fields, overrides)
-    return family.model_class(family.config_class(**data_fields, **overrides))
+    if data.text_encoder is None:
+        return family.model_class(family.config_class(**data_fields, **overrides))
+    backbone = {
+        "text_backbone_config": data.text_encoder.config.to_dict(),
+        "text_backbone_layer": data.processor_settings.text_encoder_layer,
+        "freeze_text_backbone": not model_args.train_text_backbone,
+        "text_backbone_trainable_layers": model_args.text_backbone_layers,
+    }
+    clash = sorted(set(overrides) & set(backbone))
+    if clash:
+        raise ValueError(f"--config_overrides may not set {clash} with --text_backbone.")
+    model = family.model_class(family.config_class(**data_fields, **overrides, **backbone))
+    model.base_model.text_backbone.load_pretrained(data.text_encoder)
+    if model_args.use_lora:
+        from mmer.lora import add_text_backbone_lora
+
+        add_text_backbone_lora(
+            model, r=model_args.lora_r, alpha=model_args.lora_alpha, dropout=model_args.lora_dropout
+        )
+    return model
 
 
 def _check_config_fields(overrides: dict, family: ModelFamily) -> None:

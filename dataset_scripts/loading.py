@@ -240,6 +240,10 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
             splits); `"max_length"` keeps every batch at the feature extractor's (or the split's)
             full length.
         modalities: Subset of `MODALITIES` to load; defaults to all present.
+        text_tokens: For a model that holds its text encoder: the split's text as right-padded
+            token arrays `text_input_ids`, `text_attention_mask` and `text_mask` `[rows, tokens]`
+            (`RawFeatureComputer.text_tokens`), batched like the frames (trimmed to the longest
+            text of each batch); `text` is then not read as frames.
     """
 
     def __init__(
@@ -248,10 +252,15 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
         feature_extractor: FeatureExtractor,
         padding: str = "longest",
         modalities: Sequence[str] | None = None,
+        text_tokens: dict[str, np.ndarray] | None = None,
     ) -> None:
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length'; got {padding!r}")
-        self.modalities = tuple(modalities or (m for m in MODALITIES if m in dataset.column_names))
+        if modalities is None:
+            modalities = [m for m in MODALITIES if m in dataset.column_names]
+            if text_tokens is not None:
+                modalities = [m for m in modalities if m != "text"]
+        self.modalities = tuple(modalities)
         missing = [m for m in (*self.modalities, "labels") if m not in dataset.column_names]
         if missing:
             raise ValueError(
@@ -263,12 +272,14 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
         self.label_names: list[str] | None = metadata["label_names"] if metadata else None
 
         columns = dataset.with_format("numpy", columns=[*self.modalities, "labels"])[:]
-        encoded = feature_extractor(
-            **{m: columns[m] for m in self.modalities},
-            padding=padding,
-            truncation=True,
-            return_tensors="np",
-        )
+        encoded = {}
+        if self.modalities:
+            encoded = feature_extractor(
+                **{m: columns[m] for m in self.modalities},
+                padding=padding,
+                truncation=True,
+                return_tensors="np",
+            )
         # Batches are gathered with numpy's `take`: single-threaded, so it neither competes with
         # the model's intra-op threads nor spins in OpenMP barriers when the CPU is busy.
         self._arrays: dict[str, np.ndarray] = {}
@@ -281,6 +292,17 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
             )
             self._arrays[f"{modality}_mask"] = encoded[f"{modality}_mask"]
         self._arrays["labels"] = np.array(columns["labels"], dtype=np.float32)
+        self._token_lengths = None
+        if text_tokens is not None:
+            for name in ("text_input_ids", "text_attention_mask", "text_mask"):
+                array = np.asarray(text_tokens[name], dtype=np.int64)
+                if array.ndim != 2 or array.shape[0] != len(self._arrays["labels"]):
+                    raise ValueError(
+                        f"text_tokens[{name!r}] has shape {array.shape}; expected "
+                        f"({len(self._arrays['labels'])}, tokens)"
+                    )
+                self._arrays[name] = array
+            self._token_lengths = self._arrays["text_attention_mask"].sum(axis=1)
         #: The whole split as tensors (sharing memory with the arrays batches are gathered from).
         self.tensors: dict[str, torch.Tensor] = {
             name: torch.from_numpy(array) for name, array in self._arrays.items()
@@ -317,6 +339,11 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
                 mask = np.ascontiguousarray(mask[:, frames])
             batch[f"{modality}_features"] = torch.from_numpy(features)
             batch[f"{modality}_mask"] = torch.from_numpy(mask)
+        if self._token_lengths is not None:
+            length = int(self._token_lengths[index].max())
+            for name in ("text_input_ids", "text_attention_mask", "text_mask"):
+                rows = np.take(self._arrays[name], index, axis=0)
+                batch[name] = torch.from_numpy(np.ascontiguousarray(rows[:, :length]))
         batch["labels"] = torch.from_numpy(np.take(self._arrays["labels"], index, axis=0))
         return batch
 
@@ -349,7 +376,7 @@ class MultimodalDataCollator:
         batch: dict[str, torch.Tensor] = {}
         for key in features[0]:
             values = [torch.as_tensor(sample[key]) for sample in features]
-            if key.endswith(("_features", "_mask")):
+            if key.endswith(("_features", "_mask", "_input_ids")):
                 batch[key] = pad_sequence(
                     values,
                     batch_first=True,

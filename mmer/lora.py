@@ -79,6 +79,30 @@ def wrap_with_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0):
     return peft_model
 
 
+def add_text_backbone_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0) -> None:
+    """LoRA adapters (peft) on the model's text backbone (the family contract's
+    ``base_model.text_backbone.encoder``), on peft's default target modules for its architecture
+    (BERT: the attention's query and value); the backbone's own weights stay frozen and the rest
+    of the model trains in full. :func:`merge_text_backbone_lora` folds them in for export."""
+    from peft import LoraConfig, get_peft_model
+
+    backbone = model.base_model.text_backbone
+    backbone.encoder = get_peft_model(
+        backbone.encoder, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout)
+    )
+    adapters = sum(p.numel() for p in backbone.encoder.parameters() if p.requires_grad)
+    logger.info("LoRA on the text backbone: %s adapter parameters", f"{adapters:,}")
+
+
+def merge_text_backbone_lora(model) -> None:
+    """Merges the text backbone's LoRA adapters into its weights (a plain model again)."""
+    from peft import PeftModel
+
+    backbone = model.base_model.text_backbone
+    if isinstance(backbone.encoder, PeftModel):
+        backbone.encoder = backbone.encoder.merge_and_unload()
+
+
 def base_hub_id(model_name_or_path: str | None, base_model_id: str | None = None) -> str | None:
     """The Hub id of the model adapted: ``base_model_id`` if given, else ``model_name_or_path``
     when it is not a local folder (``from_pretrained`` then fetched it from the Hub)."""

@@ -16,6 +16,29 @@ class EmotionTrainer(Trainer):
     mode also skips version counting and view tracking). Training steps are unchanged.
     """
 
+    def __init__(self, *args, text_backbone_learning_rate: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.text_backbone_learning_rate = text_backbone_learning_rate
+
+    def create_optimizer(self, model=None):
+        """`Trainer`'s optimizer (weight decay except on biases and LayerNorms), with the text
+        backbone's parameters in groups of their own at ``text_backbone_learning_rate``."""
+        optimizer = super().create_optimizer(model)
+        rate = self.text_backbone_learning_rate
+        if rate is None:
+            return optimizer
+        names = {id(p): name for name, p in (model or self.model).named_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            backbone = [p for p in group["params"] if "text_backbone." in names[id(p)]]
+            rest = [p for p in group["params"] if "text_backbone." not in names[id(p)]]
+            groups += [{**group, "params": rest}, {**group, "params": backbone, "lr": rate}]
+        optimizer.param_groups.clear()
+        for group in groups:
+            if group["params"]:
+                optimizer.add_param_group(group)
+        return optimizer
+
     @property
     def prediction_fields(self) -> tuple[str, ...]:
         return tuple(self.accelerator.unwrap_model(self.model).prediction_fields)
