@@ -368,24 +368,41 @@ def train_arguments(
 
 
 def run_lddu(
-    data_dir: Path, output_dir: Path, config: dict, training: dict, seed: int, label_names
+    data_dir: Path,
+    output_dir: Path,
+    config: dict,
+    training: dict,
+    seed: int,
+    label_names,
+    extra_arguments: tuple[str, ...] = (),
 ) -> dict:
     import torch
+
+    from transformers import HfArgumentParser
 
     import train
     from dataset_scripts.loading import InMemoryMultimodalDataset, load_prepared
     from mmer.evaluation import predict
     from modeling_lddu.feature_extraction_lddu import LDDUFeatureExtractor
 
-    argv = train_arguments(data_dir, output_dir, config, training, seed)
+    argv = [*train_arguments(data_dir, output_dir, config, training, seed), *extra_arguments]
     started = time.perf_counter()
     trainer, results = train.run(*train.parse_arguments(argv))
     seconds_training = time.perf_counter() - started
 
     # The final model predicts validation and test once more (deterministic in eval mode: the same
     # test scores `train.run` reported) so both threshold variants can be scored.
-    feature_extractor = LDDUFeatureExtractor.from_pretrained(output_dir)
-    test_dataset = InMemoryMultimodalDataset(load_prepared(data_dir)["test"], feature_extractor)
+    # Model and data arguments only: building TrainingArguments again would reset accelerate.
+    parser = HfArgumentParser((train.ModelArguments, train.DataArguments))
+    model_args, data_args, _ = parser.parse_args_into_dataclasses(
+        argv, return_remaining_strings=True
+    )
+    if model_args.text_backbone:  # the test text as tokens, prepared as train.py did
+        family = train.ModelFamily.of(trainer.model)
+        test_dataset = train.prepare_data(data_args, family, text_backbone=True).test
+    else:
+        feature_extractor = LDDUFeatureExtractor.from_pretrained(output_dir)
+        test_dataset = InMemoryMultimodalDataset(load_prepared(data_dir)["test"], feature_extractor)
     validation = predict(trainer, trainer.eval_dataset)
     test = predict(trainer, test_dataset)
     variants = score_variants(
