@@ -16,8 +16,9 @@ Semantics, exactly as in the authors' code (reference §2.1):
 
 ``LDDUConfig.contrastive_implementation`` picks ``"direct"``,
 :func:`supervised_contrastive_loss_reference` below (the authors' ``N x N`` computation), or
-``"cached"`` (the default), the exact fast path of ``contrastive_cache_lddu.py``, whose docstring
-derives it and gives the costs; both give the same value and gradients (``tests/test_contrastive.py``).
+``"cached"`` (the default), the exact fast path of ``contrastive_cache_lddu.py`` (derived, with
+its costs, in ``docs/performance.md``); both give the same value and gradients
+(``tests/test_contrastive.py``).
 
 This file is remote code: it imports only ``torch``, ``transformers`` and this folder's
 ``configuration_lddu`` and ``contrastive_cache_lddu``.
