@@ -1,79 +1,14 @@
 """IEMOCAP and MELD (single-label utterances) from user-supplied utterance features.
 
 Neither dataset can be downloaded by this package (IEMOCAP is licence-gated), so users bring their
-own features, in one of two forms.
-
-**1. An index file plus one ``.npy`` per utterance and modality.** The index is CSV (with a header
-row) or JSONL (one JSON object per line), one row per utterance:
-
-=============  ===========================================================================
-column         meaning
-=============  ===========================================================================
-``id``         the utterance id, unique (IEMOCAP ``Ses01F_impro01_F000``, MELD any)
-``label``      the emotion as the dataset writes it: IEMOCAP ``neu``, ``hap``, ``exc``,
-               ``sad``, ``ang``, ``fru``, ``sur``, ``fea``, ``dis``, ``oth``, ``xxx`` (or the
-               full names ``neutral``, ``happy``, ...); MELD ``neutral``, ``surprise``,
-               ``fear``, ``sadness``, ``joy``, ``disgust``, ``anger``. Case is ignored.
-``split``      ``train``, ``validation`` (also ``valid``, ``dev``) or ``test``; required for
-               MELD. For IEMOCAP, either this or the session.
-``session``    IEMOCAP only: 1-5. When the column is absent (or a cell is empty) the
-               session is read from an IEMOCAP id (``Ses01F_...`` -> 1).
-``dialogue``   optional; IEMOCAP dialogues are also read from the id
-               (``Ses01F_impro01_F000`` -> ``Ses01F_impro01``). Used to keep whole dialogues
-               together when a validation split is carved.
-``speaker``    optional, not stored.
-``text``,      one column per modality present: the path of a ``.npy`` file holding that
-``audio``,     utterance's features, ``[frames, dim]`` or ``[dim]`` (an utterance vector,
-``visual``     stored as one frame).
-=============  ===========================================================================
-
-Paths are relative to the index file's folder and must stay inside it: absolute paths, and
-paths that leave the folder through ``..`` or a symbolic link, are refused. Each ``.npy`` is read
-with ``allow_pickle=False`` after its header has been checked: a real numeric dtype (float or
-integer, converted to float32), rank 1 or 2, no empty axis, and a size within the per-file limit
-(``--max_file_bytes``, default 256 MiB as float32) and, over all files read, within the total limit
-(``--max_total_bytes``, default 8 GiB). A modality must have one dim over the whole dataset.
-
-**2. The utterance-feature pickles of the conversational-ER code bases** (DialogueRNN,
-DialogueGCN, MMGCN, MM-DFN, COGMEN): a pickled tuple of dicts keyed by dialogue id, plus the
-train and test dialogue id lists. Accepted layouts (`PICKLE_LAYOUTS`):
-
-* ``iemocap9`` (``IEMOCAP_features.pkl``, ``IEMOCAP_features_raw.pkl``): ``(ids, speakers,
-  labels, text, audio, visual, sentences, train_ids, test_ids)``; labels are class indices
-  ``hap 0, sad 1, neu 2, ang 3, exc 4, fru 5``.
-* ``meld9`` (DialogueRNN's ``MELD_features_raw.pkl``): ``(ids, speakers, labels, text, audio,
-  sentences, train_ids, test_ids, sentiment_labels)``, no visual features.
-* ``meld10`` (MMGCN's / MM-DFN's ``MELD_features_raw1.pkl``): ``(ids, speakers, labels, text,
-  audio, visual, sentences, train_ids, test_ids, <unused>)``.
-
-MELD labels are ``neutral 0, surprise 1, fear 2, sadness 3, joy 4, disgust 5, anger 6``. Each
-utterance's feature vector becomes one frame. Speakers, sentences and the last MELD entry are not
-used. The file is read only through `safe_load.safe_load_pickle` (restricted unpickler; Python 2
-pickles are read with ``encoding="latin1"``), and its size counts against ``--max_total_bytes``.
-
-**Class sets** (`labels.UTTERANCE_CLASS_SETS`): ``iemocap4`` (neutral, happy, sad, angry; ``exc``
-merged into happy), ``iemocap6`` (happy, sad, neutral, angry, excited, frustrated), ``meld7``
-(neutral, surprise, fear, sadness, joy, disgust, anger). Rows whose label the dataset uses but the
-class set does not (IEMOCAP ``fru``, ``xxx``, ... in 4 classes) are left out, counted per label in
-the report and logged. Any other label is an error that lists the unknown names.
-
-**Splits** (``--protocol``):
-
-* ``folds`` (IEMOCAP; the default for sessions without a ``split`` column, and for IEMOCAP
-  pickles): leave-one-session-out, configurations ``fold1``..``fold5``. Test = that session.
-  Validation (DC): in each training session, a seeded random ~``--validation_fraction`` (10%) of
-  its dialogues, at least one, whole dialogues only; train = the rest of the training sessions.
-  ``--output`` holds one folder per fold and is replaced as a whole; ``--overwrite`` refuses to
-  delete folds of an earlier run that the run does not rebuild, and names them.
-* ``split`` (MELD, and IEMOCAP with a ``split`` column): one configuration ``default`` with the
-  given train/validation/test. A pickle has no validation split, nor has an index without
-  ``validation`` rows: validation is then carved from train the same way (DC: a seeded ~10% of the
-  training dialogues, whole dialogues only). MELD's pickles fold the official dev dialogues into
-  their train list, so they cannot be recovered.
-
-Every dataset written is single-label (``problem_type`` ``single_label_classification``): the
-``labels`` column is one-hot float32. Non-finite feature values are replaced by 0 and counted
-(`sources.clean_non_finite`).
+own features, in one of two forms: an index file (CSV or JSONL, one row per utterance) naming one
+``.npy`` per utterance and modality (`read_index`), or the utterance-feature pickle of a
+conversational-ER code base (DialogueRNN, DialogueGCN, MMGCN, MM-DFN, COGMEN; `read_pickle`,
+`PICKLE_LAYOUTS`). Labels map onto a class set of `labels.UTTERANCE_CLASS_SETS`; the splits are
+IEMOCAP's leave-one-session-out folds or the source's own train/validation/test, with validation
+carved from whole training dialogues (DC) where there is none. Every dataset written is
+single-label (one-hot ``labels``). The formats and their checks, the class sets and the splits
+are described in docs/data.md, "IEMOCAP and MELD".
 
 Usage::
 
@@ -367,7 +302,7 @@ def read_index(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> Utterances:
-    """Reads a CSV/JSONL index and the `.npy` files it names (format in the module docstring).
+    """Reads a CSV/JSONL index and the `.npy` files it names (format in docs/data.md).
 
     Labels are checked first, over all rows (unknown names are one error listing them); rows whose
     label is outside the class set are left out before their files are read.
@@ -895,7 +830,7 @@ def build(
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> dict[str, ConversionResult]:
     """Reads `source` and builds every configuration in memory: `{"fold1": ..., ...}` for the
-    IEMOCAP folds, `{"default": ...}` for a given split. See the module docstring."""
+    IEMOCAP folds, `{"default": ...}` for a given split. See docs/data.md."""
     class_set = _resolve_class_set(class_set)
     utterances = read_source(
         source, class_set, modalities, pickle_layout, max_file_bytes, max_total_bytes
@@ -960,7 +895,7 @@ def _parser() -> argparse.ArgumentParser:
         "folds one per fold (OUTPUT/fold1 ... OUTPUT/fold5).",
         overwrite_help="Replace an existing --output (and Hub configuration folders); folds of an "
         "earlier run that --folds leaves out are never deleted (the run is refused instead).",
-        epilog="The source formats, class sets and splits: docs/data.md, or the module docstring.",
+        epilog="The source formats, class sets and splits: docs/data.md.",
     )
     parser.add_argument(
         "--source", required=True, type=Path, help="Index (.csv, .jsonl) or pickle (.pkl)."
