@@ -7,24 +7,9 @@
 shapes reveal (feature dims, hidden and latent sizes, layer counts, queue size, label count) is read
 from the state dict; the rest comes from flags whose defaults are the paper configuration.
 
-Mapping rules (authors' name -> ours), modality order (visual, audio, text) = ModuleList index 0/1/2:
-
-* ``{bert,audio,visual}.embeddings.word_embeddings`` -> ``lddu.encoders.<m>.embeddings.feature_projection``
-  (``bert`` is the text encoder); positions and LayerNorm likewise; ``encoder.layer.<i>.attention.self.*``
-  -> ``layers.<i>.attention.*``; ``attention.output.dense``/``LayerNorm`` -> ``attention_output`` /
-  ``attention_layer_norm``; ``intermediate.dense`` -> ``intermediate``; ``output.dense``/``LayerNorm``
-  -> ``output``/``output_layer_norm``.
-* ``{text,visual,audio}_norm.*_norm2d`` -> ``lddu.encoders.<m>.embeddings.input_norm``.
-* ``embedding_layer`` -> ``lddu.label_embeddings``; ``label_wise_attention.{label,seq,out}_projection.<k>``
-  -> ``lddu.label_attention.<m>.{label,sequence,output}_projection``.
-* ``encoder.<k>.linear.<i>`` / ``.output`` / ``.fc_mu`` / ``.fc_var`` -> ``lddu.latent_encoders.<m>.layers.<i>``
-  / ``layers.<last>`` / ``mean_projection`` / ``log_variance_projection``.
-* ``common_classfier.{0,3}`` (sic) -> ``fusion.semantic_classifier.{hidden,output}``;
-  ``final_classifier.<j>`` / ``var_classifier1.<j>`` -> stacked into the grouped
-  ``fusion.{mean,spread}_classifier`` weights.
-* ``queue``, ``queue_label`` ([Q, 1] -> [Q]), ``queue_ptr`` -> ``contrastive_memory.*``.
-* Dropped, by name, because the authors' forward never uses them: the three encoders' ``pooler``,
-  ``final_classifer2`` and ``var_classifier2``.
+The names map as in docs/design.md, "Names" (its converter paragraph has every rule); modality
+order (visual, audio, text) = the authors' ModuleList index 0/1/2. Modules the authors' forward never
+uses are dropped by name (`DEAD_PREFIXES`); any other unknown key is an error.
 """
 
 from __future__ import annotations
