@@ -1,19 +1,11 @@
 """Loading of untrusted pickle and torch source files without running code from them.
 
-Pickles can call any importable function while they load. The dataset files this package reads
-only ever hold numpy arrays, numpy scalars and plain Python containers, so both loaders below
-refuse every other global *before* anything is called:
-
-* `.pkl` files go through `RestrictedUnpickler`, whose `find_class` answers only an allow-list.
-* `.pt` files go through `torch.load(weights_only=True)` with exactly the numpy globals of that
-  allow-list added via `torch.serialization.safe_globals`; the file is scanned for globals first
-  so that the error can name what was refused.
-
-Refusing code is not enough: a small pickle can still describe an exponentially large object, an
-array of uninitialised memory or a 3 GB allocation, or set attributes on an allowed class. The
-pickle unpickler (and a scan of the pickle inside torch archives) therefore checks every opcode
-that builds, shares or changes an object (`_GuardedUnpickler`); the limits are listed under "What
-the loader enforces" in docs/promises.md.
+The dataset files hold only numpy arrays, numpy scalars and plain Python containers. `.pkl` files
+go through `RestrictedUnpickler`: globals only from `ALLOWED_GLOBALS`, and every opcode that builds,
+shares or changes an object checked (`_GuardedUnpickler`), since a small pickle can describe an
+exponentially large object or a huge allocation without naming any code. `.pt` files go through
+`torch.load(weights_only=True)` with the same numpy globals, after the same checks of their pickle.
+The rules and their limits: docs/promises.md, "What the loader enforces".
 """
 
 from __future__ import annotations

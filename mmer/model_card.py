@@ -3,23 +3,8 @@
 `build_model_card(ModelCardInputs(...))` renders the shared template `mmer/templates/model_card.md`
 (package data) with `huggingface_hub.ModelCard.from_template`. The text that differs between model
 families comes from `model_cards/<model_type>.yaml` (`model_cards.load_family_card_text`); this module
-knows no family.
-
-* `model-index` holds one `EvalResult` per aggregate entry of `metrics` (task type
-  `multi-label-classification`, or `multi-class-classification` for a single-label model, the
-  evaluated dataset and split) and nothing else;
-* a single-label model (`problem_type="single_label_classification"`) gets the arg-max decision
-  rule instead of thresholds, its chance level and its confusion matrix; a multi-label card has
-  neither;
-* every number in the card text comes from the inputs; sections whose data was not given are left
-  out rather than filled with placeholders;
-* `widget` holds static examples with recorded outputs, because the Hub cannot run custom-code models
-  in its widget;
-* `pipeline_tag: other` (there is no multimodal classification task on the Hub) with tags that make
-  the model findable.
-
-`card.validate()` needs the Hub (it posts the YAML to `/api/validate-yaml`), so it is not called here;
-`ModelCard.load` on the saved file checks that the metadata parses.
+knows no family. What the card holds (model-index, the single-label sections, static widget
+examples, tags) and why: docs/training.md, "Output folder".
 """
 
 from __future__ import annotations
