@@ -356,14 +356,8 @@ for _opcode in (
     pickle.FROZENSET,
 ):  # fmt: skip
     _D[_opcode[0]] = _wrap_builder(_opcode[0])
-_D[pickle.APPEND[0]] = _GuardedUnpickler.load_append
-_D[pickle.APPENDS[0]] = _GuardedUnpickler.load_appends
-_D[pickle.SETITEM[0]] = _GuardedUnpickler.load_setitem
-_D[pickle.SETITEMS[0]] = _GuardedUnpickler.load_setitems
-_D[pickle.ADDITEMS[0]] = _GuardedUnpickler.load_additems
-_D[pickle.REDUCE[0]] = _GuardedUnpickler.load_reduce
-_D[pickle.NEWOBJ[0]] = _GuardedUnpickler.load_newobj
-_D[pickle.BUILD[0]] = _GuardedUnpickler.load_build
+for _name in ("APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "REDUCE", "NEWOBJ", "BUILD"):
+    _D[getattr(pickle, _name)[0]] = getattr(_GuardedUnpickler, f"load_{_name.lower()}")
 for _opcode in (pickle.INST, pickle.OBJ, pickle.NEWOBJ_EX):
     _D[_opcode[0]] = _GuardedUnpickler.refused_opcode
 
