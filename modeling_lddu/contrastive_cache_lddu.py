@@ -414,11 +414,7 @@ class LDDUContrastiveCache:
             pointer=int(memory.queue_ptr),
         )
         all_chunks = torch.arange(num_chunks, device=device)
-        for block in self._anchor_blocks(size, num_chunks):
-            anchor_slots = torch.arange(block.start, block.stop, device=device)
-            statistics.exp_sums[block] = self._chunk_sums(
-                memory, anchor_slots, statistics.shifts[block], all_chunks
-            )
+        self._recompute_chunks_for_all_anchors(memory, statistics, all_chunks)
         statistics.key = self._statistics_key(memory)
         return statistics
 
