@@ -79,11 +79,7 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state_dict = load_file(str(path))
     else:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        if (
-            isinstance(state_dict, dict)
-            and "state_dict" in state_dict
-            and isinstance(state_dict["state_dict"], dict)
-        ):
+        if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
             state_dict = state_dict["state_dict"]
     if not isinstance(state_dict, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor)
