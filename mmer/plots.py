@@ -192,19 +192,12 @@ def plot_per_label_f1(
     """
     if not label_names:
         raise ValueError("`label_names` is empty.")
-    scores = []
-    missing = []
-    for name in label_names:
-        if f"f1_{name}" in metrics_dict:
-            scores.append(float(metrics_dict[f"f1_{name}"]))
-        elif name in metrics_dict:
-            scores.append(float(metrics_dict[name]))
-        else:
-            missing.append(name)
+    missing = [name for name in label_names if not {f"f1_{name}", name} & set(metrics_dict)]
     if missing:
         raise ValueError(
             f"`metrics_dict` has no F1 for labels {missing} (expected keys f1_<label> or <label>)."
         )
+    scores = [float(metrics_dict.get(f"f1_{name}", metrics_dict.get(name))) for name in label_names]
 
     figure, axis = _new_figure(max(4.0, 0.9 * len(label_names) + 2.0), 3.8)
     bars = axis.bar(range(len(label_names)), scores, color="tab:blue")
