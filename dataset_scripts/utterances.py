@@ -480,9 +480,7 @@ def read_pickle(
             f"{sorted(PICKLE_LAYOUTS)}"
         )
     if layout == "auto":
-        candidates = (
-            ["iemocap9"] if class_set.dataset == "iemocap" else ["meld9", "meld10"]
-        )  # fmt: skip
+        candidates = ["iemocap9"] if class_set.dataset == "iemocap" else ["meld9", "meld10"]
         matching = [name for name in candidates if PICKLE_LAYOUTS[name]["length"] == len(raw)]
         if not matching:
             raise ValueError(
@@ -567,14 +565,6 @@ def read_pickle(
     unlisted = [d for d in entries["ids"] if d not in listed]
     if not utterances.ids:
         raise ValueError(f"{path}: no utterance has a label of the {class_set.name} class set")
-    test_sessions = sorted(
-        {
-            s
-            for s, split in zip(utterances.sessions, utterances.splits, strict=True)
-            if split == "test"
-        }
-        - {None}
-    )
     utterances.report = {
         "source": str(path),
         "source_format": f"pickle ({layout})",
@@ -586,7 +576,9 @@ def read_pickle(
         "has_split_column": True,
     }
     if class_set.dataset == "iemocap":
-        utterances.report["pickle_test_sessions"] = test_sessions
+        tested = zip(utterances.sessions, utterances.splits, strict=True)
+        test_sessions = {session for session, split in tested if split == "test"}
+        utterances.report["pickle_test_sessions"] = sorted(test_sessions - {None})
     return utterances
 
 
@@ -1012,9 +1004,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _log_dropped(utterances, class_set)
         protocol = _resolve_protocol(args.protocol, utterances, class_set)
+        folds = [f"fold{k}" for k in args.folds or IEMOCAP_SESSIONS]
         if args.hub_layout is not None:
-            configs = [f"fold{k}" for k in args.folds or IEMOCAP_SESSIONS]
-            for config in configs if protocol == "folds" else ["default"]:
+            for config in folds if protocol == "folds" else ["default"]:
                 saving.check_dataset_output(
                     args.hub_layout / config, args.overwrite, sources, flag="--overwrite"
                 )
@@ -1027,9 +1019,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # (under the output's lock, before any fold is built) when that would delete folds
             # of an earlier run that this run does not rebuild.
             with saving.atomic_output_dir(args.output, args.overwrite, sources) as temporary:
-                _refuse_losing_folds(
-                    args.output, [f"fold{k}" for k in args.folds or IEMOCAP_SESSIONS]
-                )
+                _refuse_losing_folds(args.output, folds)
                 for config, result in configs_iter:
                     result.dataset_dict.save_to_disk(str(temporary / config))
                     write_json_atomic(
