@@ -102,10 +102,9 @@ class LDDUContrastiveMemory(nn.Module):
         norm), and random non-integer class ids that match no real class."""
         # Plain in-place writes (not transformers' `init` functions, which skip loaded tensors): a
         # reset after loading, for a new label set, must take effect.
-        with torch.no_grad():
-            self.queue.copy_(F.normalize(torch.randn(self.queue_size, self.feature_dim), dim=0))
-            self.queue_classes.copy_(torch.randn(self.queue_size))
-            self.queue_ptr.zero_()
+        self.queue.copy_(F.normalize(torch.randn(self.queue_size, self.feature_dim), dim=0))
+        self.queue_classes.copy_(torch.randn(self.queue_size))
+        self.queue_ptr.zero_()
         if self.cache is not None:
             self.cache.clear()
 
