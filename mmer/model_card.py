@@ -495,10 +495,8 @@ def _uncertainty_section(inputs: ModelCardInputs, family: FamilyCardText) -> dic
             "'uncertainty_definition' to say what the uncertainty is."
         )
     single_label = inputs.problem_type == SINGLE_LABEL
-    calibration_name = (
-        "Expected calibration error of the top-emotion score"
-        if single_label
-        else "Expected calibration error of the probabilities"
+    calibration_name = "Expected calibration error of the " + (
+        "top-emotion score" if single_label else "probabilities"
     )
     if results.n_bins is not None:
         calibration_name += f" ({int(results.n_bins)} equal-width bins)"
