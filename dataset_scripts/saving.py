@@ -173,15 +173,11 @@ def save_prepared(
     return output_dir
 
 
-def _label_kind(metadata: Mapping[str, Any]) -> str:
-    """`"one-hot"` for single-label data, `"multi-hot"` otherwise (the metadata's problem_type)."""
-    return "one-hot" if metadata.get("problem_type") == SINGLE_LABEL else "multi-hot"
-
-
 def _config_section(
     config_name: str, metadata: Mapping[str, Any], card_description: str | None
 ) -> str:
     lengths = metadata["sequence_lengths"]
+    label_kind = "one-hot" if metadata.get("problem_type") == SINGLE_LABEL else "multi-hot"
     lines = [
         _CONFIG_SECTION_START.format(config_name),
         f"## Configuration `{config_name}`",
@@ -190,7 +186,7 @@ def _config_section(
     if card_description:
         lines += [card_description.strip(), ""]
     lines += [
-        f"Labels ({_label_kind(metadata)} `labels` column, in this order): "
+        f"Labels ({label_kind} `labels` column, in this order): "
         f"{', '.join(metadata['label_names'])}.",
         "",
         "| column | type |",
