@@ -1,13 +1,9 @@
 """Emotion label sets of the supported datasets, and the `tgt` token list <-> multi-hot conversion.
 
 This module is the single place where each dataset's emotion order and token map are written,
-including the single-label class sets of IEMOCAP and MELD (`UtteranceClassSet`, at the end).
-
-The source files store labels as `tgt` token lists in the vocabulary of the CARAT/TAILOR
-preprocessing: `<blank>` 0, `<unk>` 1, `<s>` 2 (begin), `</s>` 3 (end), then one token per emotion.
-A sample's list is the begin token, its emotion tokens, then the end token, e.g. `[2, 4, 7, 3]`.
-The reference code keeps `tgt[1:-1]` and sets the matching classes to 1 in a float32 multi-hot
-vector.
+including the single-label class sets of IEMOCAP and MELD (`UtteranceClassSet`, at the end). The
+`tgt` token lists of the source files (`[2, emotion tokens..., 3]`) and each dataset's tokens:
+docs/data.md, "Labels".
 """
 
 from __future__ import annotations
