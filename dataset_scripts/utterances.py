@@ -761,6 +761,9 @@ def iter_configs(
             split: _split_arrays(utterances, indices[split], class_set.num_labels)
             for split in SPLITS
         }
+        label_counts = {
+            split: splits[split].labels.sum(axis=0).astype(int).tolist() for split in SPLITS
+        }
         report: dict[str, Any] = {
             **utterances.report,
             "class_set": class_set.name,
@@ -771,13 +774,7 @@ def iter_configs(
                 split: len({utterances.dialogues[i] for i in indices[split]}) for split in SPLITS
             },
             "label_counts": {
-                split: dict(
-                    zip(
-                        class_set.label_names,
-                        splits[split].labels.sum(axis=0).astype(int).tolist(),
-                        strict=True,
-                    )
-                )
+                split: dict(zip(class_set.label_names, label_counts[split], strict=True))
                 for split in SPLITS
             },
         }
