@@ -220,9 +220,8 @@ class ModelCardInputs:
             return
         labels = [str(label) for label in self.confusion_matrix.get("labels", [])]
         counts = self.confusion_matrix.get("counts", [])
-        if labels != self.label_names or [len(row) for row in counts] != [len(labels)] * len(
-            labels
-        ):
+        square = [len(row) for row in counts] == [len(labels)] * len(labels)
+        if labels != self.label_names or not square:
             raise ValueError(
                 "`confusion_matrix` must hold 'labels' (those of `per_label_f1`, in order) and "
                 "'counts', a square list of lists, one row per gold label."
