@@ -160,35 +160,32 @@ def _renamed_keys(config: LDDUConfig) -> list[tuple[str, str]]:
 
 def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overrides) -> LDDUConfig:
     """Build an :class:`LDDUConfig` from tensor shapes; ``overrides`` supply what shapes can't tell."""
+
+    def size(key: str, axis: int = 0) -> int:
+        """Dimension ``axis`` of the checkpoint's tensor ``key`` (which must exist)."""
+        return _require(state_dict, key).shape[axis]
+
     dims = {}
     for modality, prefix in ORIGINAL_ENCODER.items():
-        projection = _require(state_dict, f"{prefix}.embeddings.word_embeddings.weight")
-        dims[f"{modality}_dim"] = projection.shape[1]
+        dims[f"{modality}_dim"] = size(f"{prefix}.embeddings.word_embeddings.weight", axis=1)
         dims[f"{modality}_num_layers"] = _count_layers(state_dict, prefix)
-    hidden_size = _require(state_dict, "bert.embeddings.word_embeddings.weight").shape[0]
     latent_layers = []
     index = 0
     while f"encoder.0.linear.{index}.weight" in state_dict:
-        latent_layers.append(state_dict[f"encoder.0.linear.{index}.weight"].shape[0])
+        latent_layers.append(size(f"encoder.0.linear.{index}.weight"))
         index += 1
-    latent_layers.append(_require(state_dict, "encoder.0.output.weight").shape[0])
-    num_labels = _require(state_dict, "embedding_layer.weight").shape[0]
+    latent_layers.append(size("encoder.0.output.weight"))
+    num_labels = size("embedding_layer.weight")
     derived = dict(
         **dims,
-        hidden_size=hidden_size,
-        intermediate_size=_require(
-            state_dict, "bert.encoder.layer.0.intermediate.dense.weight"
-        ).shape[0],
-        max_position_embeddings=_require(
-            state_dict, "bert.embeddings.position_embeddings.weight"
-        ).shape[0],
-        label_attention_dim=_require(
-            state_dict, "label_wise_attention.label_projection.0.weight"
-        ).shape[0],
+        hidden_size=size("bert.embeddings.word_embeddings.weight"),
+        intermediate_size=size("bert.encoder.layer.0.intermediate.dense.weight"),
+        max_position_embeddings=size("bert.embeddings.position_embeddings.weight"),
+        label_attention_dim=size("label_wise_attention.label_projection.0.weight"),
         latent_hidden_sizes=latent_layers,
-        latent_size=_require(state_dict, "encoder.0.fc_mu.weight").shape[0],
-        classifier_hidden_size=_require(state_dict, "common_classfier.0.weight").shape[0],
-        queue_size=_require(state_dict, "queue").shape[0],
+        latent_size=size("encoder.0.fc_mu.weight"),
+        classifier_hidden_size=size("common_classfier.0.weight"),
+        queue_size=size("queue"),
     )
     if "id2label" not in overrides and "num_labels" not in overrides:
         if num_labels == len(MOSEI_EMOTIONS):
