@@ -531,12 +531,10 @@ def _torch_safe_globals() -> list[Any]:
     (numpy 1 names under numpy 2), plus the numpy dtype classes that torch's BUILD check needs
     since numpy 1.25.
     """
-    entries: list[Any] = []
-    for qualified_name, obj in ALLOWED_GLOBALS.items():
-        if f"{obj.__module__}.{obj.__qualname__}" == qualified_name:
-            entries.append(obj)
-        else:
-            entries.append((obj, qualified_name))
+    entries: list[Any] = [
+        obj if f"{obj.__module__}.{obj.__qualname__}" == name else (obj, name)
+        for name, obj in ALLOWED_GLOBALS.items()
+    ]
     entries.extend(sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDOUS"}, key=str))
     return entries
 
