@@ -211,11 +211,8 @@ def clean_non_finite(samples: Samples) -> tuple[Samples, dict[str, int]]:
             return samples, counts
         counts["samples_affected"] = int((~np.isfinite(samples)).any(axis=(1, 2)).sum())
         return clean_one(samples), counts
-    cleaned = []
-    for sample in samples:
-        cleaned_sample = clean_one(sample)
-        counts["samples_affected"] += int(cleaned_sample is not sample)
-        cleaned.append(cleaned_sample)
+    cleaned = [clean_one(sample) for sample in samples]
+    counts["samples_affected"] = sum(new is not old for new, old in zip(cleaned, samples))
     return cleaned, counts
 
 
