@@ -492,6 +492,12 @@ class ReliabilityCurve:
     accuracy: np.ndarray  # [n_bins] fraction of gold positives in each bin (nan when empty)
     count: np.ndarray  # [n_bins] number of (sample, label) pairs in each bin
 
+    def calibration_error(self) -> float:
+        """`ECE = sum over non-empty bins of (count_b / total) * |accuracy_b - confidence_b|`."""
+        filled = self.count > 0
+        weights = self.count[filled] / self.count.sum()
+        return float(np.sum(weights * np.abs(self.accuracy[filled] - self.confidence[filled])))
+
 
 def reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> ReliabilityCurve:
     """Bin every (sample, label) probability and compare it with the observed positive rate.
@@ -527,12 +533,9 @@ def expected_calibration_error(scores: Any, y_true: Any, n_bins: int = 15) -> fl
     """Expected calibration error over all (sample, label) probabilities.
 
     `ECE = sum over non-empty bins of (count_b / total) * |accuracy_b - confidence_b|`, with the bins
-    and definitions of `reliability_curve`.
+    and definitions of `reliability_curve` (`ReliabilityCurve.calibration_error`).
     """
-    curve = reliability_curve(scores, y_true, n_bins=n_bins)
-    filled = curve.count > 0
-    weights = curve.count[filled] / curve.count.sum()
-    return float(np.sum(weights * np.abs(curve.accuracy[filled] - curve.confidence[filled])))
+    return reliability_curve(scores, y_true, n_bins=n_bins).calibration_error()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -771,10 +774,7 @@ def top_label_reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> R
 
 def top_label_calibration_error(scores: Any, y_true: Any, n_bins: int = 15) -> float:
     """Expected calibration error of the top-label confidence (the usual multi-class ECE)."""
-    curve = top_label_reliability_curve(scores, y_true, n_bins=n_bins)
-    filled = curve.count > 0
-    weights = curve.count[filled] / curve.count.sum()
-    return float(np.sum(weights * np.abs(curve.accuracy[filled] - curve.confidence[filled])))
+    return top_label_reliability_curve(scores, y_true, n_bins=n_bins).calibration_error()
 
 
 def single_label_chance_metrics(

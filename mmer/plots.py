@@ -19,12 +19,7 @@ import numpy as np
 
 from dataset_scripts.io import write_bytes_atomic
 
-from .metrics import (
-    expected_calibration_error,
-    reliability_curve,
-    top_label_calibration_error,
-    top_label_reliability_curve,
-)
+from .metrics import reliability_curve, top_label_reliability_curve
 
 logger = logging.getLogger(__name__)
 
@@ -232,12 +227,9 @@ def plot_reliability_diagram(
     per sample, the score of its top class against whether that class is right
     (`mmer.metrics.top_label_reliability_curve`).
     """
-    if top_label:
-        curve = top_label_reliability_curve(scores, y_true, n_bins=n_bins)
-        calibration_error = top_label_calibration_error(scores, y_true, n_bins=n_bins)
-    else:
-        curve = reliability_curve(scores, y_true, n_bins=n_bins)
-        calibration_error = expected_calibration_error(scores, y_true, n_bins=n_bins)
+    curve = (top_label_reliability_curve if top_label else reliability_curve)(
+        scores, y_true, n_bins=n_bins
+    )
     centers = (curve.bin_edges[:-1] + curve.bin_edges[1:]) / 2
     width = 1.0 / n_bins
     filled = curve.count > 0
@@ -258,7 +250,7 @@ def plot_reliability_diagram(
     top.set_ylim(0, 1)
     top.set_ylabel("fraction right" if top_label else "fraction positive")
     top.legend(fontsize="small", loc="upper left")
-    top.set_title(f"{title or 'Reliability diagram'} (ECE = {calibration_error:.4f})")
+    top.set_title(f"{title or 'Reliability diagram'} (ECE = {curve.calibration_error():.4f})")
     bottom.bar(centers[filled], curve.count[filled], width=width * 0.95, color="tab:gray")
     bottom.set_yscale("log")
     bottom.set_xlabel("score of the top class" if top_label else "predicted probability")
