@@ -373,10 +373,7 @@ IEMOCAP_PICKLE_CLASSES: tuple[str, ...] = ("hap", "sad", "neu", "ang", "exc", "f
 
 def _iemocap_class_set(name: str, kept: Mapping[str, str]) -> UtteranceClassSet:
     """`kept`: IEMOCAP code -> class name. Every other code (and its full name) is excluded."""
-    aliases = {}
-    for code, class_name in kept.items():
-        aliases[code] = class_name
-        aliases[_IEMOCAP_CODES[code]] = class_name
+    aliases = {**kept, **{_IEMOCAP_CODES[code]: name for code, name in kept.items()}}
     excluded = {
         spelling
         for code, full_name in _IEMOCAP_CODES.items()
@@ -410,16 +407,15 @@ IEMOCAP6_CLASSES = _iemocap_class_set(
         "fru": "frustrated",
     },
 )
+_MELD7 = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 #: MELD, 7 classes, in the class index order of its pickles: {'neutral': 0, 'surprise': 1,
 #: 'fear': 2, 'sadness': 3, 'joy': 4, 'disgust': 5, 'anger': 6}.
 MELD7_CLASSES = UtteranceClassSet(
     name="meld7",
     dataset="meld",
-    label_names=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
-    aliases={
-        name: name for name in ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
-    },
-    pickle_classes=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+    label_names=_MELD7,
+    aliases={name: name for name in _MELD7},
+    pickle_classes=_MELD7,
 )
 #: Every utterance class set, by name.
 UTTERANCE_CLASS_SETS: dict[str, UtteranceClassSet] = {
