@@ -386,10 +386,8 @@ def read_index(
             file = _resolve_feature_path(root, str(row.get(modality, "")).strip(), cell)
             array = read_npy(file, cell, budget)
             dim = array.shape[1]
-            if modality not in first_dim:
-                first_dim[modality] = (dim, where)
-            elif first_dim[modality][0] != dim:
-                expected, first_where = first_dim[modality]
+            expected, first_where = first_dim.setdefault(modality, (dim, where))
+            if dim != expected:
                 raise ValueError(
                     f"{cell}: {modality} features have dim {dim}, but {first_where} has dim "
                     f"{expected}; every {modality} file must have the same dim"
