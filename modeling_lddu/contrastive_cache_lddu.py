@@ -358,21 +358,13 @@ class LDDUContrastiveCache:
 
     # Cache validity
     def _statistics_key(self, memory: LDDUContrastiveMemory) -> tuple | None:
+        buffers = (memory.queue, memory.queue_classes, memory.queue_ptr)
         try:
-            return (
-                memory.queue.data_ptr(),
-                memory.queue._version,
-                memory.queue_classes.data_ptr(),
-                memory.queue_classes._version,
-                memory.queue_ptr.data_ptr(),
-                memory.queue_ptr._version,
-                tuple(memory.queue.shape),
-                memory.queue.device,
-                float(memory.temperature),
-                self.chunk_size,
-            )
+            versions = tuple((buffer.data_ptr(), buffer._version) for buffer in buffers)
         except RuntimeError:  # inference tensors have no version counter: never trust a cache
             return None
+        shape, temperature = tuple(memory.queue.shape), float(memory.temperature)
+        return versions, shape, memory.queue.device, temperature, self.chunk_size
 
     def is_current(self, memory: LDDUContrastiveMemory) -> bool:
         """Whether the statistics describe the memory's buffers as they are now."""
