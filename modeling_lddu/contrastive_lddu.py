@@ -196,10 +196,8 @@ def _gather_across_processes(
     torch.distributed.all_gather(counts, count)
     counts = [int(c.item()) for c in counts]
     longest = max(counts)
-    padded_features = features.new_zeros(longest, features.shape[1])
-    padded_features[: features.shape[0]] = features
-    padded_classes = classes.new_zeros(longest)
-    padded_classes[: classes.shape[0]] = classes
+    padded_features = F.pad(features, (0, 0, 0, longest - features.shape[0]))
+    padded_classes = F.pad(classes, (0, longest - classes.shape[0]))
     gathered_features = [torch.zeros_like(padded_features) for _ in range(world_size)]
     gathered_classes = [torch.zeros_like(padded_classes) for _ in range(world_size)]
     torch.distributed.all_gather(gathered_features, padded_features)
