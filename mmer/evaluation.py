@@ -274,10 +274,9 @@ def _evaluate_multi_label(run: _EvaluationRun) -> tuple[dict, Predictions]:
             else float(config.decision_threshold)
         )
     else:
-        search = tune_threshold(
+        threshold = tune_threshold(
             validation.scores, validation.labels, per_label=run.threshold_tuning == "per_label"
-        )
-        threshold = search.threshold
+        ).threshold
         set_model_thresholds(config, threshold)
     test = predict(run.trainer, run.test_dataset)
 
