@@ -446,8 +446,7 @@ def check_ids_and_overlap(splits: Mapping[str, SplitArrays], source: str) -> dic
                 split,
                 shared[:3],
             )
-        for sample_id in arrays.ids:
-            seen.setdefault(sample_id, split)
+        seen.update({sample_id: split for sample_id in arrays.ids if sample_id not in seen})
     return report
 
 
