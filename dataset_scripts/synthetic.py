@@ -209,11 +209,8 @@ def generate_synthetic_splits(
         shared = _draw_lengths(rng, text_length, num_samples) if shared_lengths else None
         features = {}
         for modality in MODALITIES:
-            lengths = (
-                shared
-                if shared is not None
-                else _draw_lengths(rng, length_specs[modality], num_samples)
-            )
+            length_spec = length_specs[modality]
+            lengths = shared if shared is not None else _draw_lengths(rng, length_spec, num_samples)
             weight = signal_strength * MODALITY_WEIGHTS[modality]
             strength = rng.uniform(0.0, 2.0 * weight, num_samples) * (
                 rng.random(num_samples) >= UNINFORMATIVE_FRACTION
@@ -522,8 +519,7 @@ def write_source(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if format == "mmsa_pkl":
-        with path.open("wb") as file:
-            pickle.dump(content, file, protocol=4)
+        path.write_bytes(pickle.dumps(content, protocol=4))
     else:
         import torch
 
