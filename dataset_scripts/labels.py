@@ -171,8 +171,7 @@ def target_tokens_to_multi_hot(
         ):
             raise ValueError(
                 f"split {split!r}, sample {sample_index}: tgt {short_repr(tokens)} must start with "
-                "the begin "
-                f"token {label_spec.begin_token} and end with the end token "
+                f"the begin token {label_spec.begin_token} and end with the end token "
                 f"{label_spec.end_token}"
             )
         for token in tokens[1:-1]:
