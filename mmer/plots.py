@@ -122,8 +122,7 @@ def plot_training_curves(
         for name in sorted(series):
             points = sorted(series[name])
             axis.plot(
-                [point[0] for point in points],
-                [point[1] for point in points],
+                *zip(*points),
                 marker="o" if len(points) < 30 else None,
                 markersize=3,
                 label=name,
