@@ -165,10 +165,8 @@ class LDDUContrastiveMemory(nn.Module):
     def _write_rows(self, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Write rows at the pointer (FIFO, wrapping around) and return the slots written."""
         count = features.shape[0]
-        first = 0
-        if count > self.queue_size:  # only the newest queue_size rows survive a full wrap
-            first = count - self.queue_size
-            features, classes = features[first:], classes[first:]
+        first = max(0, count - self.queue_size)  # only the newest queue_size rows survive a wrap
+        features, classes = features[first:], classes[first:]
         pointer = self.queue_ptr[0]
         offsets = torch.arange(first, count, device=pointer.device)
         slots = (pointer + offsets) % self.queue_size  # [min(count, queue_size)]
