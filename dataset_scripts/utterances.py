@@ -356,8 +356,7 @@ def read_index(
             continue
         split = None
         if has_split:
-            raw_split = str(row.get("split", "")).strip().lower()
-            split = SPLIT_ALIASES.get(raw_split)
+            split = SPLIT_ALIASES.get(str(row.get("split", "")).strip().lower())
             if split is None:
                 raise ValueError(
                     f"{where}: split {row.get('split')!r} is not one of {sorted(SPLIT_ALIASES)}"
