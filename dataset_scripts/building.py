@@ -3,15 +3,9 @@
 Each split's Arrow table is built straight from the numpy buffers (no per-row Python work), with
 the schema of the explicit `Features` (`features.arrow_schema`): `Array2D` float32 sequences per
 modality and multi-hot `labels`. See `build_dataset_dict` for the one place where datasets'
-internals are used, and why.
-
-Where the metadata lives: as JSON under the key `METADATA_KEY` in `DatasetInfo.description`, and
-nowhere else in a `Dataset`. The description is the one field that travels with the dataset object
-itself (in memory, through `save_to_disk`/`load_from_disk`, into the `Trainer`), so the loader,
-`train.py` and the datasets that never touch a disk (synthetic, freshly converted) all read the
-same place. Parquet files cannot carry a description, so the Hub layout writes this same JSON to
-`dataset_metadata.json` beside its parquet files (`saving.write_hub_layout`), and
-`loading.load_prepared` puts it back into the description.
+internals are used, and why. The metadata is JSON under `METADATA_KEY` in each split's
+`DatasetInfo.description`, the one field that travels with the dataset object itself (why, and how
+the Hub layout keeps it: docs/data.md, "What a prepared dataset looks like").
 """
 
 from __future__ import annotations

@@ -176,13 +176,10 @@ def run_conversion_cli(
     result = convert_source(
         args.source, spec, feature_dims=args.feature_dims, use_lengths=not args.keep_padding
     )
-    written = {
-        "saved dataset": str(
-            saving.save_prepared(
-                result.dataset_dict, args.output, overwrite=args.overwrite, sources=sources
-            )
-        )
-    }
+    saved = saving.save_prepared(
+        result.dataset_dict, args.output, overwrite=args.overwrite, sources=sources
+    )
+    written = {"saved dataset": str(saved)}
     card_text = {"pretty_name": spec.pretty_name, "card_description": spec.description}
     # Pushing needs a Hub layout: without --hub_layout it is written to a temporary folder.
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,13 +1,9 @@
 """Emotion label sets of the supported datasets, and the `tgt` token list <-> multi-hot conversion.
 
 This module is the single place where each dataset's emotion order and token map are written,
-including the single-label class sets of IEMOCAP and MELD (`UtteranceClassSet`, at the end).
-
-The source files store labels as `tgt` token lists in the vocabulary of the CARAT/TAILOR
-preprocessing: `<blank>` 0, `<unk>` 1, `<s>` 2 (begin), `</s>` 3 (end), then one token per emotion.
-A sample's list is the begin token, its emotion tokens, then the end token, e.g. `[2, 4, 7, 3]`.
-The reference code keeps `tgt[1:-1]` and sets the matching classes to 1 in a float32 multi-hot
-vector.
+including the single-label class sets of IEMOCAP and MELD (`UtteranceClassSet`, at the end). The
+`tgt` token lists of the source files (`[2, emotion tokens..., 3]`) and each dataset's tokens:
+docs/data.md, "Labels".
 """
 
 from __future__ import annotations
@@ -175,8 +171,7 @@ def target_tokens_to_multi_hot(
         ):
             raise ValueError(
                 f"split {split!r}, sample {sample_index}: tgt {short_repr(tokens)} must start with "
-                "the begin "
-                f"token {label_spec.begin_token} and end with the end token "
+                f"the begin token {label_spec.begin_token} and end with the end token "
                 f"{label_spec.end_token}"
             )
         for token in tokens[1:-1]:
@@ -377,10 +372,7 @@ IEMOCAP_PICKLE_CLASSES: tuple[str, ...] = ("hap", "sad", "neu", "ang", "exc", "f
 
 def _iemocap_class_set(name: str, kept: Mapping[str, str]) -> UtteranceClassSet:
     """`kept`: IEMOCAP code -> class name. Every other code (and its full name) is excluded."""
-    aliases = {}
-    for code, class_name in kept.items():
-        aliases[code] = class_name
-        aliases[_IEMOCAP_CODES[code]] = class_name
+    aliases = {**kept, **{_IEMOCAP_CODES[code]: name for code, name in kept.items()}}
     excluded = {
         spelling
         for code, full_name in _IEMOCAP_CODES.items()
@@ -414,16 +406,15 @@ IEMOCAP6_CLASSES = _iemocap_class_set(
         "fru": "frustrated",
     },
 )
+_MELD7 = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 #: MELD, 7 classes, in the class index order of its pickles: {'neutral': 0, 'surprise': 1,
 #: 'fear': 2, 'sadness': 3, 'joy': 4, 'disgust': 5, 'anger': 6}.
 MELD7_CLASSES = UtteranceClassSet(
     name="meld7",
     dataset="meld",
-    label_names=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
-    aliases={
-        name: name for name in ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
-    },
-    pickle_classes=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+    label_names=_MELD7,
+    aliases={name: name for name in _MELD7},
+    pickle_classes=_MELD7,
 )
 #: Every utterance class set, by name.
 UTTERANCE_CLASS_SETS: dict[str, UtteranceClassSet] = {

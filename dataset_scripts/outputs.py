@@ -1,19 +1,11 @@
 """Output folders that a run may replace without losing anything it did not write.
 
 Every tool that writes a whole folder (`train.py`, the dataset builders) goes through this module:
-
-- `check_output_target` validates before any work: the output is not the source and does not
-  contain it, its parent is writable, and an existing non-empty output is replaced only with the
-  overwrite flag *and* when it holds the manifest the same tool wrote (`MANIFEST_FILENAME`, listing
-  the entries it wrote), or when it is an earlier output recognised by its entries alone.
-- `output_lock` holds `.<name>.lock` beside the output for the whole run: a second run on the same
-  output stops at once with the holder's pid. A lock whose process is gone is taken over.
-- `recover_leftovers` (called under the lock) finds what a killed run left beside the output:
-  `.<name>.tmp-*` folders (incomplete new outputs, removed) and `.<name>.old-*` folders (the previous
-  output, put back when the output itself is missing, else removed), and logs each.
-- `replace_output` moves a complete new folder into place with two renames (old -> `.old-`, new ->
-  target), then moves the entries of the old folder that its manifest does not list into the new
-  one, and deletes the old folder only then.
+`check_output_target` validates before any work (sources, overwrite flag, the tool's manifest
+`MANIFEST_FILENAME`), `output_lock` holds `.<name>.lock` for the run, `recover_leftovers` settles
+what a killed run left beside the output, and `replace_output` moves a complete folder into place.
+The rules and their limits: docs/promises.md, "What is never deleted" and "How outputs are
+replaced".
 """
 
 from __future__ import annotations
@@ -113,12 +105,11 @@ def check_output_target(
         PermissionError: The output's folder is not writable.
     """
     target = Path(target).resolve()  # symlinks and '..' resolved: renames act on the real folder
-    resolved = target.resolve()
     for source in filter(None, sources):
         source = Path(source).absolute().resolve()
-        if _contains(resolved, source):
+        if _contains(target, source):
             raise ValueError(
-                f"The output {target} {'is' if source == resolved else 'contains'} the source "
+                f"The output {target} {'is' if source == target else 'contains'} the source "
                 f"{source}; choose an output outside the source. Nothing was written."
             )
     if target.exists() and not target.is_dir():

@@ -7,28 +7,11 @@ Usage::
         [--labels anger,joy,sadness] [--single_label]
     python train.py --dataset raw-media --data_dir data/my-clips ...
 
-The index (CSV with a header row, or JSONL of objects) has one row per sample:
-
-* ``id``: unique sample id;
-* ``text``: the sentence (optional column);
-* ``audio``: the audio file's path relative to the index's folder, which it may not leave
-  (optional column);
-* ``labels``: emotion names, ``;``-separated (``joy;surprise``); may be empty for multi-label data;
-* ``split``: ``train``, ``validation`` or ``test``.
-
-A modality is in the dataset when its column is; then every row must fill it (a dataset stores no
-sample without frames). The frames come from `dataset_scripts.raw_features` (token states of the
-text encoder, 100 log-mel frames per second), the functions every model folder's processor holds
-copies of, so they are exactly what a model folder computes at inference; they are stored at their
-real lengths, and the feature extractor pads, truncates and normalises them at training time as it
-does for any dataset. The settings that decide them (`RawFeatureSettings`: encoder id and revision,
-layer, special tokens, token limit, sampling rate, mel bands) are saved beside the dataset in
-``processor_settings.json``; train.py builds the family's processor from them and saves it in the
-model folder.
-
-Besides the frames, each row keeps its raw inputs: ``raw_text`` (the sentence) and ``raw_audio``
-(the audio path as the index gives it, relative to the folder the report names as
-``audio_root``). The model card's widget examples are made of them.
+The index (CSV or JSONL, one row per sample: ``id``, ``text`` and/or ``audio``, ``labels``,
+``split``), the frames (`dataset_scripts.raw_features`, the functions every model folder's
+processor copies), the settings saved beside the dataset (``processor_settings.json``) and the raw
+inputs each row keeps (``raw_text``, ``raw_audio``) are described in docs/processor.md, "Building a
+dataset from raw media".
 """
 
 from __future__ import annotations
@@ -193,7 +176,7 @@ def build(
     """Builds the `DatasetDict` of an index with `settings` (default: `make_settings`).
 
     Args:
-        index: The CSV or JSONL index (see the module docstring).
+        index: The CSV or JSONL index (see docs/processor.md).
         settings: What the frames are; built from `text_encoder` if None.
         text_encoder: `packaged-minilm`, a Hub id or a local folder (when `settings` is None).
         label_names: The label set, in order; default the names found in the index, sorted.

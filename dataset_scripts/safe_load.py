@@ -1,19 +1,11 @@
 """Loading of untrusted pickle and torch source files without running code from them.
 
-Pickles can call any importable function while they load. The dataset files this package reads
-only ever hold numpy arrays, numpy scalars and plain Python containers, so both loaders below
-refuse every other global *before* anything is called:
-
-* `.pkl` files go through `RestrictedUnpickler`, whose `find_class` answers only an allow-list.
-* `.pt` files go through `torch.load(weights_only=True)` with exactly the numpy globals of that
-  allow-list added via `torch.serialization.safe_globals`; the file is scanned for globals first
-  so that the error can name what was refused.
-
-Refusing code is not enough: a small pickle can still describe an exponentially large object, an
-array of uninitialised memory or a 3 GB allocation, or set attributes on an allowed class. The
-pickle unpickler (and a scan of the pickle inside torch archives) therefore checks every opcode
-that builds, shares or changes an object (`_GuardedUnpickler`); the limits are listed under "What
-the loader enforces" in docs/promises.md.
+The dataset files hold only numpy arrays, numpy scalars and plain Python containers. `.pkl` files
+go through `RestrictedUnpickler`: globals only from `ALLOWED_GLOBALS`, and every opcode that builds,
+shares or changes an object checked (`_GuardedUnpickler`), since a small pickle can describe an
+exponentially large object or a huge allocation without naming any code. `.pt` files go through
+`torch.load(weights_only=True)` with the same numpy globals, after the same checks of their pickle.
+The rules and their limits: docs/promises.md, "What the loader enforces".
 """
 
 from __future__ import annotations
@@ -364,14 +356,8 @@ for _opcode in (
     pickle.FROZENSET,
 ):  # fmt: skip
     _D[_opcode[0]] = _wrap_builder(_opcode[0])
-_D[pickle.APPEND[0]] = _GuardedUnpickler.load_append
-_D[pickle.APPENDS[0]] = _GuardedUnpickler.load_appends
-_D[pickle.SETITEM[0]] = _GuardedUnpickler.load_setitem
-_D[pickle.SETITEMS[0]] = _GuardedUnpickler.load_setitems
-_D[pickle.ADDITEMS[0]] = _GuardedUnpickler.load_additems
-_D[pickle.REDUCE[0]] = _GuardedUnpickler.load_reduce
-_D[pickle.NEWOBJ[0]] = _GuardedUnpickler.load_newobj
-_D[pickle.BUILD[0]] = _GuardedUnpickler.load_build
+for _name in ("APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "REDUCE", "NEWOBJ", "BUILD"):
+    _D[getattr(pickle, _name)[0]] = getattr(_GuardedUnpickler, f"load_{_name.lower()}")
 for _opcode in (pickle.INST, pickle.OBJ, pickle.NEWOBJ_EX):
     _D[_opcode[0]] = _GuardedUnpickler.refused_opcode
 
@@ -545,12 +531,10 @@ def _torch_safe_globals() -> list[Any]:
     (numpy 1 names under numpy 2), plus the numpy dtype classes that torch's BUILD check needs
     since numpy 1.25.
     """
-    entries: list[Any] = []
-    for qualified_name, obj in ALLOWED_GLOBALS.items():
-        if f"{obj.__module__}.{obj.__qualname__}" == qualified_name:
-            entries.append(obj)
-        else:
-            entries.append((obj, qualified_name))
+    entries: list[Any] = [
+        obj if f"{obj.__module__}.{obj.__qualname__}" == name else (obj, name)
+        for name, obj in ALLOWED_GLOBALS.items()
+    ]
     entries.extend(sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDOUS"}, key=str))
     return entries
 

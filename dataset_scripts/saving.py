@@ -1,24 +1,10 @@
 """Writing prepared datasets: atomic `save_to_disk`, the Hub layout (parquet + card), upload.
 
-Saved dataset folder (`save_prepared`)::
-
-    OUTPUT/
-        dataset_dict.json, train/, validation/, test/  # datasets' save_to_disk (Arrow); the
-                                                       # metadata is in each split's description
-        cleaning_report.json                           # non-finite counts, lengths cut, swap
-
-Hub layout (`write_hub_layout`), loadable with `datasets.load_dataset(HUB_DIR, CONFIG)`::
-
-    HUB_DIR/
-        README.md                                      # YAML `configs:` with data_files
-        CONFIG/train-00000-of-00001.parquet, validation-..., test-...
-        CONFIG/dataset_metadata.json                   # names, label names, dims, lengths
-        CONFIG/cleaning_report.json
-
-The metadata is stored once per layout (see `building`): in the split's `DatasetInfo.description`
-for `save_to_disk` folders, in `dataset_metadata.json` for the Hub layout, whose parquet files cannot
-carry a description. `cleaning_report.json` is the conversion report written out for people to
-read (the command lines point to it); the loader reads it back only for the Hub layout.
+`save_prepared` writes a `save_to_disk` folder (the metadata in each split's description) and
+`cleaning_report.json`, the conversion report for people to read. `write_hub_layout` writes one
+configuration of a folder that `datasets.load_dataset(HUB_DIR, CONFIG)` reads: `CONFIG/` with the
+parquet shards, `dataset_metadata.json` (parquet cannot carry a description) and
+`cleaning_report.json`, listed in the README's `configs:`. Both layouts: docs/data.md, "Outputs".
 """
 
 from __future__ import annotations
@@ -187,15 +173,11 @@ def save_prepared(
     return output_dir
 
 
-def _label_kind(metadata: Mapping[str, Any]) -> str:
-    """`"one-hot"` for single-label data, `"multi-hot"` otherwise (the metadata's problem_type)."""
-    return "one-hot" if metadata.get("problem_type") == SINGLE_LABEL else "multi-hot"
-
-
 def _config_section(
     config_name: str, metadata: Mapping[str, Any], card_description: str | None
 ) -> str:
     lengths = metadata["sequence_lengths"]
+    label_kind = "one-hot" if metadata.get("problem_type") == SINGLE_LABEL else "multi-hot"
     lines = [
         _CONFIG_SECTION_START.format(config_name),
         f"## Configuration `{config_name}`",
@@ -204,7 +186,7 @@ def _config_section(
     if card_description:
         lines += [card_description.strip(), ""]
     lines += [
-        f"Labels ({_label_kind(metadata)} `labels` column, in this order): "
+        f"Labels ({label_kind} `labels` column, in this order): "
         f"{', '.join(metadata['label_names'])}.",
         "",
         "| column | type |",

@@ -1,22 +1,11 @@
 """Reading a source file: load it safely, find its splits and modalities, validate and clean them.
 
-Steps, in order (each dataset module only supplies a `DatasetSpec`):
-
-1. load the file safely (`safe_load.load_source_file`, called by `conversion.convert_source`);
-2. find the splits `train`, `valid` (or `validation`) and `test`, and in each the features of every
-   modality (`src-<modality>` keys of the TAILOR/CARAT `.pt` format first, the MMSA `text`/`audio`/
-   `vision` keys second) and the `tgt` label lists;
-3. check ranks, per-sample feature dims, sample counts and empty splits;
-4. cut padded sequences to their real lengths where the source stores them (`len_list`,
-   `audio_lengths`, ...) unless `use_lengths=False`;
-5. check that each modality's dim agrees across splits, then resolve which modality is which
-   from the dims (`resolve_modality_dims`);
-6. check the label set against the file's own vocabulary (`labels.check_label_set`), refuse two
-   identical splits and warn about repeated sample ids (`check_ids_and_overlap`);
-7. replace non-finite values (-inf, +inf, NaN) by 0 on copies, and count them per split and
-   modality.
-
-The result, one `SplitArrays` per split, goes to `building.build_dataset_dict`.
+`parse_source` (each dataset module only supplies a `DatasetSpec`) finds the splits and, in each,
+every modality's features (`MODALITY_SOURCE_KEYS`) and the `tgt` labels; checks ranks, dims and
+counts; cuts padded sequences to the lengths the source stores; resolves from the dims which
+modality is which; checks the label set and the splits' ids; and replaces non-finite values by 0
+on copies, counting them. Every check and its message: docs/data.md, "Validation" and "Cleaning"
+(and docs/promises.md, "Builders"). The resulting `SplitArrays` go to `building.build_dataset_dict`.
 """
 
 from __future__ import annotations
@@ -222,11 +211,8 @@ def clean_non_finite(samples: Samples) -> tuple[Samples, dict[str, int]]:
             return samples, counts
         counts["samples_affected"] = int((~np.isfinite(samples)).any(axis=(1, 2)).sum())
         return clean_one(samples), counts
-    cleaned = []
-    for sample in samples:
-        cleaned_sample = clean_one(sample)
-        counts["samples_affected"] += int(cleaned_sample is not sample)
-        cleaned.append(cleaned_sample)
+    cleaned = [clean_one(sample) for sample in samples]
+    counts["samples_affected"] = sum(new is not old for new, old in zip(cleaned, samples))
     return cleaned, counts
 
 
@@ -460,8 +446,7 @@ def check_ids_and_overlap(splits: Mapping[str, SplitArrays], source: str) -> dic
                 split,
                 shared[:3],
             )
-        for sample_id in arrays.ids:
-            seen.setdefault(sample_id, split)
+        seen.update({sample_id: split for sample_id in arrays.ids if sample_id not in seen})
     return report
 
 
@@ -544,8 +529,9 @@ def parse_source(
     report: dict[str, Any] = {"source": source, "lengths": {}}
 
     # Labels first: a CARAT file carries its own tgt vocabulary, which must agree with labels.py.
-    vocabulary = raw.get("dict", {}).get("tgt") if isinstance(raw.get("dict"), Mapping) else None
-    if isinstance(vocabulary, Mapping):
+    vocabulary = raw["dict"].get("tgt") if isinstance(raw.get("dict"), Mapping) else None
+    vocabulary = vocabulary if isinstance(vocabulary, Mapping) else None
+    if vocabulary is not None:
         check_target_vocabulary(vocabulary, spec.label_spec, source)
 
     splits: dict[str, SplitArrays] = {}
@@ -575,12 +561,7 @@ def parse_source(
         }
 
     all_labels = np.concatenate([arrays.labels for arrays in splits.values()])
-    check_label_set(
-        vocabulary if isinstance(vocabulary, Mapping) else None,
-        spec.label_spec,
-        all_labels,
-        source,
-    )
+    check_label_set(vocabulary, spec.label_spec, all_labels, source)
     report["duplicate_ids"] = check_ids_and_overlap(splits, source)
     report["non_finite"] = clean_splits(splits, source)
     report["num_samples"] = {split: len(arrays) for split, arrays in splits.items()}

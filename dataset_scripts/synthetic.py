@@ -1,36 +1,11 @@
 """Deterministic synthetic data with MOSEI's shapes and label statistics (built-in data).
 
-The generator plants label information in every modality, so a model that learns beats chance by a
-wide margin, and varies how much each sample and modality carries, so uncertainty has something to
-capture:
-
-* every label `c` has one unit-norm prototype direction per modality, `P[m, c]` (dim `D_m`);
-* a sample's labels are drawn independently with the given prevalences (MOSEI's by default:
-  happy .53, sad .25, anger .21, surprise .10, disgust .17, fear .08, i.e. 1.34 labels per sample);
-  or, with `single_label=True`, exactly one class per sample, drawn from imbalanced class shares
-  (IEMOCAP-4's by default: neutral .309, happy .296, angry .199, sad .196, the shares of the 5531
-  utterances of the usual four-class IEMOCAP setup, happy merged with excited; for another class
-  count, shares falling linearly from the first class to the last, 0.5 : 0.08);
-* frame `t` of modality `m` of sample `n` is
-  `offset_m + scale_m * (noise + strength[n, m] * gate[n, t] * sum_{c in labels(n)} P[m, c])`
-  with standard normal noise, a per-sample, per-modality `strength` (uniform in
-  `[0, 2 * signal_strength * modality_weight_m]`, and 0 for 15% of (sample, modality) pairs: that
-  modality says nothing about that sample), and a `gate` that switches the signal on in a random
-  fraction (30-90%) of the frames;
-* `offset_m`, `scale_m` are per-dimension constants, so normalisation has something to undo.
-
-Two options (off by default) make the data a missing-modality benchmark:
-
-* `signal_split=True`: each label's evidence is split unevenly across the modalities. Label `c`
-  has a primary modality, `MODALITIES[c % 3]`, which carries `SIGNAL_SPLIT_PRIMARY_SHARE` of its
-  signal; the two others share the rest. The prototype term becomes
-  `3 * sum_c share[m, c] * P[m, c]`, so losing a modality costs most on its primary labels and no
-  modality alone carries every label well.
-* `missing_rate > 0`: in the splits named by `missing_splits`, each (sample, modality) pair is
-  missing with that probability (one number, or one per modality): the sample then has **zero
-  frames** of that modality. A sample never loses every modality of the data (one, drawn at
-  random among the modalities the data keeps, is kept). The draw uses its own random stream, so
-  the frames of the modalities kept are exactly those of the complete data.
+Every label has a unit-norm prototype direction per modality, planted on top of standard normal
+noise in a random 30-90% of a sample's frames with a per-sample, per-modality strength (zero for 15%
+of the pairs), then offset and scaled per dimension: a model that learns beats chance by a wide
+margin, and how much each sample and modality carries varies, so uncertainty has something to
+capture. `signal_split` and `missing_rate` (off by default) make it a missing-modality benchmark.
+The generative model, its formula and its defaults: docs/data.md, "Synthetic data".
 
 `make_synthetic_dataset` returns the same columns and features as the real builders, and
 `write_source` writes raw source files in every supported format (for the builders' tests).
@@ -110,14 +85,11 @@ def _label_distribution(
 ) -> np.ndarray:
     """Per-label prevalences (multi-label) or class shares summing to 1 (single-label)."""
     if label_prevalence is None:
-        if single_label:
-            label_prevalence = (
-                IEMOCAP4_CLASS_SHARES if num_labels == 4 else np.linspace(0.5, 0.08, num_labels)
-            )
+        default = IEMOCAP4_CLASS_SHARES if single_label else MOSEI_LABEL_PREVALENCE
+        if num_labels == len(default):
+            label_prevalence = default
         else:
-            label_prevalence = (
-                MOSEI_LABEL_PREVALENCE if num_labels == 6 else np.linspace(0.5, 0.08, num_labels)
-            )
+            label_prevalence = np.linspace(0.5, 0.08, num_labels)
     values = np.asarray(label_prevalence, dtype=np.float64)
     if values.shape != (num_labels,) or not ((values >= 0) & (values <= 1)).all():
         raise ValueError(
@@ -141,8 +113,8 @@ def _draw_labels(
     return np.eye(num_labels, dtype=np.float32)[classes]
 
 
-# Over 80 lines: about 30 are the docstring, and the body follows the module docstring's generative
-# model step by step (prototypes, labels, lengths, strength, gate, noise), read top to bottom.
+# Over 80 lines: about 30 are the docstring, and the body follows the generative model of
+# docs/data.md step by step (prototypes, labels, lengths, strength, gate, noise), read top to bottom.
 def generate_synthetic_splits(
     num_train: int = 512,
     num_validation: int = 128,
@@ -165,7 +137,7 @@ def generate_synthetic_splits(
     single_label: bool = False,
     modalities: Sequence[str] = MODALITIES,
 ) -> dict[str, SplitArrays]:
-    """Generates the raw splits (see the module docstring for the model).
+    """Generates the raw splits (the model: docs/data.md, "Synthetic data").
 
     Each split draws from its own child of `numpy.random.SeedSequence(seed)`, so a split does not
     change when another split's size changes.
@@ -184,8 +156,8 @@ def generate_synthetic_splits(
         non_finite_fraction: Share of audio values replaced by -inf (MOSEI's COVAREP has some).
         shared_lengths: One length per sample for all modalities (M3ED: utterances per dialogue);
             the three length specs must then be equal.
-        signal_split: Split each label's signal unevenly across the modalities (see the module
-            docstring).
+        signal_split: Split each label's signal unevenly across the modalities (see
+            docs/data.md).
         missing_rate: Probability that a (sample, modality) pair has zero frames, one number or
             `{modality: probability}`; 0 (default) for complete data.
         missing_splits: The splits in which modalities go missing.
@@ -237,11 +209,8 @@ def generate_synthetic_splits(
         shared = _draw_lengths(rng, text_length, num_samples) if shared_lengths else None
         features = {}
         for modality in MODALITIES:
-            lengths = (
-                shared
-                if shared is not None
-                else _draw_lengths(rng, length_specs[modality], num_samples)
-            )
+            length_spec = length_specs[modality]
+            lengths = shared if shared is not None else _draw_lengths(rng, length_spec, num_samples)
             weight = signal_strength * MODALITY_WEIGHTS[modality]
             strength = rng.uniform(0.0, 2.0 * weight, num_samples) * (
                 rng.random(num_samples) >= UNINFORMATIVE_FRACTION
@@ -550,8 +519,7 @@ def write_source(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if format == "mmsa_pkl":
-        with path.open("wb") as file:
-            pickle.dump(content, file, protocol=4)
+        path.write_bytes(pickle.dumps(content, protocol=4))
     else:
         import torch
 

@@ -1,79 +1,14 @@
 """IEMOCAP and MELD (single-label utterances) from user-supplied utterance features.
 
 Neither dataset can be downloaded by this package (IEMOCAP is licence-gated), so users bring their
-own features, in one of two forms.
-
-**1. An index file plus one ``.npy`` per utterance and modality.** The index is CSV (with a header
-row) or JSONL (one JSON object per line), one row per utterance:
-
-=============  ===========================================================================
-column         meaning
-=============  ===========================================================================
-``id``         the utterance id, unique (IEMOCAP ``Ses01F_impro01_F000``, MELD any)
-``label``      the emotion as the dataset writes it: IEMOCAP ``neu``, ``hap``, ``exc``,
-               ``sad``, ``ang``, ``fru``, ``sur``, ``fea``, ``dis``, ``oth``, ``xxx`` (or the
-               full names ``neutral``, ``happy``, ...); MELD ``neutral``, ``surprise``,
-               ``fear``, ``sadness``, ``joy``, ``disgust``, ``anger``. Case is ignored.
-``split``      ``train``, ``validation`` (also ``valid``, ``dev``) or ``test``; required for
-               MELD. For IEMOCAP, either this or the session.
-``session``    IEMOCAP only: 1-5. When the column is absent (or a cell is empty) the
-               session is read from an IEMOCAP id (``Ses01F_...`` -> 1).
-``dialogue``   optional; IEMOCAP dialogues are also read from the id
-               (``Ses01F_impro01_F000`` -> ``Ses01F_impro01``). Used to keep whole dialogues
-               together when a validation split is carved.
-``speaker``    optional, not stored.
-``text``,      one column per modality present: the path of a ``.npy`` file holding that
-``audio``,     utterance's features, ``[frames, dim]`` or ``[dim]`` (an utterance vector,
-``visual``     stored as one frame).
-=============  ===========================================================================
-
-Paths are relative to the index file's folder and must stay inside it: absolute paths, and
-paths that leave the folder through ``..`` or a symbolic link, are refused. Each ``.npy`` is read
-with ``allow_pickle=False`` after its header has been checked: a real numeric dtype (float or
-integer, converted to float32), rank 1 or 2, no empty axis, and a size within the per-file limit
-(``--max_file_bytes``, default 256 MiB as float32) and, over all files read, within the total limit
-(``--max_total_bytes``, default 8 GiB). A modality must have one dim over the whole dataset.
-
-**2. The utterance-feature pickles of the conversational-ER code bases** (DialogueRNN,
-DialogueGCN, MMGCN, MM-DFN, COGMEN): a pickled tuple of dicts keyed by dialogue id, plus the
-train and test dialogue id lists. Accepted layouts (`PICKLE_LAYOUTS`):
-
-* ``iemocap9`` (``IEMOCAP_features.pkl``, ``IEMOCAP_features_raw.pkl``): ``(ids, speakers,
-  labels, text, audio, visual, sentences, train_ids, test_ids)``; labels are class indices
-  ``hap 0, sad 1, neu 2, ang 3, exc 4, fru 5``.
-* ``meld9`` (DialogueRNN's ``MELD_features_raw.pkl``): ``(ids, speakers, labels, text, audio,
-  sentences, train_ids, test_ids, sentiment_labels)``, no visual features.
-* ``meld10`` (MMGCN's / MM-DFN's ``MELD_features_raw1.pkl``): ``(ids, speakers, labels, text,
-  audio, visual, sentences, train_ids, test_ids, <unused>)``.
-
-MELD labels are ``neutral 0, surprise 1, fear 2, sadness 3, joy 4, disgust 5, anger 6``. Each
-utterance's feature vector becomes one frame. Speakers, sentences and the last MELD entry are not
-used. The file is read only through `safe_load.safe_load_pickle` (restricted unpickler; Python 2
-pickles are read with ``encoding="latin1"``), and its size counts against ``--max_total_bytes``.
-
-**Class sets** (`labels.UTTERANCE_CLASS_SETS`): ``iemocap4`` (neutral, happy, sad, angry; ``exc``
-merged into happy), ``iemocap6`` (happy, sad, neutral, angry, excited, frustrated), ``meld7``
-(neutral, surprise, fear, sadness, joy, disgust, anger). Rows whose label the dataset uses but the
-class set does not (IEMOCAP ``fru``, ``xxx``, ... in 4 classes) are left out, counted per label in
-the report and logged. Any other label is an error that lists the unknown names.
-
-**Splits** (``--protocol``):
-
-* ``folds`` (IEMOCAP; the default for sessions without a ``split`` column, and for IEMOCAP
-  pickles): leave-one-session-out, configurations ``fold1``..``fold5``. Test = that session.
-  Validation (DC): in each training session, a seeded random ~``--validation_fraction`` (10%) of
-  its dialogues, at least one, whole dialogues only; train = the rest of the training sessions.
-  ``--output`` holds one folder per fold and is replaced as a whole; ``--overwrite`` refuses to
-  delete folds of an earlier run that the run does not rebuild, and names them.
-* ``split`` (MELD, and IEMOCAP with a ``split`` column): one configuration ``default`` with the
-  given train/validation/test. A pickle has no validation split, nor has an index without
-  ``validation`` rows: validation is then carved from train the same way (DC: a seeded ~10% of the
-  training dialogues, whole dialogues only). MELD's pickles fold the official dev dialogues into
-  their train list, so they cannot be recovered.
-
-Every dataset written is single-label (``problem_type`` ``single_label_classification``): the
-``labels`` column is one-hot float32. Non-finite feature values are replaced by 0 and counted
-(`sources.clean_non_finite`).
+own features, in one of two forms: an index file (CSV or JSONL, one row per utterance) naming one
+``.npy`` per utterance and modality (`read_index`), or the utterance-feature pickle of a
+conversational-ER code base (DialogueRNN, DialogueGCN, MMGCN, MM-DFN, COGMEN; `read_pickle`,
+`PICKLE_LAYOUTS`). Labels map onto a class set of `labels.UTTERANCE_CLASS_SETS`; the splits are
+IEMOCAP's leave-one-session-out folds or the source's own train/validation/test, with validation
+carved from whole training dialogues (DC) where there is none. Every dataset written is
+single-label (one-hot ``labels``). The formats and their checks, the class sets and the splits
+are described in docs/data.md, "IEMOCAP and MELD".
 
 Usage::
 
@@ -367,7 +302,7 @@ def read_index(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> Utterances:
-    """Reads a CSV/JSONL index and the `.npy` files it names (format in the module docstring).
+    """Reads a CSV/JSONL index and the `.npy` files it names (format in docs/data.md).
 
     Labels are checked first, over all rows (unknown names are one error listing them); rows whose
     label is outside the class set are left out before their files are read.
@@ -421,8 +356,7 @@ def read_index(
             continue
         split = None
         if has_split:
-            raw_split = str(row.get("split", "")).strip().lower()
-            split = SPLIT_ALIASES.get(raw_split)
+            split = SPLIT_ALIASES.get(str(row.get("split", "")).strip().lower())
             if split is None:
                 raise ValueError(
                     f"{where}: split {row.get('split')!r} is not one of {sorted(SPLIT_ALIASES)}"
@@ -451,10 +385,8 @@ def read_index(
             file = _resolve_feature_path(root, str(row.get(modality, "")).strip(), cell)
             array = read_npy(file, cell, budget)
             dim = array.shape[1]
-            if modality not in first_dim:
-                first_dim[modality] = (dim, where)
-            elif first_dim[modality][0] != dim:
-                expected, first_where = first_dim[modality]
+            expected, first_where = first_dim.setdefault(modality, (dim, where))
+            if dim != expected:
                 raise ValueError(
                     f"{cell}: {modality} features have dim {dim}, but {first_where} has dim "
                     f"{expected}; every {modality} file must have the same dim"
@@ -545,9 +477,7 @@ def read_pickle(
             f"{sorted(PICKLE_LAYOUTS)}"
         )
     if layout == "auto":
-        candidates = (
-            ["iemocap9"] if class_set.dataset == "iemocap" else ["meld9", "meld10"]
-        )  # fmt: skip
+        candidates = ["iemocap9"] if class_set.dataset == "iemocap" else ["meld9", "meld10"]
         matching = [name for name in candidates if PICKLE_LAYOUTS[name]["length"] == len(raw)]
         if not matching:
             raise ValueError(
@@ -632,14 +562,6 @@ def read_pickle(
     unlisted = [d for d in entries["ids"] if d not in listed]
     if not utterances.ids:
         raise ValueError(f"{path}: no utterance has a label of the {class_set.name} class set")
-    test_sessions = sorted(
-        {
-            s
-            for s, split in zip(utterances.sessions, utterances.splits, strict=True)
-            if split == "test"
-        }
-        - {None}
-    )
     utterances.report = {
         "source": str(path),
         "source_format": f"pickle ({layout})",
@@ -651,7 +573,9 @@ def read_pickle(
         "has_split_column": True,
     }
     if class_set.dataset == "iemocap":
-        utterances.report["pickle_test_sessions"] = test_sessions
+        tested = zip(utterances.sessions, utterances.splits, strict=True)
+        test_sessions = {session for session, split in tested if split == "test"}
+        utterances.report["pickle_test_sessions"] = sorted(test_sessions - {None})
     return utterances
 
 
@@ -834,6 +758,9 @@ def iter_configs(
             split: _split_arrays(utterances, indices[split], class_set.num_labels)
             for split in SPLITS
         }
+        label_counts = {
+            split: splits[split].labels.sum(axis=0).astype(int).tolist() for split in SPLITS
+        }
         report: dict[str, Any] = {
             **utterances.report,
             "class_set": class_set.name,
@@ -844,13 +771,7 @@ def iter_configs(
                 split: len({utterances.dialogues[i] for i in indices[split]}) for split in SPLITS
             },
             "label_counts": {
-                split: dict(
-                    zip(
-                        class_set.label_names,
-                        splits[split].labels.sum(axis=0).astype(int).tolist(),
-                        strict=True,
-                    )
-                )
+                split: dict(zip(class_set.label_names, label_counts[split], strict=True))
                 for split in SPLITS
             },
         }
@@ -895,7 +816,7 @@ def build(
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> dict[str, ConversionResult]:
     """Reads `source` and builds every configuration in memory: `{"fold1": ..., ...}` for the
-    IEMOCAP folds, `{"default": ...}` for a given split. See the module docstring."""
+    IEMOCAP folds, `{"default": ...}` for a given split. See docs/data.md."""
     class_set = _resolve_class_set(class_set)
     utterances = read_source(
         source, class_set, modalities, pickle_layout, max_file_bytes, max_total_bytes
@@ -960,7 +881,7 @@ def _parser() -> argparse.ArgumentParser:
         "folds one per fold (OUTPUT/fold1 ... OUTPUT/fold5).",
         overwrite_help="Replace an existing --output (and Hub configuration folders); folds of an "
         "earlier run that --folds leaves out are never deleted (the run is refused instead).",
-        epilog="The source formats, class sets and splits: docs/data.md, or the module docstring.",
+        epilog="The source formats, class sets and splits: docs/data.md.",
     )
     parser.add_argument(
         "--source", required=True, type=Path, help="Index (.csv, .jsonl) or pickle (.pkl)."
@@ -1077,9 +998,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _log_dropped(utterances, class_set)
         protocol = _resolve_protocol(args.protocol, utterances, class_set)
+        folds = [f"fold{k}" for k in args.folds or IEMOCAP_SESSIONS]
         if args.hub_layout is not None:
-            configs = [f"fold{k}" for k in args.folds or IEMOCAP_SESSIONS]
-            for config in configs if protocol == "folds" else ["default"]:
+            for config in folds if protocol == "folds" else ["default"]:
                 saving.check_dataset_output(
                     args.hub_layout / config, args.overwrite, sources, flag="--overwrite"
                 )
@@ -1092,9 +1013,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # (under the output's lock, before any fold is built) when that would delete folds
             # of an earlier run that this run does not rebuild.
             with saving.atomic_output_dir(args.output, args.overwrite, sources) as temporary:
-                _refuse_losing_folds(
-                    args.output, [f"fold{k}" for k in args.folds or IEMOCAP_SESSIONS]
-                )
+                _refuse_losing_folds(args.output, folds)
                 for config, result in configs_iter:
                     result.dataset_dict.save_to_disk(str(temporary / config))
                     write_json_atomic(

@@ -1,28 +1,10 @@
 """The end-of-training evaluation protocol, shared by every model family of this package.
 
 The problem type (``config.problem_type``, read by train.py from the data) picks one of two
-protocols; everything else (prediction by field name, modality combinations, the results layout)
-is shared.
-
-Multi-label (``multi_label_classification``):
-
-1. Predict the VALIDATION split; tune the decision threshold(s) there; store them in the model's
-   config (``decision_threshold`` / ``label_thresholds``).
-2. Predict the TEST split once, with those thresholds: classification metrics, the chance level,
-   uncertainty quality (AUROC of each uncertainty the model outputs for predicting errors, ECE of
-   the scores).
-
-Single-label (``single_label_classification``): the decision is the arg-max of the scores, so
-nothing is tuned (``results["decision"]`` says so); the validation and test splits get accuracy
-(WA), unweighted accuracy (UA), weighted / macro / micro F1, per-class F1 and recall, the confusion
-matrix (counts), the chance level and uncertainty quality (per-sample errors, top-label ECE).
-
-Both: optionally predict the test split again with only some modalities given (the others marked
-absent through all-zero masks): one row of the type's headline metrics per modality combination,
-and their unweighted mean (``modality_combinations_mean``).
-
-Predictions are read by field name (``EmotionTrainer`` collects the fields the model declares in
-``prediction_fields``); the results are JSON only, the test arrays travel beside them.
+protocols: `_evaluate_multi_label` (thresholds tuned on validation, then the test split once) or
+`_evaluate_single_label` (arg-max decisions, nothing tuned). Prediction by field name, the
+modality combinations and the results layout are shared. What each protocol computes and reports:
+docs/training.md, "Protocol" and "Single-label data".
 """
 
 from __future__ import annotations
@@ -163,14 +145,18 @@ def predict(trainer, dataset) -> Predictions:
         output = trainer.predict(dataset)
     finally:
         trainer.compute_metrics = compute_metrics
-    values = output.predictions
+    fields = _by_name(trainer.prediction_fields, output.predictions)
+    return Predictions(
+        fields={name: np.asarray(value, dtype=np.float64) for name, value in fields.items()},
+        labels=np.asarray(output.label_ids),
+    )
+
+
+def _by_name(prediction_fields: Sequence[str], values) -> dict:
+    """The prediction arrays by field name (``values``: one array per field, or the one array)."""
     if not isinstance(values, (tuple, list)):
         values = (values,)
-    fields = {
-        name: np.asarray(value, dtype=np.float64)
-        for name, value in zip(trainer.prediction_fields, values, strict=True)
-    }
-    return Predictions(fields=fields, labels=np.asarray(output.label_ids))
+    return dict(zip(prediction_fields, values, strict=True))
 
 
 def check_selection_metric(name: str, problem_type: str) -> str:
@@ -194,10 +180,7 @@ def make_compute_metrics(
     validation_metrics = _VALIDATION_METRIC_FUNCTIONS[problem_type]
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
-        values = eval_prediction.predictions
-        if not isinstance(values, (tuple, list)):
-            values = (values,)
-        scores = np.asarray(dict(zip(prediction_fields, values, strict=True))["scores"])
+        scores = np.asarray(_by_name(prediction_fields, eval_prediction.predictions)["scores"])
         return validation_metrics(scores, np.asarray(eval_prediction.label_ids), label_names)
 
     return compute_metrics
@@ -262,9 +245,9 @@ def final_evaluation(
     problem_type: str | None = None,
     selection_metric: str | None = None,
 ) -> EvaluationReport:
-    """Run the protocol of ``problem_type`` (default: the model config's; see the module
-    docstring). ``threshold_tuning`` is for multi-label data only; ``selection_metric`` (the
-    validation metric that selected the checkpoint) picks the single-label chance predictor."""
+    """Run the protocol of ``problem_type`` (default: the model config's; see docs/training.md).
+    ``threshold_tuning`` is for multi-label data only; ``selection_metric`` (the validation metric
+    that selected the checkpoint) picks the single-label chance predictor."""
     problem_type = problem_type or problem_type_of(trainer.model.config)
     run = _EvaluationRun(
         trainer=trainer,
@@ -291,15 +274,18 @@ def _evaluate_multi_label(run: _EvaluationRun) -> tuple[dict, Predictions]:
             else float(config.decision_threshold)
         )
     else:
-        search = tune_threshold(
+        threshold = tune_threshold(
             validation.scores, validation.labels, per_label=run.threshold_tuning == "per_label"
-        )
-        threshold = search.threshold
+        ).threshold
         set_model_thresholds(config, threshold)
     test = predict(run.trainer, run.test_dataset)
 
     def metrics(predictions: Predictions, label_names) -> dict[str, float]:
-        return _metrics(predictions, threshold, label_names)
+        return _float_metrics(
+            multilabel_metrics_from_scores(
+                predictions.scores, predictions.labels, threshold, label_names
+            )
+        )
 
     results = {
         "problem_type": MULTI_LABEL,
@@ -375,14 +361,6 @@ _PROTOCOLS: dict[str, Callable[[_EvaluationRun], tuple[dict, Predictions]]] = {
 }
 
 
-def _metrics(predictions: Predictions, threshold, label_names) -> dict[str, float]:
-    return _float_metrics(
-        multilabel_metrics_from_scores(
-            predictions.scores, predictions.labels, threshold, label_names
-        )
-    )
-
-
 def _float_metrics(metrics: dict) -> dict[str, float]:
     return {
         key: float(value)
@@ -399,11 +377,7 @@ def _chance(train_labels, test_labels, label_names) -> dict:
     """The best, by test micro-F1, of the input-blind predictors fitted on the training labels."""
     chance = chance_level_metrics(train_labels, test_labels, label_names)
     best = max(chance, key=lambda name: chance[name]["f1_micro"])
-    summary = {
-        key: float(value) for key, value in chance[best].items() if isinstance(value, (int, float))
-    }
-    summary["predictor"] = best
-    return summary
+    return {**_float_metrics(chance[best]), "predictor": best}
 
 
 def _single_label_chance(run: _EvaluationRun, test_labels) -> dict:

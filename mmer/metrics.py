@@ -5,24 +5,9 @@ All functions take numpy arrays, torch tensors (any device, any float dtype) or 
 samples on the first axis and labels on the second: `y_true` / predictions `[n_samples, n_labels]` with
 values in {0, 1}, `scores` `[n_samples, n_labels]` with one probability per (sample, label).
 
-Conventions, and how they relate to the reference code of the MMER papers
-(see §5 of the reference notes on the first family in the shared docs):
-
-* **Precision and recall are the standard way round**: precision = TP / predicted positives, recall
-  = TP / gold positives. The authors' `get_metrics(pred, gold)` passes the predictions as `y_true`
-  to scikit-learn, so the columns they log as "precision" hold the recall and vice versa. Their
-  F1 is unaffected (it is symmetric). Swap the paper's P and R before comparing them with ours.
-* **Accuracy** is the per-sample Jaccard index |pred ∩ gold| / |pred ∪ gold| averaged over samples.
-  `accuracy_jaccard` uses the standard convention (a sample with an empty prediction *and* an empty
-  gold set scores 1, as `sklearn.metrics.jaccard_score(average="samples", zero_division=1)`).
-  `accuracy_jaccard_reference` uses the authors' convention (such a sample scores 0). The authors
-  also round that number to 4 decimals; we never round, so compare at 4 decimals.
-* **zero_division = 0** everywhere: a precision, recall or F1 whose denominator is 0 counts as 0.
-  In particular a label with no gold positive and no predicted positive has F1 = 0, which lowers
-  macro-F1 (scikit-learn's behaviour with `zero_division=0`).
-* **Decisions are strict**: a label is predicted when its score is *greater than* the threshold
-  (the authors' `final > threshold`). Scores are compared in float64.
-* The authors compute neither Hamming loss nor macro scores; both are extra here.
+The conventions (precision and recall the standard way round, the two Jaccard accuracies,
+zero_division = 0, strict decisions `score > threshold` in float64) and how they relate to the
+authors' code are listed in docs/training.md, "Metrics".
 """
 
 from __future__ import annotations
@@ -214,6 +199,16 @@ def scores_to_predictions(scores: Any, threshold: Any) -> np.ndarray:
     return (score_matrix > resolved).astype(np.int64)
 
 
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` in float64, 0 where the denominator is 0 (zero_division = 0)."""
+    return np.divide(
+        numerator,
+        denominator,
+        out=np.zeros(np.shape(numerator), dtype=np.float64),
+        where=denominator > 0,
+    )
+
+
 def _jaccard_per_sample(true: np.ndarray, pred: np.ndarray, empty_score: float) -> np.ndarray:
     intersection = np.logical_and(true, pred).sum(axis=1)
     union = np.logical_or(true, pred).sum(axis=1)
@@ -235,8 +230,8 @@ def multilabel_metrics(
         A dict of Python floats with the keys `accuracy_jaccard`, `accuracy_jaccard_reference`,
         `hamming_loss`, `precision_micro`, `recall_micro`, `f1_micro`, `precision_macro`,
         `recall_macro`, `f1_macro`, then `f1_<label>`, `precision_<label>`, `recall_<label>` for every
-        label. See the module docstring for the conventions (empty sets, zero division, the authors'
-        precision/recall swap).
+        label. See docs/training.md, "Metrics", for the conventions (empty sets, zero division,
+        the authors' precision/recall swap).
     """
     true = _as_matrix(y_true, "y_true", binary=True)
     pred = _as_matrix(y_pred_binary, "y_pred_binary", binary=True)
@@ -320,12 +315,8 @@ def multilabel_metrics_from_scores(
 
 def _per_label_f1(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     true_positive = np.logical_and(true, pred).sum(axis=0)
-    denominator = 2 * true_positive + np.logical_xor(true, pred).sum(axis=0)
-    return np.divide(
-        2.0 * true_positive,
-        denominator,
-        out=np.zeros(true.shape[1], dtype=np.float64),
-        where=denominator > 0,
+    return _safe_ratio(
+        2.0 * true_positive, 2 * true_positive + np.logical_xor(true, pred).sum(axis=0)
     )
 
 
@@ -474,16 +465,22 @@ def uncertainty_error_auroc(uncertainty: Any, scores: Any, y_true: Any, threshol
     score_matrix, true = _scores_and_labels(scores, y_true)
     _check_same_shape(uncertainty_matrix, "uncertainty", score_matrix, "scores")
     is_wrong = (scores_to_predictions(score_matrix, threshold).astype(bool) != true).ravel()
+    return _auroc_of_errors(uncertainty_matrix.ravel(), is_wrong, "uncertainty_error_auroc")
+
+
+def _auroc_of_errors(uncertainty: np.ndarray, is_wrong: np.ndarray, what: str) -> float:
+    """`roc_auc_score(is_wrong, uncertainty)`; `nan` with a `RuntimeWarning` (about `what`, at the
+    public function's caller) when every decision is right or every one is wrong."""
     if is_wrong.all() or not is_wrong.any():
         warnings.warn(
-            "uncertainty_error_auroc is undefined because "
+            f"{what} is undefined because "
             + ("every decision is wrong" if is_wrong.all() else "no decision is wrong")
             + "; returning nan.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return float("nan")
-    return float(roc_auc_score(is_wrong.astype(np.int64), uncertainty_matrix.ravel()))
+    return float(roc_auc_score(is_wrong.astype(np.int64), uncertainty))
 
 
 @dataclass(frozen=True)
@@ -494,6 +491,12 @@ class ReliabilityCurve:
     confidence: np.ndarray  # [n_bins] mean predicted probability in each bin (nan when empty)
     accuracy: np.ndarray  # [n_bins] fraction of gold positives in each bin (nan when empty)
     count: np.ndarray  # [n_bins] number of (sample, label) pairs in each bin
+
+    def calibration_error(self) -> float:
+        """`ECE = sum over non-empty bins of (count_b / total) * |accuracy_b - confidence_b|`."""
+        filled = self.count > 0
+        weights = self.count[filled] / self.count.sum()
+        return float(np.sum(weights * np.abs(self.accuracy[filled] - self.confidence[filled])))
 
 
 def reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> ReliabilityCurve:
@@ -530,12 +533,9 @@ def expected_calibration_error(scores: Any, y_true: Any, n_bins: int = 15) -> fl
     """Expected calibration error over all (sample, label) probabilities.
 
     `ECE = sum over non-empty bins of (count_b / total) * |accuracy_b - confidence_b|`, with the bins
-    and definitions of `reliability_curve`.
+    and definitions of `reliability_curve` (`ReliabilityCurve.calibration_error`).
     """
-    curve = reliability_curve(scores, y_true, n_bins=n_bins)
-    filled = curve.count > 0
-    weights = curve.count[filled] / curve.count.sum()
-    return float(np.sum(weights * np.abs(curve.accuracy[filled] - curve.confidence[filled])))
+    return reliability_curve(scores, y_true, n_bins=n_bins).calibration_error()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -680,15 +680,6 @@ def confusion_matrix_counts(scores: Any, y_true: Any) -> np.ndarray:
     return counts
 
 
-def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    return np.divide(
-        numerator,
-        denominator,
-        out=np.zeros(np.shape(numerator), dtype=np.float64),
-        where=denominator > 0,
-    )
-
-
 def single_label_metrics_from_confusion(
     confusion: Any, label_names: Sequence[str] | None = None
 ) -> dict[str, float]:
@@ -768,16 +759,7 @@ def error_detection_auroc(uncertainty: Any, is_wrong: Any) -> float:
         )
     if not np.isfinite(values).all():
         raise ValueError("`uncertainty` contains NaN or infinite values.")
-    if wrong.all() or not wrong.any():
-        warnings.warn(
-            "The error AUROC is undefined because "
-            + ("every decision is wrong" if wrong.all() else "no decision is wrong")
-            + "; returning nan.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return float("nan")
-    return float(roc_auc_score(wrong.astype(np.int64), values))
+    return _auroc_of_errors(values, wrong, "The error AUROC")
 
 
 def top_label_reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> ReliabilityCurve:
@@ -792,10 +774,7 @@ def top_label_reliability_curve(scores: Any, y_true: Any, n_bins: int = 15) -> R
 
 def top_label_calibration_error(scores: Any, y_true: Any, n_bins: int = 15) -> float:
     """Expected calibration error of the top-label confidence (the usual multi-class ECE)."""
-    curve = top_label_reliability_curve(scores, y_true, n_bins=n_bins)
-    filled = curve.count > 0
-    weights = curve.count[filled] / curve.count.sum()
-    return float(np.sum(weights * np.abs(curve.accuracy[filled] - curve.confidence[filled])))
+    return top_label_reliability_curve(scores, y_true, n_bins=n_bins).calibration_error()
 
 
 def single_label_chance_metrics(

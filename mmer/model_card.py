@@ -3,23 +3,8 @@
 `build_model_card(ModelCardInputs(...))` renders the shared template `mmer/templates/model_card.md`
 (package data) with `huggingface_hub.ModelCard.from_template`. The text that differs between model
 families comes from `model_cards/<model_type>.yaml` (`model_cards.load_family_card_text`); this module
-knows no family.
-
-* `model-index` holds one `EvalResult` per aggregate entry of `metrics` (task type
-  `multi-label-classification`, or `multi-class-classification` for a single-label model, the
-  evaluated dataset and split) and nothing else;
-* a single-label model (`problem_type="single_label_classification"`) gets the arg-max decision
-  rule instead of thresholds, its chance level and its confusion matrix; a multi-label card has
-  neither;
-* every number in the card text comes from the inputs; sections whose data was not given are left
-  out rather than filled with placeholders;
-* `widget` holds static examples with recorded outputs, because the Hub cannot run custom-code models
-  in its widget;
-* `pipeline_tag: other` (there is no multimodal classification task on the Hub) with tags that make
-  the model findable.
-
-`card.validate()` needs the Hub (it posts the YAML to `/api/validate-yaml`), so it is not called here;
-`ModelCard.load` on the saved file checks that the metadata parses.
+knows no family. What the card holds (model-index, the single-label sections, static widget
+examples, tags) and why: docs/training.md, "Output folder".
 """
 
 from __future__ import annotations
@@ -235,9 +220,8 @@ class ModelCardInputs:
             return
         labels = [str(label) for label in self.confusion_matrix.get("labels", [])]
         counts = self.confusion_matrix.get("counts", [])
-        if labels != self.label_names or [len(row) for row in counts] != [len(labels)] * len(
-            labels
-        ):
+        square = [len(row) for row in counts] == [len(labels)] * len(labels)
+        if labels != self.label_names or not square:
             raise ValueError(
                 "`confusion_matrix` must hold 'labels' (those of `per_label_f1`, in order) and "
                 "'counts', a square list of lists, one row per gold label."
@@ -510,10 +494,8 @@ def _uncertainty_section(inputs: ModelCardInputs, family: FamilyCardText) -> dic
             "'uncertainty_definition' to say what the uncertainty is."
         )
     single_label = inputs.problem_type == SINGLE_LABEL
-    calibration_name = (
-        "Expected calibration error of the top-emotion score"
-        if single_label
-        else "Expected calibration error of the probabilities"
+    calibration_name = "Expected calibration error of the " + (
+        "top-emotion score" if single_label else "probabilities"
     )
     if results.n_bins is not None:
         calibration_name += f" ({int(results.n_bins)} equal-width bins)"

@@ -19,12 +19,7 @@ import numpy as np
 
 from dataset_scripts.io import write_bytes_atomic
 
-from .metrics import (
-    expected_calibration_error,
-    reliability_curve,
-    top_label_calibration_error,
-    top_label_reliability_curve,
-)
+from .metrics import reliability_curve, top_label_reliability_curve
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +122,7 @@ def plot_training_curves(
         for name in sorted(series):
             points = sorted(series[name])
             axis.plot(
-                [point[0] for point in points],
-                [point[1] for point in points],
+                *zip(*points),
                 marker="o" if len(points) < 30 else None,
                 markersize=3,
                 label=name,
@@ -192,19 +186,12 @@ def plot_per_label_f1(
     """
     if not label_names:
         raise ValueError("`label_names` is empty.")
-    scores = []
-    missing = []
-    for name in label_names:
-        if f"f1_{name}" in metrics_dict:
-            scores.append(float(metrics_dict[f"f1_{name}"]))
-        elif name in metrics_dict:
-            scores.append(float(metrics_dict[name]))
-        else:
-            missing.append(name)
+    missing = [name for name in label_names if not {f"f1_{name}", name} & set(metrics_dict)]
     if missing:
         raise ValueError(
             f"`metrics_dict` has no F1 for labels {missing} (expected keys f1_<label> or <label>)."
         )
+    scores = [float(metrics_dict.get(f"f1_{name}", metrics_dict.get(name))) for name in label_names]
 
     figure, axis = _new_figure(max(4.0, 0.9 * len(label_names) + 2.0), 3.8)
     bars = axis.bar(range(len(label_names)), scores, color="tab:blue")
@@ -239,12 +226,9 @@ def plot_reliability_diagram(
     per sample, the score of its top class against whether that class is right
     (`mmer.metrics.top_label_reliability_curve`).
     """
-    if top_label:
-        curve = top_label_reliability_curve(scores, y_true, n_bins=n_bins)
-        calibration_error = top_label_calibration_error(scores, y_true, n_bins=n_bins)
-    else:
-        curve = reliability_curve(scores, y_true, n_bins=n_bins)
-        calibration_error = expected_calibration_error(scores, y_true, n_bins=n_bins)
+    curve = (top_label_reliability_curve if top_label else reliability_curve)(
+        scores, y_true, n_bins=n_bins
+    )
     centers = (curve.bin_edges[:-1] + curve.bin_edges[1:]) / 2
     width = 1.0 / n_bins
     filled = curve.count > 0
@@ -265,7 +249,7 @@ def plot_reliability_diagram(
     top.set_ylim(0, 1)
     top.set_ylabel("fraction right" if top_label else "fraction positive")
     top.legend(fontsize="small", loc="upper left")
-    top.set_title(f"{title or 'Reliability diagram'} (ECE = {calibration_error:.4f})")
+    top.set_title(f"{title or 'Reliability diagram'} (ECE = {curve.calibration_error():.4f})")
     bottom.bar(centers[filled], curve.count[filled], width=width * 0.95, color="tab:gray")
     bottom.set_yscale("log")
     bottom.set_xlabel("score of the top class" if top_label else "predicted probability")

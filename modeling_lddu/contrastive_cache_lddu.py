@@ -5,66 +5,12 @@ matrix (``N = 9344`` in the paper configuration: several 350 MB matrices and ~90
 :class:`LDDUContrastiveCache` gives the same value and gradients without that matrix, from
 statistics of the queue that it keeps from one step to the next.
 
-How the fast computation works
-------------------------------
-Write ``T_ik = <f_i, f_k> / (2 temperature)`` (unshifted logits), ``P`` the positive mask,
-``cnt_i = sum_k P_ik`` and ``M_i = max_k T_ik`` (the reference's detached row maximum, diagonal
-included). Anchor ``i`` contributes ``m_i = (sum_k P_ik T_ik - cnt_i (M_i + log(D_i + eps))) /
-(cnt_i + eps)`` with ``D_i = sum_{k != i} exp(T_ik - M_i)``, the same for batch and queue anchors.
-
-* **Positives need no matrix**: ``sum_k P_ik T_ik = (<f_i, S_class(i)> - |f_i|^2) / (2 temperature)``
-  and ``cnt_i = |class(i)| - 1``, with ``S_c`` the sum of the N rows of class ``c`` (``O(N d)``);
-  the positive part of the gradient is a class sum as well.
-* **Exponentials against a fixed shift**: with ``c_i = |f_i| R / (2 temperature)``, where
-  ``R >= sqrt(2)`` bounds the norm of every row seen since the last rebuild, Cauchy-Schwarz gives
-  ``T_ik <= c_i``: no term overflows, and ``M_i + log(D_i + eps) = c_i + log(E_i + eps
-  exp(M_i - c_i))`` with ``E_i = sum_{k != i} exp(T_ik - c_i)``. (When a longer row arrives,
-  ``R`` grows and the cached sums are rescaled, on device, without a sync.)
-* **Batch anchors** (``n`` rows): ``E_i`` from their ``n x N`` logits (one ``n x Q`` and one
-  ``n x n`` product).
-* **Queue anchors** (``Q`` rows): the queue x queue part of ``E_j`` is a cache, kept per queue row
-  and per chunk of ``LDDUContrastiveCache.chunk_size`` queue slots (float64, ``Q x Q/64`` values,
-  8 MB in the paper configuration). Each step adds the batch-column part: the column sums of the
-  same ``n x Q`` logits, shifted by ``c_j`` (this block carries the gradient of the batch rows as
-  contrast columns). No ``Q x Q`` (or ``N x N``) matrix is ever built, and the queue x queue block
-  is never recomputed: it only changes by the rows written at each step.
-* **Enqueue** rewrites the cache only where the queue changed, from sums the loss already has:
-  the chunks now holding the new rows get, for every anchor, the new rows' contributions (the
-  column sums of the step's ``n x Q`` block, grouped by destination chunk); the new rows' own sums
-  are their rows of the step (grouped by chunk); the at most two chunks that are only partly
-  overwritten are recomputed for all anchors (``Q x 2 * 64`` logits). Nothing is subtracted, so no
-  rounding error accumulates over steps. Rows gathered from other processes, and direct calls of
-  :meth:`LDDUContrastiveMemory.enqueue`, take a generic path that recomputes the same entries
-  (new rows x queue and queue x touched chunks).
-* **Cache, not state**: the sums live in a plain attribute of the memory (this class is not an
-  ``nn.Module``), never in the ``state_dict``. They are rebuilt (one pass over the queue,
-  ``block_elements`` logits at a time) on first use and whenever the ``queue`` or
-  ``queue_classes`` buffer was changed by anything but the memory's own enqueue: their
-  ``(data_ptr, _version)`` (and the temperature) are recorded after each update, and
-  ``load_state_dict``, ``from_pretrained``, ``.to()``, ``reset_queue`` or any in-place write
-  changes them. (Under DDP, keep ``broadcast_buffers=False``: the all-gather already keeps the
-  queues identical, and a broadcast into the buffers would force a rebuild per step.)
-* **Gradient**: the analytic gradient of the batch rows (as anchors and as contrast columns of
-  every anchor) is formed in the same pass, ``W_bb @ f + W_bq @ queue`` minus the class sums, and
-  attached to the loss with a small autograd function: nothing of size ``n x N`` is kept for
-  backward.
-
-Where the reference's row maximum and its ``1e-12`` change the value
--------------------------------------------------------------------
-By the identity above the maximum only matters through the ``eps`` term, and only when ``D_i`` is
-not far above ``eps``. A cache cannot keep an exact maximum over queue columns (rows leave), so
-the fast path uses the diagonal ``T_ii <= M_i`` in its place, for every anchor. If the row
-maximum is the diagonal (always the case when all rows have the same norm, e.g. the model's
-features of norm sqrt(2)), this is exact. Otherwise the maximum is another row ``k*``, so
-``D_i >= exp(T_ik* - M_i) = 1`` and ``E_i >= exp(M_i - c_i) >= exp(T_ii - c_i)``: both the
-reference's and our ``eps`` terms are then below ``1e-12`` relative to the denominator, i.e. below
-float32 resolution. Value and gradients (whose ``exp(T - M) / (D + eps)`` factors obey the same
-identity) therefore agree to float rounding. The ``1e-12`` of the positive-count denominator is
-kept as is, and anchors without positives contribute exactly 0, as in the reference. The shift
-``c_i`` can sit below the reference's ``M_i`` by at most ``|f_i| (R - |f_i|) / (2 temperature)``
-(0 for rows of norm ``R``); only with rows of very different norms (e.g. the initial queue of a
-tiny queue, rows of norm ``sqrt(feature_dim / queue_size)``) can float32 exponentials that the
-reference keeps underflow here, and only for terms ``e^-40`` below the largest ones.
+Notation: ``T_ik = <f_i, f_k> / (2 temperature)``, ``P`` the positive mask, ``cnt_i = sum_k P_ik``,
+``c_i = |f_i| R / (2 temperature)`` with ``R`` a bound on every row norm (so ``T_ik <= c_i``) and
+``E_i = sum_{k != i} exp(T_ik - c_i)``. The derivation (positives as class sums, the fixed shift,
+the per-chunk cache of the queue and its update at each enqueue, when it is rebuilt, the gradient,
+and why the reference's row maximum and ``1e-12`` give the same value to float rounding) is in
+``docs/performance.md``, "The cached contrastive loss, derived".
 
 This file is remote code: it imports only ``torch``.
 """
@@ -158,7 +104,7 @@ class _LossWithPrecomputedGradient(torch.autograd.Function):
 class LDDUContrastiveCache:
     """
     Statistics of a :class:`~.contrastive_lddu.LDDUContrastiveMemory`'s queue, kept between steps,
-    and the exact loss computed from them (see the module docstring).
+    and the exact loss computed from them (derived in docs/performance.md).
 
     Not an ``nn.Module`` and not state: the memory holds it in a plain attribute, so it is never
     saved nor moved by ``.to()``; every method takes the memory whose buffers it describes, and the
@@ -258,7 +204,7 @@ class LDDUContrastiveCache:
             row_exp, column_exp, statistics, batch_norms, batch_shifts, keep_sums
         )
 
-        # 4. The loss, every anchor alike (see the module docstring).
+        # 4. The loss, every anchor alike (docs/performance.md).
         terms, exp_weight = _anchor_terms(
             exp_sum, positive_logits, count, shifts, squared_norms * scale
         )
@@ -412,21 +358,13 @@ class LDDUContrastiveCache:
 
     # Cache validity
     def _statistics_key(self, memory: LDDUContrastiveMemory) -> tuple | None:
+        buffers = (memory.queue, memory.queue_classes, memory.queue_ptr)
         try:
-            return (
-                memory.queue.data_ptr(),
-                memory.queue._version,
-                memory.queue_classes.data_ptr(),
-                memory.queue_classes._version,
-                memory.queue_ptr.data_ptr(),
-                memory.queue_ptr._version,
-                tuple(memory.queue.shape),
-                memory.queue.device,
-                float(memory.temperature),
-                self.chunk_size,
-            )
+            versions = tuple((buffer.data_ptr(), buffer._version) for buffer in buffers)
         except RuntimeError:  # inference tensors have no version counter: never trust a cache
             return None
+        shape, temperature = tuple(memory.queue.shape), float(memory.temperature)
+        return versions, shape, memory.queue.device, temperature, self.chunk_size
 
     def is_current(self, memory: LDDUContrastiveMemory) -> bool:
         """Whether the statistics describe the memory's buffers as they are now."""
@@ -468,11 +406,7 @@ class LDDUContrastiveCache:
             pointer=int(memory.queue_ptr),
         )
         all_chunks = torch.arange(num_chunks, device=device)
-        for block in self._anchor_blocks(size, num_chunks):
-            anchor_slots = torch.arange(block.start, block.stop, device=device)
-            statistics.exp_sums[block] = self._chunk_sums(
-                memory, anchor_slots, statistics.shifts[block], all_chunks
-            )
+        self._recompute_chunks_for_all_anchors(memory, statistics, all_chunks)
         statistics.key = self._statistics_key(memory)
         return statistics
 
@@ -574,7 +508,7 @@ def _anchor_terms(
     Per anchor (all float64, shape `(a,)`): its term ``m_a`` of the loss and the weight of its
     shifted exponentials in the gradient, from ``E_a = sum_{k != a} exp(T_ak - c_a)``
     (``exp_sum``), ``sum_k P_ak T_ak``, ``cnt_a``, ``c_a`` and ``T_aa`` (standing in for the row
-    maximum, see the module docstring).
+    maximum, see docs/performance.md).
     """
     denominator = exp_sum + _EPS * torch.exp(diagonal_logits - shifts)  # exp(-c)(D + eps)e^M
     log_denominator = shifts + torch.log(denominator)  # = M + log(D + eps)

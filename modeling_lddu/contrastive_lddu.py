@@ -16,8 +16,9 @@ Semantics, exactly as in the authors' code (reference §2.1):
 
 ``LDDUConfig.contrastive_implementation`` picks ``"direct"``,
 :func:`supervised_contrastive_loss_reference` below (the authors' ``N x N`` computation), or
-``"cached"`` (the default), the exact fast path of ``contrastive_cache_lddu.py``, whose docstring
-derives it and gives the costs; both give the same value and gradients (``tests/test_contrastive.py``).
+``"cached"`` (the default), the exact fast path of ``contrastive_cache_lddu.py`` (derived, with
+its costs, in ``docs/performance.md``); both give the same value and gradients
+(``tests/test_contrastive.py``).
 
 This file is remote code: it imports only ``torch``, ``transformers`` and this folder's
 ``configuration_lddu`` and ``contrastive_cache_lddu``.
@@ -101,10 +102,9 @@ class LDDUContrastiveMemory(nn.Module):
         norm), and random non-integer class ids that match no real class."""
         # Plain in-place writes (not transformers' `init` functions, which skip loaded tensors): a
         # reset after loading, for a new label set, must take effect.
-        with torch.no_grad():
-            self.queue.copy_(F.normalize(torch.randn(self.queue_size, self.feature_dim), dim=0))
-            self.queue_classes.copy_(torch.randn(self.queue_size))
-            self.queue_ptr.zero_()
+        self.queue.copy_(F.normalize(torch.randn(self.queue_size, self.feature_dim), dim=0))
+        self.queue_classes.copy_(torch.randn(self.queue_size))
+        self.queue_ptr.zero_()
         if self.cache is not None:
             self.cache.clear()
 
@@ -165,10 +165,8 @@ class LDDUContrastiveMemory(nn.Module):
     def _write_rows(self, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Write rows at the pointer (FIFO, wrapping around) and return the slots written."""
         count = features.shape[0]
-        first = 0
-        if count > self.queue_size:  # only the newest queue_size rows survive a full wrap
-            first = count - self.queue_size
-            features, classes = features[first:], classes[first:]
+        first = max(0, count - self.queue_size)  # only the newest queue_size rows survive a wrap
+        features, classes = features[first:], classes[first:]
         pointer = self.queue_ptr[0]
         offsets = torch.arange(first, count, device=pointer.device)
         slots = (pointer + offsets) % self.queue_size  # [min(count, queue_size)]
@@ -196,10 +194,8 @@ def _gather_across_processes(
     torch.distributed.all_gather(counts, count)
     counts = [int(c.item()) for c in counts]
     longest = max(counts)
-    padded_features = features.new_zeros(longest, features.shape[1])
-    padded_features[: features.shape[0]] = features
-    padded_classes = classes.new_zeros(longest)
-    padded_classes[: classes.shape[0]] = classes
+    padded_features = F.pad(features, (0, 0, 0, longest - features.shape[0]))
+    padded_classes = F.pad(classes, (0, longest - classes.shape[0]))
     gathered_features = [torch.zeros_like(padded_features) for _ in range(world_size)]
     gathered_classes = [torch.zeros_like(padded_classes) for _ in range(world_size)]
     torch.distributed.all_gather(gathered_features, padded_features)

@@ -7,24 +7,9 @@
 shapes reveal (feature dims, hidden and latent sizes, layer counts, queue size, label count) is read
 from the state dict; the rest comes from flags whose defaults are the paper configuration.
 
-Mapping rules (authors' name -> ours), modality order (visual, audio, text) = ModuleList index 0/1/2:
-
-* ``{bert,audio,visual}.embeddings.word_embeddings`` -> ``lddu.encoders.<m>.embeddings.feature_projection``
-  (``bert`` is the text encoder); positions and LayerNorm likewise; ``encoder.layer.<i>.attention.self.*``
-  -> ``layers.<i>.attention.*``; ``attention.output.dense``/``LayerNorm`` -> ``attention_output`` /
-  ``attention_layer_norm``; ``intermediate.dense`` -> ``intermediate``; ``output.dense``/``LayerNorm``
-  -> ``output``/``output_layer_norm``.
-* ``{text,visual,audio}_norm.*_norm2d`` -> ``lddu.encoders.<m>.embeddings.input_norm``.
-* ``embedding_layer`` -> ``lddu.label_embeddings``; ``label_wise_attention.{label,seq,out}_projection.<k>``
-  -> ``lddu.label_attention.<m>.{label,sequence,output}_projection``.
-* ``encoder.<k>.linear.<i>`` / ``.output`` / ``.fc_mu`` / ``.fc_var`` -> ``lddu.latent_encoders.<m>.layers.<i>``
-  / ``layers.<last>`` / ``mean_projection`` / ``log_variance_projection``.
-* ``common_classfier.{0,3}`` (sic) -> ``fusion.semantic_classifier.{hidden,output}``;
-  ``final_classifier.<j>`` / ``var_classifier1.<j>`` -> stacked into the grouped
-  ``fusion.{mean,spread}_classifier`` weights.
-* ``queue``, ``queue_label`` ([Q, 1] -> [Q]), ``queue_ptr`` -> ``contrastive_memory.*``.
-* Dropped, by name, because the authors' forward never uses them: the three encoders' ``pooler``,
-  ``final_classifer2`` and ``var_classifier2``.
+The names map as in docs/design.md, "Names" (its converter paragraph has every rule); modality
+order (visual, audio, text) = the authors' ModuleList index 0/1/2. Modules the authors' forward never
+uses are dropped by name (`DEAD_PREFIXES`); any other unknown key is an error.
 """
 
 from __future__ import annotations
@@ -94,11 +79,7 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state_dict = load_file(str(path))
     else:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        if (
-            isinstance(state_dict, dict)
-            and "state_dict" in state_dict
-            and isinstance(state_dict["state_dict"], dict)
-        ):
+        if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
             state_dict = state_dict["state_dict"]
     if not isinstance(state_dict, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor)
@@ -179,35 +160,32 @@ def _renamed_keys(config: LDDUConfig) -> list[tuple[str, str]]:
 
 def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overrides) -> LDDUConfig:
     """Build an :class:`LDDUConfig` from tensor shapes; ``overrides`` supply what shapes can't tell."""
+
+    def size(key: str, axis: int = 0) -> int:
+        """Dimension ``axis`` of the checkpoint's tensor ``key`` (which must exist)."""
+        return _require(state_dict, key).shape[axis]
+
     dims = {}
     for modality, prefix in ORIGINAL_ENCODER.items():
-        projection = _require(state_dict, f"{prefix}.embeddings.word_embeddings.weight")
-        dims[f"{modality}_dim"] = projection.shape[1]
+        dims[f"{modality}_dim"] = size(f"{prefix}.embeddings.word_embeddings.weight", axis=1)
         dims[f"{modality}_num_layers"] = _count_layers(state_dict, prefix)
-    hidden_size = _require(state_dict, "bert.embeddings.word_embeddings.weight").shape[0]
     latent_layers = []
     index = 0
     while f"encoder.0.linear.{index}.weight" in state_dict:
-        latent_layers.append(state_dict[f"encoder.0.linear.{index}.weight"].shape[0])
+        latent_layers.append(size(f"encoder.0.linear.{index}.weight"))
         index += 1
-    latent_layers.append(_require(state_dict, "encoder.0.output.weight").shape[0])
-    num_labels = _require(state_dict, "embedding_layer.weight").shape[0]
+    latent_layers.append(size("encoder.0.output.weight"))
+    num_labels = size("embedding_layer.weight")
     derived = dict(
         **dims,
-        hidden_size=hidden_size,
-        intermediate_size=_require(
-            state_dict, "bert.encoder.layer.0.intermediate.dense.weight"
-        ).shape[0],
-        max_position_embeddings=_require(
-            state_dict, "bert.embeddings.position_embeddings.weight"
-        ).shape[0],
-        label_attention_dim=_require(
-            state_dict, "label_wise_attention.label_projection.0.weight"
-        ).shape[0],
+        hidden_size=size("bert.embeddings.word_embeddings.weight"),
+        intermediate_size=size("bert.encoder.layer.0.intermediate.dense.weight"),
+        max_position_embeddings=size("bert.embeddings.position_embeddings.weight"),
+        label_attention_dim=size("label_wise_attention.label_projection.0.weight"),
         latent_hidden_sizes=latent_layers,
-        latent_size=_require(state_dict, "encoder.0.fc_mu.weight").shape[0],
-        classifier_hidden_size=_require(state_dict, "common_classfier.0.weight").shape[0],
-        queue_size=_require(state_dict, "queue").shape[0],
+        latent_size=size("encoder.0.fc_mu.weight"),
+        classifier_hidden_size=size("common_classfier.0.weight"),
+        queue_size=size("queue"),
     )
     if "id2label" not in overrides and "num_labels" not in overrides:
         if num_labels == len(MOSEI_EMOTIONS):
