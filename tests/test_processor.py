@@ -266,6 +266,42 @@ def test_a_fresh_process_loads_it_by_hub_id_from_the_cache_without_the_package(
     assert lines["SAME"] == "True"
 
 
+@pytest.mark.parametrize(
+    ("name", "key", "value"),
+    [
+        ("tokenizer_config.json", "do_lower_case", False),
+        ("special_tokens_map.json", "unk_token", "?"),
+    ],
+)
+def test_the_packaged_minilm_is_refused_when_its_tokenizer_settings_differ(
+    monkeypatch, tmp_path, name, key, value
+):
+    """The files that decide lower-casing, the token limit and the special tokens are hashed
+    too: a zip whose `name` differs from the Hub revision's is not installed."""
+    import json
+    import zipfile
+
+    from dataset_scripts import text_encoders
+
+    try:
+        archive = text_encoders.packaged_minilm_zip()
+    except ImportError as error:
+        pytest.skip(str(error))
+    altered = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(altered, "w") as target:
+        for member in source.infolist():
+            content = source.read(member)
+            if member.filename == name:
+                content = json.dumps({**json.loads(content), key: value}).encode()
+            target.writestr(member.filename, content)  # stored: quick to write
+    monkeypatch.setattr(text_encoders, "packaged_minilm_zip", lambda: altered)
+    cache = tmp_path / "hub"
+    with pytest.raises(ValueError, match=rf"{name} in .* has SHA-256 .*{MINILM_REVISION}"):
+        text_encoders.install_packaged_minilm(cache)
+    snapshots = cache / f"models--{MINILM_HUB_ID.replace('/', '--')}" / "snapshots"
+    assert list(snapshots.iterdir()) == []  # nothing installed, no staging folder left
+
+
 def test_a_tiny_lddu_model_takes_the_processor_output(minilm_folder):
     processor = make_processor(str(minilm_folder))
     processor.feature_extractor.max_lengths = {"text": 12, "audio": 20, "visual": 4}
