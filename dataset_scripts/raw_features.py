@@ -114,7 +114,7 @@ def from_pretrained_cache_first(auto_class, name: str, revision: str | None):
             return auto_class.from_pretrained(source)
         except OSError:
             pass  # an incomplete snapshot: download what is missing
-    return auto_class.from_pretrained(source, revision=revision)
+    return auto_class.from_pretrained(name, revision=revision)
 
 
 def load_text_encoder(name: str, revision: str | None, layer: int):

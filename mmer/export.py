@@ -138,6 +138,15 @@ def _build_processor(family: ModelFamily, feature_extractor, settings):
             family.model_type,
         )
         return None
+    name = settings.text_encoder_name_or_path
+    if name and settings.text_encoder_revision is None and not os.path.isdir(name):
+        logger.warning(
+            "The processor settings name the Hub text encoder %s without a revision (a dataset "
+            "built before the builders stored the commit): the model folder computes its text "
+            "features with whatever the repository's main branch holds when it is used, which may "
+            "not be what the model was trained on. Rebuild the dataset to pin the commit.",
+            name,
+        )
     return family.processor_class(feature_extractor, **settings.to_dict())
 
 

@@ -128,7 +128,7 @@ def from_pretrained_cache_first(auto_class, name: str, revision: str | None):
             return auto_class.from_pretrained(source)
         except OSError:
             pass  # an incomplete snapshot: download what is missing
-    return auto_class.from_pretrained(source, revision=revision)
+    return auto_class.from_pretrained(name, revision=revision)
 
 
 # Copied from dataset_scripts.raw_features.load_text_encoder
