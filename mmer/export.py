@@ -4,7 +4,8 @@ Contents: ``model.safetensors`` + ``config.json`` (with ``auto_map`` and ``custo
 remote-code files, ``preprocessor_config.json``, ``processor_config.json`` + the processing file
 (when the data was built from raw inputs: then the folder takes raw text and audio), ``handler.py``
 + ``requirements.txt`` (Inference Endpoints), ``examples/`` (the widget examples' inputs: ``.npz``
-feature files, or short audio clips beside sentences for a folder with a processor), ``README.md``
+feature files, or short audio clips beside sentences for a folder with a processor),
+``text_encoder/`` (a copy of the processor's text encoder when that is a local folder), ``README.md``
 (model card),
 ``all_results.json``, and the figures. Files are written into a staging folder first and then moved
 into place one by one with ``os.replace`` (atomic per file), so a crash never leaves a half-written
@@ -13,6 +14,7 @@ file in the output folder.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -76,6 +78,7 @@ def write_model_folder(
     recognizer = pipeline(EMOTION_TASK, model=model, feature_extractor=feature_extractor,
                           processor=processor, pipeline_class=family.pipeline_class)  # fmt: skip
     _save_code_and_weights(staging, recognizer, processor)
+    shipped_encoder = _check_shipped_text_encoder(staging, family, processor)
 
     results = report.results  # the widget examples join the results written and returned
     images = _write_figures(staging / "images", trainer, report, label_names)
@@ -102,7 +105,7 @@ def write_model_folder(
             base_model=base_model,
             feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
             feature_extractors=_feature_descriptions(
-                dataset_name, processor_settings, feature_extractor.feature_dims
+                dataset_name, processor_settings, feature_extractor.feature_dims, shipped_encoder
             ),
             raw_input=processor is not None,
             **_decision_inputs(results),
@@ -124,6 +127,41 @@ def _save_code_and_weights(staging: Path, recognizer, processor) -> None:
     templates = resources.files(__package__) / "templates"
     for name in ENDPOINT_FILES:
         (staging / name).write_bytes((templates / name).read_bytes())
+
+
+#: Sentences that check a processor's copied text encoder against the original.
+ENCODER_CHECK_SENTENCES = ("I can't believe you did that!", "What a lovely surprise.")
+
+
+def _check_shipped_text_encoder(staging: Path, family: ModelFamily, processor) -> str | None:
+    """The subfolder of the model folder that holds a copy of the processor's text encoder (its
+    `save_pretrained` copies an encoder that is a local folder, whose path would mean nothing on
+    another machine), after checking that the folder's processor computes the very frames of the
+    original; None when the processor names a Hub encoder or none.
+
+    Raises:
+        RuntimeError: If the copy gives other frames.
+    """
+    if processor is None:
+        return None
+    saved = json.loads((staging / "processor_config.json").read_text(encoding="utf-8"))
+    subfolder = saved.get("text_encoder_subfolder")
+    if not subfolder:
+        return None
+    copied = family.processor_class.from_pretrained(staging)
+    sentences = list(ENCODER_CHECK_SENTENCES)
+    for original, frames in zip(processor.encode_text(sentences), copied.encode_text(sentences)):
+        if not np.array_equal(original, frames):
+            raise RuntimeError(
+                f"The copy of the text encoder {processor.text_encoder_name_or_path} in the model "
+                f"folder's {subfolder}/ computes other frames than the original"
+            )
+    logger.info(
+        "The text encoder %s is a local folder: the model folder ships a copy in %s/",
+        processor.text_encoder_name_or_path,
+        subfolder,
+    )
+    return subfolder
 
 
 def _build_processor(family: ModelFamily, feature_extractor, settings):
@@ -150,14 +188,23 @@ def _build_processor(family: ModelFamily, feature_extractor, settings):
     return family.processor_class(feature_extractor, **settings.to_dict())
 
 
-def _feature_descriptions(dataset_name: str, settings, feature_dims) -> dict:
+def _feature_descriptions(
+    dataset_name: str, settings, feature_dims, shipped_encoder: str | None = None
+) -> dict:
     """What each modality's features are, for the card: from the processor settings (for the
     modalities the model takes) when the data was built from raw inputs, else the dataset's known
-    extractors."""
+    extractors. A text encoder the folder ships (`shipped_encoder`, its subfolder) is named by
+    that subfolder, not by the local path it was copied from."""
     if settings is None:
         return FEATURE_EXTRACTORS.get(dataset_name) or {}
     descriptions = {}
-    if settings.text_encoder_name_or_path:
+    if shipped_encoder:
+        descriptions["text"] = (
+            f"token states of the text encoder in this repository's `{shipped_encoder}/` "
+            f"(copied from a local folder), hidden state {settings.text_encoder_layer}, computed "
+            "by the processor"
+        )
+    elif settings.text_encoder_name_or_path:
         revision = settings.text_encoder_revision
         descriptions["text"] = (
             f"token states of `{settings.text_encoder_name_or_path}`"

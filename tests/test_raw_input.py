@@ -80,12 +80,18 @@ def trained(tmp_path_factory, minilm_folder):
     return output_dir, data_dir, results
 
 
-def test_the_folder_ships_the_processor_and_raw_widget_examples(trained):
+def test_the_folder_ships_the_processor_and_raw_widget_examples(trained, minilm_folder):
     folder, _, results = trained
     for name in ("processor_config.json", "processing_lddu.py", "preprocessor_config.json"):
         assert (folder / name).is_file(), name
     saved = json.loads((folder / "processor_config.json").read_text())
     assert saved["auto_map"]["AutoProcessor"] == "processing_lddu.LDDUProcessor"
+    # The encoder was a local folder: the model folder ships it and names no path of this machine.
+    assert saved["text_encoder_subfolder"] == "text_encoder"
+    assert saved["text_encoder_name_or_path"] is None
+    assert (folder / "text_encoder" / "model.safetensors").is_file()
+    for name in ("processor_config.json", "README.md", "config.json"):
+        assert str(minilm_folder) not in (folder / name).read_text(), name
     assert saved["text_max_tokens"] == MAX_TOKENS and saved["num_mel_bins"] == 16
     # The fitted feature extractor (lengths, normalisation) is the one the pipeline uses.
     extractor = json.loads((folder / "preprocessor_config.json").read_text())
@@ -102,6 +108,7 @@ def test_the_folder_ships_the_processor_and_raw_widget_examples(trained):
         assert (folder / example["src"]).is_file()
     card = (folder / "README.md").read_text()
     assert "Input is raw text and audio" in card
+    assert "text encoder in this repository's `text_encoder/`" in card
     assert 'classifier("I can\'t believe you did that")' in card
 
 
