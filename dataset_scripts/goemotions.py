@@ -20,7 +20,8 @@ docs/processor.md): last layer, one frame per word piece, [CLS]/[SEP] dropped, a
 report). The same splits and labels as the GloVe version; the feature settings are written beside
 the dataset (``processor_settings.json``) and each row keeps its comment (``raw_text``), so that
 train.py ships the processor in the model folder, which then takes raw sentences, and the model
-card's widget examples are sentences.
+card's widget examples are sentences (the package's own, or with ``--publish_raw_examples`` the
+first test comments).
 
 Source: the Ekman-grouped TSV files of GoEmotions (Demszky et al., 2020, ACL), one comment per row,
 ``text<TAB>comma-separated label ids<TAB>comment id``, in ``train.tsv``, ``dev.tsv`` and

@@ -492,7 +492,7 @@ def add_raw_input_columns(dataset_dict, raw: dict[str, dict[str, list[str]]]):
     """`dataset_dict` with string columns of raw inputs (`raw_text`: the sentence; `raw_audio`: the
     audio path) per split: `raw[split][column]`, one value per row. The metadata is kept; the
     loaders read only the modality and label columns, so these ride along unused until the
-    model card takes its widget examples from them."""
+    model card takes its widget examples from them (with `train.py --publish_raw_examples`)."""
     for split, columns in raw.items():
         dataset = dataset_dict[split]
         for name, values in columns.items():

@@ -29,7 +29,8 @@ model folder.
 
 Besides the frames, each row keeps its raw inputs: ``raw_text`` (the sentence) and ``raw_audio``
 (the audio path as the index gives it, relative to the folder the report names as
-``audio_root``). The model card's widget examples are made of them.
+``audio_root``). With ``train.py --publish_raw_examples`` the model card's widget examples are
+made of them (they are the trainer's data: never published unasked).
 """
 
 from __future__ import annotations

@@ -35,6 +35,14 @@ logger = logging.getLogger(__name__)
 #: Files of the shared layer copied into every model folder (package data, see pyproject.toml).
 ENDPOINT_FILES = ("handler.py", "requirements.txt")
 NUM_WIDGET_EXAMPLES = 3
+#: The widget examples of a model that takes raw text, unless the trainer publishes the test
+#: samples' own (`train.py --publish_raw_examples`): sentences of no one's data, the same for every
+#: model. They also check a processor's copied text encoder against the original.
+EXAMPLE_SENTENCES = (
+    "I can't believe you did that!",
+    "Thank you so much, this really made my day.",
+    "I'm not sure what to think about the news.",
+)
 #: Largest audio file copied into `examples/` as a widget example (a short clip).
 MAX_EXAMPLE_AUDIO_BYTES = 2 * 2**20
 
@@ -59,7 +67,10 @@ def write_model_folder(
 ) -> Path:
     """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``.
     ``processor_settings`` (``RawFeatureSettings``) add the family's processor (raw input);
-    ``raw_examples`` (``{"text", "audio"}`` per test sample) then make the widget examples."""
+    ``raw_examples`` (``{"text", "audio"}`` per test sample, given only when the trainer chose to
+    publish them) then make the widget examples. Without them, a folder with a processor shows
+    `EXAMPLE_SENTENCES` when the model takes raw text, and no examples otherwise: the raw-input
+    data is the trainer's own, and none of it (not even its features) is published unasked."""
     from model_cards import load_family_card_text
 
     from .model_card import ModelCardInputs, build_model_card, save_model_card
@@ -82,7 +93,9 @@ def write_model_folder(
 
     results = report.results  # the widget examples join the results written and returned
     images = _write_figures(staging / "images", trainer, report, label_names)
-    widget_examples = _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples)
+    widget_examples, widget_source = _widget_examples(
+        staging, recognizer, test_dataset, label_names, raw_examples
+    )
     results["widget_examples"] = widget_examples
     write_json_atomic(staging / "all_results.json", results)
 
@@ -97,6 +110,7 @@ def write_model_folder(
             synthetic_data=synthetic,
             hyperparameters=hyperparameters,
             widget_examples=widget_examples,
+            widget_source=widget_source,
             uncertainty=_uncertainty_results(report),
             per_combination=_per_combination(results),
             images=images,
@@ -129,10 +143,6 @@ def _save_code_and_weights(staging: Path, recognizer, processor) -> None:
         (staging / name).write_bytes((templates / name).read_bytes())
 
 
-#: Sentences that check a processor's copied text encoder against the original.
-ENCODER_CHECK_SENTENCES = ("I can't believe you did that!", "What a lovely surprise.")
-
-
 def _check_shipped_text_encoder(staging: Path, family: ModelFamily, processor) -> str | None:
     """The subfolder of the model folder that holds a copy of the processor's text encoder (its
     `save_pretrained` copies an encoder that is a local folder, whose path would mean nothing on
@@ -149,7 +159,7 @@ def _check_shipped_text_encoder(staging: Path, family: ModelFamily, processor) -
     if not subfolder:
         return None
     copied = family.processor_class.from_pretrained(staging)
-    sentences = list(ENCODER_CHECK_SENTENCES)
+    sentences = list(EXAMPLE_SENTENCES)
     for original, frames in zip(processor.encode_text(sentences), copied.encode_text(sentences)):
         if not np.array_equal(original, frames):
             raise RuntimeError(
@@ -324,14 +334,51 @@ def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names)
     return images
 
 
-def _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples) -> list[dict]:
-    """Raw examples (sentences, clips) when the folder has a processor and the data kept its raw
-    inputs, else `.npz` feature files."""
-    if recognizer.processor is not None and raw_examples:
-        return _write_raw_widget_examples(
+def _widget_examples(
+    staging, recognizer, test_dataset, label_names, raw_examples
+) -> tuple[list[dict], str]:
+    """`(examples, what they are)` (a `WIDGET_SOURCES` key of the card). A folder with a
+    processor: the test samples' raw inputs (sentences, clips) when the trainer published them
+    (`raw_examples`), else `EXAMPLE_SENTENCES` for a model that takes raw text, else none (the
+    test samples are the trainer's own recordings). Any other folder: `.npz` feature files of
+    the first test samples (features of a prepared dataset)."""
+    from .model_card import PACKAGE_SENTENCES, WITHHELD_EXAMPLES
+
+    processor = recognizer.processor
+    if processor is not None and raw_examples:
+        examples = _write_raw_widget_examples(
             staging, recognizer, test_dataset, label_names, raw_examples
         )
-    return _write_widget_examples(staging, recognizer, test_dataset, label_names)
+        return examples, "test_samples"
+    if processor is not None:
+        takes_text = "text" in recognizer.feature_extractor.feature_dims
+        has_encoder = processor.text_encoder_name_or_path or processor.text_encoder_subfolder
+        if takes_text and has_encoder:
+            return _write_sentence_widget_examples(recognizer), PACKAGE_SENTENCES
+        logger.info(
+            "No widget examples: the model takes no raw text, and the test samples' recordings "
+            "are published only with --publish_raw_examples."
+        )
+        return [], WITHHELD_EXAMPLES
+    return _write_widget_examples(staging, recognizer, test_dataset, label_names), "test_features"
+
+
+def _write_sentence_widget_examples(recognizer) -> list[dict]:
+    """`EXAMPLE_SENTENCES` with the model's outputs on them through the folder's processor."""
+    examples = []
+    for index, sentence in enumerate(EXAMPLE_SENTENCES):
+        with torch.inference_mode():
+            output = recognizer(sentence)
+        examples.append(
+            {
+                "example_title": f"Example sentence {index + 1}",
+                "text": sentence,
+                "output": [
+                    {"label": entry["label"], "score": round(entry["score"], 4)} for entry in output
+                ],
+            }
+        )
+    return examples
 
 
 def _write_widget_examples(staging: Path, recognizer, test_dataset, label_names) -> list[dict]:
