@@ -159,13 +159,21 @@ def _check_shipped_text_encoder(staging: Path, family: ModelFamily, processor) -
     if not subfolder:
         return None
     copied = family.processor_class.from_pretrained(staging)
-    sentences = list(EXAMPLE_SENTENCES)
-    for original, frames in zip(processor.encode_text(sentences), copied.encode_text(sentences)):
-        if not np.array_equal(original, frames):
-            raise RuntimeError(
-                f"The copy of the text encoder {processor.text_encoder_name_or_path} in the model "
-                f"folder's {subfolder}/ computes other frames than the original"
-            )
+    # The example sentences, and one longer than any token limit (the cut must agree too).
+    texts = [*EXAMPLE_SENTENCES, " ".join(EXAMPLE_SENTENCES * 60)]
+    processor_logger = logging.getLogger(type(processor).__module__)  # its "texts were cut"
+    level = processor_logger.level
+    processor_logger.setLevel(logging.ERROR)
+    try:
+        original, original_counts = processor.encode_text(texts, return_token_counts=True)
+        frames, counts = copied.encode_text(texts, return_token_counts=True)
+    finally:
+        processor_logger.setLevel(level)
+    if counts != original_counts or not all(map(np.array_equal, original, frames)):
+        raise RuntimeError(
+            f"The copy of the text encoder {processor.text_encoder_name_or_path} in the model "
+            f"folder's {subfolder}/ computes other frames than the original"
+        )
     logger.info(
         "The text encoder %s is a local folder: the model folder ships a copy in %s/",
         processor.text_encoder_name_or_path,

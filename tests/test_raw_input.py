@@ -264,3 +264,19 @@ def test_publishing_raw_examples_of_data_without_raw_inputs_is_reported(caplog):
     with caplog.at_level("WARNING", logger="train"):
         assert train._raw_input_data(arguments, None) == (None, None)
     assert "--publish_raw_examples: the data keeps no raw inputs" in caplog.text
+
+
+def test_the_export_refuses_a_shipped_encoder_that_computes_other_frames(tmp_path):
+    from mmer.export import _check_shipped_text_encoder
+    from mmer.family import ModelFamily
+
+    from .conftest import write_tiny_bert
+    from .test_processor import tiny_bert_processor
+
+    processor = tiny_bert_processor(str(write_tiny_bert(tmp_path / "enc")))
+    processor.save_pretrained(tmp_path / "folder")
+    family = ModelFamily.from_model_type("lddu")
+    assert _check_shipped_text_encoder(tmp_path / "folder", family, processor) == "text_encoder"
+    write_tiny_bert(tmp_path / "folder" / "text_encoder", seed=1)  # not the encoder's weights
+    with pytest.raises(RuntimeError, match="computes other frames than the original"):
+        _check_shipped_text_encoder(tmp_path / "folder", family, processor)
