@@ -144,3 +144,24 @@ def test_the_builder_command_stores_the_commit_of_the_revision_asked(hub_cache, 
     assert raw_media.main([*argv, "--text_encoder", REPO, "--text_encoder_revision", "v1"]) == 0
     saved = json.loads((output / "processor_settings.json").read_text())
     assert (saved["text_encoder_name_or_path"], saved["text_encoder_revision"]) == (REPO, TAGGED)
+
+
+def test_the_export_warns_about_settings_naming_a_hub_id_without_a_revision(caplog, tmp_path):
+    """Data built before the builders pinned the commit still trains, with a warning."""
+    from dataset_scripts.raw_features import RawFeatureSettings
+    from mmer.export import _build_processor
+    from mmer.family import ModelFamily
+
+    family = ModelFamily.from_model_type("lddu")
+    extractor = LDDUFeatureExtractor(feature_dims={"text": TINY_BERT_DIM})
+    with caplog.at_level("WARNING", logger="mmer.export"):
+        _build_processor(family, extractor, RawFeatureSettings(text_encoder_name_or_path=REPO))
+    assert f"Hub text encoder {REPO} without a revision" in caplog.text
+    caplog.clear()
+    for settings in (
+        RawFeatureSettings(text_encoder_name_or_path=REPO, text_encoder_revision=MAIN),
+        RawFeatureSettings(text_encoder_name_or_path=str(write_tiny_bert(tmp_path / "enc"))),
+    ):
+        with caplog.at_level("WARNING", logger="mmer.export"):
+            _build_processor(family, extractor, settings)
+    assert "without a revision" not in caplog.text
