@@ -232,6 +232,15 @@ class DataArguments:
         default=True,
         metadata={"help": "Also report test metrics with only some modalities given."},
     )
+    publish_raw_examples: bool = field(
+        default=False,
+        metadata={
+            "help": "Data built from raw inputs: make the model folder's widget examples of the "
+            "first test samples' own sentences and audio clips (your data: they are copied into "
+            "the folder and its card, and published with it). Default: a model that takes raw "
+            "text shows example sentences written by this package, and none of your recordings."
+        },
+    )
 
 
 @dataclass
@@ -768,7 +777,8 @@ class PreparedData:
     test: object
     collator: object
     # Data built from raw inputs: the `RawFeatureSettings` saved beside it (the model folder then
-    # gets the family's processor) and the raw inputs of the first test samples (widget examples).
+    # gets the family's processor) and, with --publish_raw_examples only, the raw inputs of the
+    # first test samples (widget examples).
     processor_settings: object = None
     raw_test_inputs: list | None = None
     # --text_backbone: the data's pretrained text encoder, which the new model holds.
@@ -864,18 +874,27 @@ def _text_backbone_tokens(data_args: DataArguments, dataset, settings):
 
 
 def _raw_input_data(data_args: DataArguments, test_split) -> tuple[object, list | None]:
-    """The processor settings saved beside a prepared dataset built from raw inputs, and the raw
-    inputs of its first test samples (`{"text": sentence, "audio": absolute path}`); `(None, None)`
-    for any other data."""
+    """The processor settings saved beside a prepared dataset built from raw inputs, and, when
+    the trainer chose to publish them (`--publish_raw_examples`), the raw inputs of its first test
+    samples (`{"text": sentence, "audio": absolute path}`); `(None, None)` for any other data."""
     from dataset_scripts.building import metadata_from_dataset
     from dataset_scripts.raw_features import read_processor_settings
     from mmer.export import NUM_WIDGET_EXAMPLES
 
     if data_args.dataset == "synthetic":
+        _no_raw_examples(data_args)
         return None, None
     settings = read_processor_settings(data_args.data_dir)
     if settings is None:
+        _no_raw_examples(data_args)
         return None, None
+    logger.info("The data has processor settings: the model folder will take raw input.")
+    if not data_args.publish_raw_examples:
+        logger.info(
+            "The widget examples will not show the test samples' raw inputs (your data); "
+            "--publish_raw_examples publishes them."
+        )
+        return settings, None
     count = min(NUM_WIDGET_EXAMPLES, test_split.num_rows)
     rows = test_split.select(range(count))
     report = (metadata_from_dataset(test_split) or {}).get("report", {})
@@ -888,8 +907,19 @@ def _raw_input_data(data_args: DataArguments, test_split) -> tuple[object, list 
         if "raw_audio" in rows.column_names and root:
             sample["audio"] = str(Path(root) / rows[row]["raw_audio"])
         raw.append(sample)
-    logger.info("The data has processor settings: the model folder will take raw input.")
-    return settings, raw if any(raw) else None
+    if not any(raw):
+        _no_raw_examples(data_args)
+        return settings, None
+    return settings, raw
+
+
+def _no_raw_examples(data_args: DataArguments) -> None:
+    """Warns that --publish_raw_examples has nothing to publish (data without raw inputs)."""
+    if data_args.publish_raw_examples:
+        logger.warning(
+            "--publish_raw_examples: the data keeps no raw inputs (it was not built from raw "
+            "text or audio), so the widget examples are made as without it."
+        )
 
 
 def _dataset_name(split, flag: str) -> str:

@@ -20,7 +20,8 @@ docs/processor.md): last layer, one frame per word piece, [CLS]/[SEP] dropped, a
 report). The same splits and labels as the GloVe version; the feature settings are written beside
 the dataset (``processor_settings.json``) and each row keeps its comment (``raw_text``), so that
 train.py ships the processor in the model folder, which then takes raw sentences, and the model
-card's widget examples are sentences.
+card's widget examples are sentences (the package's own, or with ``--publish_raw_examples`` the
+first test comments).
 
 Source: the Ekman-grouped TSV files of GoEmotions (Demszky et al., 2020, ACL), one comment per row,
 ``text<TAB>comma-separated label ids<TAB>comment id``, in ``train.tsv``, ``dev.tsv`` and
@@ -291,10 +292,12 @@ def _vector_dim(vectors: Mapping[str, np.ndarray]) -> int:
     return int(dim)
 
 
-def _encoder_computer(text_encoder: str, text_max_tokens: int | None, batch_size: int):
+def _encoder_computer(
+    text_encoder: str, revision: str | None, text_max_tokens: int | None, batch_size: int
+):
     from .raw_features import RawFeatureComputer, RawFeatureSettings
 
-    name, revision = resolve_text_encoder(text_encoder)
+    name, revision = resolve_text_encoder(text_encoder, revision)
     settings = RawFeatureSettings(
         text_encoder_name_or_path=name,
         text_encoder_revision=revision,
@@ -334,6 +337,7 @@ def build(
     text_encoder: str | None = None,
     text_max_tokens: int | None = None,
     batch_size: int = 64,
+    text_encoder_revision: str | None = None,
 ) -> ConversionResult:
     """Builds the GoEmotions `DatasetDict` (train/validation/test) of word-vector sequences, or of
     encoder token states with `text_encoder`.
@@ -350,6 +354,8 @@ def build(
             the report's `processor_settings` are the settings to save beside the dataset.
         text_max_tokens: Most tokens encoded per comment (default: the encoder's limit).
         batch_size: Comments per forward pass of the encoder.
+        text_encoder_revision: Branch, tag or commit of a Hub `text_encoder` (default its main
+            branch); the settings store the commit hash of the files used.
 
     Returns:
         `ConversionResult(dataset_dict, report)`; the report holds per split the sample count,
@@ -368,7 +374,9 @@ def build(
         raise ValueError("give word vectors (vectors=) or a text encoder (text_encoder=), not both")
     computer = None
     if text_encoder is not None:
-        computer = _encoder_computer(text_encoder, text_max_tokens, batch_size)
+        computer = _encoder_computer(
+            text_encoder, text_encoder_revision, text_max_tokens, batch_size
+        )
     elif vectors is None:
         vectors = load_glove_vectors()
 
@@ -506,6 +514,12 @@ def _parser():
         "(all-MiniLM-L6-v2 from the `text` extra, offline), a Hub id or a local folder.",
     )
     parser.add_argument(
+        "--text_encoder_revision",
+        default=None,
+        help="With a Hub --text_encoder: its branch, tag or commit (default: main); the settings "
+        "store the commit hash.",
+    )
+    parser.add_argument(
         "--text_max_tokens",
         type=int,
         default=None,
@@ -518,6 +532,8 @@ def _parser():
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parse_builder_args(parser, argv)
+    if args.text_encoder is None and args.text_encoder_revision is not None:
+        parser.error("--text_encoder_revision needs --text_encoder")
     if args.text_encoder is None and args.text_max_tokens is not None:
         parser.error("--text_max_tokens needs --text_encoder (GloVe sequences use --max_length)")
     if args.text_encoder is not None and args.max_length is not None:
@@ -536,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             drop_neutral=args.drop_neutral,
             text_encoder=args.text_encoder,
             text_max_tokens=args.text_max_tokens or DEFAULT_TEXT_MAX_TOKENS,
+            text_encoder_revision=args.text_encoder_revision,
         )
     except (ImportError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

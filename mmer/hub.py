@@ -93,6 +93,20 @@ def _referenced_code_files(root: Path) -> set[str]:
     return referenced
 
 
+def _shipped_text_encoder(root: Path) -> str | None:
+    """The subfolder holding the processor's copy of its text encoder (`text_encoder_subfolder` in
+    processor_config.json: the encoder was a local folder), or None."""
+    path = root / "processor_config.json"
+    if not path.is_file():
+        return None
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    subfolder = content.get("text_encoder_subfolder") if isinstance(content, dict) else None
+    return subfolder.strip("/") if isinstance(subfolder, str) and subfolder else None
+
+
 def _check_folder(root: Path, files: Sequence[str]) -> None:
     """Raise a ValueError listing everything missing from an export folder."""
     present = set(files)
@@ -108,6 +122,12 @@ def _check_folder(root: Path, files: Sequence[str]) -> None:
     missing_code = sorted(_referenced_code_files(root) - present)
     if missing_code:
         problems.append(f"remote-code files named in the configs: {', '.join(missing_code)}")
+    encoder = _shipped_text_encoder(root)
+    if encoder and not {f"{encoder}/config.json", f"{encoder}/model.safetensors"} <= present:
+        problems.append(
+            f"the processor's text encoder in {encoder}/ (config.json and model.safetensors), "
+            "which processor_config.json names"
+        )
     if problems:
         raise ValueError(
             f"Cannot publish {root}: missing (or excluded by the ignore patterns) "

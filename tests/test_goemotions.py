@@ -201,7 +201,9 @@ def test_text_encoder_builds_the_same_splits_of_token_states(
     from modeling_lddu import LDDUFeatureExtractor, LDDUProcessor
 
     # `packaged-minilm` would unpack into the user's Hub cache: the test's copy stands in for it.
-    monkeypatch.setattr(goemotions, "resolve_text_encoder", lambda name: (str(minilm_folder), None))
+    monkeypatch.setattr(
+        goemotions, "resolve_text_encoder", lambda name, revision=None: (str(minilm_folder), None)
+    )
     output = tmp_path / "prepared"
     argv = [
         "--source_dir",

@@ -172,6 +172,19 @@ def test_code_files_named_in_configs_must_exist(export_folder):
         publish_folder(export_folder, "me/lddu", api=mock.create_autospec(HfApi))
 
 
+def test_a_shipped_text_encoder_must_be_in_the_folder(export_folder):
+    write(export_folder / "processor_config.json", json.dumps({"text_encoder_subfolder": "enc"}))
+    api = mock.create_autospec(HfApi, instance=True)
+    with pytest.raises(ValueError, match=r"text encoder in enc/ \(config.json and model"):
+        publish_folder(export_folder, "me/lddu", api=api)
+    api.upload_folder.assert_not_called()
+    write(export_folder / "enc" / "config.json", "{}")
+    write(export_folder / "enc" / "model.safetensors", b"\x00")
+    publish_folder(export_folder, "me/lddu", api=api)
+    uploaded = api.upload_folder.call_args.kwargs
+    assert "enc/model.safetensors" in list_upload_files(uploaded["folder_path"])
+
+
 def test_sharded_checkpoint_is_accepted(export_folder):
     (export_folder / "model.safetensors").unlink()
     write(export_folder / "model.safetensors.index.json", "{}")

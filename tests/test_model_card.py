@@ -196,6 +196,27 @@ def test_sections_present_when_data_is_given():
     assert "{{" not in text and "{%" not in text
 
 
+@pytest.mark.parametrize(
+    ("source", "phrase"),
+    [
+        ("package_sentences", "sentences written by the package that trained this model"),
+        ("test_samples", "published at the trainer's request"),
+        ("test_features", "pre-extracted features of the first samples of the test split"),
+        ("withheld", "No examples are shown beside this card"),
+        (None, None),
+    ],
+)
+def test_the_card_says_what_its_widget_examples_are(source, phrase):
+    from mmer.model_card import WIDGET_SOURCES
+
+    widget = [] if source == "withheld" else WIDGET
+    text = str(full_card(widget_source=source, widget_examples=widget))
+    if phrase is None:  # not said when the caller does not say
+        assert "**Widget examples.**" not in text
+        return
+    assert f"**Widget examples.** {WIDGET_SOURCES[source]}" in text and phrase in text
+
+
 def test_minimal_card_omits_sections_without_data(tmp_path):
     metrics = {"f1_micro": 0.5123456}
     card = build_model_card(
@@ -303,6 +324,8 @@ def test_uncertainty_values_given_as_none_are_left_out():
         ({"uncertainty": {"error_auroc": 0.7}}, TypeError, "UncertaintyResults"),
         ({"metrics": dict(METRICS, f1_happy=0.99)}, ValueError, "disagrees with per_label_f1"),
         ({"metrics": {"f1_micro": "high"}}, TypeError, "must be a number"),
+        ({"widget_source": "my_data"}, ValueError, "`widget_source` must be one of"),
+        ({"widget_source": "withheld"}, ValueError, "withheld, but there are some"),
     ],
 )
 def test_invalid_arguments(overrides, error, message):

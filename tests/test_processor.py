@@ -15,7 +15,12 @@ from dataset_scripts.text_encoders import MINILM_HUB_ID, MINILM_REVISION
 from modeling_lddu import LDDUFeatureExtractor, LDDUForEmotionRecognition, LDDUProcessor
 from modeling_lddu.processing_lddu import AUDIO_HOP_SECONDS, AUDIO_WINDOW_SECONDS
 
-from .conftest import run_without_the_package, tiny_config
+from .conftest import (
+    TINY_BERT_DIM,
+    run_without_the_package,
+    tiny_config,
+    write_tiny_bert,
+)
 
 soundfile = pytest.importorskip("soundfile")
 
@@ -234,6 +239,91 @@ def test_save_and_load_give_identical_features(minilm_folder, tmp_path):
             assert torch.equal(output[key], expected[key]), key
 
 
+def tiny_bert_processor(encoder, **options) -> LDDUProcessor:
+    extractor = LDDUFeatureExtractor(
+        feature_dims={"text": TINY_BERT_DIM}, max_lengths={"text": None}
+    )
+    return LDDUProcessor(extractor, text_encoder_name_or_path=encoder, **options)
+
+
+def test_a_local_encoder_is_saved_with_the_processor_and_loaded_from_its_folder(tmp_path):
+    """A path means nothing on another machine: the saved folder holds a copy of the encoder in
+    `text_encoder/` and names that subfolder; moved elsewhere, it computes the same frames."""
+    import json
+    import shutil
+
+    encoder = write_tiny_bert(tmp_path / "home" / "me" / "enc")
+    processor = tiny_bert_processor(str(encoder), text_encoder_layer=-2)
+    expected = processor.encode_text(TEXTS)
+    processor.save_pretrained(tmp_path / "saved")
+    config_text = (tmp_path / "saved" / "processor_config.json").read_text()
+    assert str(tmp_path) not in config_text  # no local path in the published file
+    config = json.loads(config_text)
+    assert config["text_encoder_subfolder"] == "text_encoder"
+    assert config["text_encoder_name_or_path"] is None and config["text_encoder_revision"] is None
+    shipped = {path.name for path in (tmp_path / "saved" / "text_encoder").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= shipped
+    # Another machine: the original encoder is gone and the folder lives elsewhere.
+    shutil.rmtree(encoder)
+    moved = shutil.move(tmp_path / "saved", tmp_path / "elsewhere" / "model")
+    for loaded in (
+        LDDUProcessor.from_pretrained(moved),
+        AutoProcessor.from_pretrained(moved, trust_remote_code=True),
+    ):
+        assert loaded.text_encoder_layer == -2 and loaded.text_feature_dim == TINY_BERT_DIM
+        for frames, wanted in zip(loaded.encode_text(TEXTS), expected):
+            np.testing.assert_array_equal(frames, wanted)
+    # Saved again, elsewhere, it ships its encoder again; into its own folder, it keeps it.
+    loaded.save_pretrained(tmp_path / "again")
+    again = LDDUProcessor.from_pretrained(tmp_path / "again")
+    np.testing.assert_array_equal(again.encode_text(TEXTS[0])[0], expected[0])
+    loaded.save_pretrained(moved)
+    np.testing.assert_array_equal(
+        LDDUProcessor.from_pretrained(moved).encode_text(TEXTS[0])[0], expected[0]
+    )
+
+
+def test_a_shipped_encoder_loads_from_a_hub_repository(tmp_path, monkeypatch):
+    """A model repository with the processor's encoder in `text_encoder/`, from the Hub cache (a
+    local folder standing in for the Hub): the encoder comes from the same snapshot."""
+    import shutil
+
+    import huggingface_hub
+
+    processor = tiny_bert_processor(str(write_tiny_bert(tmp_path / "enc", seed=3)))
+    expected = processor.encode_text(TEXTS)
+    processor.save_pretrained(tmp_path / "saved")
+    cache = tmp_path / "hub"
+    repo = cache / "models--me--emotions"
+    commit = "d" * 40
+    shutil.copytree(tmp_path / "saved", repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    shutil.rmtree(tmp_path / "enc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    loaded = LDDUProcessor.from_pretrained("me/emotions")
+    for frames, wanted in zip(loaded.encode_text(TEXTS), expected):
+        np.testing.assert_array_equal(frames, wanted)
+
+
+def test_a_shipped_encoder_needs_the_processors_folder(tmp_path):
+    extractor = LDDUFeatureExtractor(feature_dims={"text": TINY_BERT_DIM})
+    bare = LDDUProcessor(extractor, text_encoder_subfolder="text_encoder")
+    with pytest.raises(
+        ValueError, match=r"subfolder 'text_encoder' of its folder.*from_pretrained"
+    ):
+        bare(text="hello")
+    for wrong in ("../elsewhere", "/abs/path", "a/../../b", ""):
+        with pytest.raises(ValueError, match="relative folder inside the processor's folder"):
+            LDDUProcessor(extractor, text_encoder_subfolder=wrong)
+    with pytest.raises(ValueError, match="not both"):
+        LDDUProcessor(extractor, text_encoder_name_or_path="x/y", text_encoder_subfolder="enc")
+    local = tiny_bert_processor(str(write_tiny_bert(tmp_path / "enc")))
+    with pytest.raises(ValueError, match="save it, then upload the whole folder"):
+        local.save_pretrained(tmp_path / "saved", push_to_hub=True)
+
+
 def test_a_fresh_process_loads_it_by_hub_id_from_the_cache_without_the_package(
     hub_cache, minilm_folder, tmp_path
 ):
@@ -264,6 +354,42 @@ def test_a_fresh_process_loads_it_by_hub_id_from_the_cache_without_the_package(
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert lines["CLASS"] == f"LDDUProcessor {MINILM_HUB_ID}"
     assert lines["SAME"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value"),
+    [
+        ("tokenizer_config.json", "do_lower_case", False),
+        ("special_tokens_map.json", "unk_token", "?"),
+    ],
+)
+def test_the_packaged_minilm_is_refused_when_its_tokenizer_settings_differ(
+    monkeypatch, tmp_path, name, key, value
+):
+    """The files that decide lower-casing, the token limit and the special tokens are hashed
+    too: a zip whose `name` differs from the Hub revision's is not installed."""
+    import json
+    import zipfile
+
+    from dataset_scripts import text_encoders
+
+    try:
+        archive = text_encoders.packaged_minilm_zip()
+    except ImportError as error:
+        pytest.skip(str(error))
+    altered = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(altered, "w") as target:
+        for member in source.infolist():
+            content = source.read(member)
+            if member.filename == name:
+                content = json.dumps({**json.loads(content), key: value}).encode()
+            target.writestr(member.filename, content)  # stored: quick to write
+    monkeypatch.setattr(text_encoders, "packaged_minilm_zip", lambda: altered)
+    cache = tmp_path / "hub"
+    with pytest.raises(ValueError, match=rf"{name} in .* has SHA-256 .*{MINILM_REVISION}"):
+        text_encoders.install_packaged_minilm(cache)
+    snapshots = cache / f"models--{MINILM_HUB_ID.replace('/', '--')}" / "snapshots"
+    assert list(snapshots.iterdir()) == []  # nothing installed, no staging folder left
 
 
 def test_a_tiny_lddu_model_takes_the_processor_output(minilm_folder):

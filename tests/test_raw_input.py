@@ -14,6 +14,7 @@ from transformers import AutoProcessor, pipeline
 
 from dataset_scripts import raw_media
 from dataset_scripts.loading import load_prepared
+from mmer.export import EXAMPLE_SENTENCES
 
 from .conftest import REPO_ROOT, run_without_the_package
 from .test_processor import tone
@@ -30,6 +31,7 @@ SENTENCES = {
 }
 SPLITS = ["train", "train", "validation", "test"]  # per sentence position; two labels each
 MAX_TOKENS = 8
+TEST_SENTENCES = ["Great news!", "How dare you.", "I am furious."]  # the test split's, in order
 
 
 def _write_index(folder):
@@ -53,15 +55,17 @@ def _write_index(folder):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, minilm_folder):
+def data_dir(tmp_path_factory, minilm_folder):
     root = tmp_path_factory.mktemp("raw")
     index = _write_index(root / "media")
     settings = raw_media.make_settings(
         ["text", "audio"], str(minilm_folder), num_mel_bins=16, text_max_tokens=MAX_TOKENS
     )
     result, settings = raw_media.build(index, settings=settings)
-    data_dir = raw_media.save(result, settings, root / "data")
-    output_dir = root / "model"
+    return raw_media.save(result, settings, root / "data")
+
+
+def _train(data_dir, output_dir, *options):
     train.main(
         [
             "--output_dir", str(output_dir),
@@ -74,35 +78,75 @@ def trained(tmp_path_factory, minilm_folder):
             "--per_device_eval_batch_size", "8",
             "--disable_tqdm", "true",
             "--use_cpu", "true",
+            *options,
         ]
     )  # fmt: skip
-    results = json.loads((output_dir / "all_results.json").read_text())
+    return json.loads((output_dir / "all_results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir):
+    """A model folder whose trainer chose to publish the test samples' raw inputs."""
+    output_dir = data_dir.parent / "model"
+    results = _train(data_dir, output_dir, "--publish_raw_examples", "true")
     return output_dir, data_dir, results
 
 
-def test_the_folder_ships_the_processor_and_raw_widget_examples(trained):
+def test_the_folder_ships_the_processor_and_raw_widget_examples(trained, minilm_folder):
     folder, _, results = trained
     for name in ("processor_config.json", "processing_lddu.py", "preprocessor_config.json"):
         assert (folder / name).is_file(), name
     saved = json.loads((folder / "processor_config.json").read_text())
     assert saved["auto_map"]["AutoProcessor"] == "processing_lddu.LDDUProcessor"
+    # The encoder was a local folder: the model folder ships it and names no path of this machine.
+    assert saved["text_encoder_subfolder"] == "text_encoder"
+    assert saved["text_encoder_name_or_path"] is None
+    assert (folder / "text_encoder" / "model.safetensors").is_file()
+    for name in ("processor_config.json", "README.md", "config.json"):
+        assert str(minilm_folder) not in (folder / name).read_text(), name
     assert saved["text_max_tokens"] == MAX_TOKENS and saved["num_mel_bins"] == 16
     # The fitted feature extractor (lengths, normalisation) is the one the pipeline uses.
     extractor = json.loads((folder / "preprocessor_config.json").read_text())
     for key in ("max_lengths", "normalization_stats", "do_normalize"):
         assert saved["feature_extractor"][key] == extractor[key], key
     examples = results["widget_examples"]
-    assert [example["text"] for example in examples] == [
-        "Great news!",
-        "How dare you.",
-        "I am furious.",
-    ]
+    assert [example["text"] for example in examples] == TEST_SENTENCES
     for example in examples:
         assert example["src"].startswith("examples/") and example["src"].endswith(".wav")
         assert (folder / example["src"]).is_file()
     card = (folder / "README.md").read_text()
     assert "Input is raw text and audio" in card
+    assert "text encoder in this repository's `text_encoder/`" in card
     assert 'classifier("I can\'t believe you did that")' in card
+    assert "the first samples of the test split as they were recorded" in card
+    assert "published at the trainer's request" in card
+
+
+def test_without_the_opt_in_no_raw_input_of_the_data_is_published(data_dir, tmp_path):
+    """The default: the widget shows the package's example sentences, with the model's outputs
+    on them; no test sentence or clip (the trainer's data) is in the folder or its card."""
+    folder = tmp_path / "model"
+    results = _train(data_dir, folder)
+    examples = results["widget_examples"]
+    assert [example["text"] for example in examples] == list(EXAMPLE_SENTENCES)
+    assert all("src" not in example for example in examples)
+    assert not (folder / "examples").exists()
+    texts = [
+        path.read_text()
+        for path in folder.rglob("*")
+        if path.suffix in (".json", ".md", ".txt") and "text_encoder" not in path.parts
+    ]
+    for sentence in TEST_SENTENCES:
+        assert not any(sentence in text for text in texts), sentence
+    card = (folder / "README.md").read_text()
+    assert "sentences written by the package that trained this model" in card
+    recognizer = pipeline(
+        "multimodal-emotion-recognition", model=str(folder), trust_remote_code=True
+    )
+    for example in examples:
+        output = recognizer(example["text"])
+        recorded = [[entry["label"], entry["score"]] for entry in example["output"]]
+        assert [[entry["label"], round(entry["score"], 4)] for entry in output] == recorded
 
 
 def test_a_fresh_python_answers_a_sentence_and_a_waveform(trained, tmp_path):
@@ -198,3 +242,41 @@ def test_the_handler_takes_raw_requests_within_its_limits(trained):
     assert handler({"inputs": {"audio": "/etc/hostname"}})["status"] == 400
     empty = handler({"inputs": {"text": " "}})
     assert empty["status"] == 400 and "empty" in empty["error"]
+
+
+def test_a_model_without_raw_text_shows_no_examples_unless_they_are_published(tmp_path):
+    """Audio only: no package sentence fits, and the recordings (or their features) are the
+    trainer's, so the default folder shows none and its card says so."""
+    from types import SimpleNamespace
+
+    from mmer.export import _widget_examples
+
+    processor = SimpleNamespace(text_encoder_name_or_path=None, text_encoder_subfolder=None)
+    recognizer = SimpleNamespace(
+        processor=processor, feature_extractor=SimpleNamespace(feature_dims={"audio": 16})
+    )
+    assert _widget_examples(tmp_path, recognizer, [{}], ["joy"], None) == ([], "withheld")
+    assert not (tmp_path / "examples").exists()
+
+
+def test_publishing_raw_examples_of_data_without_raw_inputs_is_reported(caplog):
+    arguments = train.DataArguments(dataset="synthetic", publish_raw_examples=True)
+    with caplog.at_level("WARNING", logger="train"):
+        assert train._raw_input_data(arguments, None) == (None, None)
+    assert "--publish_raw_examples: the data keeps no raw inputs" in caplog.text
+
+
+def test_the_export_refuses_a_shipped_encoder_that_computes_other_frames(tmp_path):
+    from mmer.export import _check_shipped_text_encoder
+    from mmer.family import ModelFamily
+
+    from .conftest import write_tiny_bert
+    from .test_processor import tiny_bert_processor
+
+    processor = tiny_bert_processor(str(write_tiny_bert(tmp_path / "enc")))
+    processor.save_pretrained(tmp_path / "folder")
+    family = ModelFamily.from_model_type("lddu")
+    assert _check_shipped_text_encoder(tmp_path / "folder", family, processor) == "text_encoder"
+    write_tiny_bert(tmp_path / "folder" / "text_encoder", seed=1)  # not the encoder's weights
+    with pytest.raises(RuntimeError, match="computes other frames than the original"):
+        _check_shipped_text_encoder(tmp_path / "folder", family, processor)

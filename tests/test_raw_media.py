@@ -99,7 +99,7 @@ def test_the_command_line_builds_a_single_label_text_dataset(tmp_path, minilm_fo
     monkeypatch.setattr(
         raw_media,
         "resolve_text_encoder",
-        lambda name: resolved.append(name) or (str(minilm_folder), None),
+        lambda name, revision=None: resolved.append(name) or (str(minilm_folder), None),
     )
     index = tmp_path / "index.csv"
     lines = ["id,text,labels,split"]
