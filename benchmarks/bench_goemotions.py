@@ -377,7 +377,6 @@ def run_lddu(
     extra_arguments: tuple[str, ...] = (),
 ) -> dict:
     import torch
-
     from transformers import HfArgumentParser
 
     import train

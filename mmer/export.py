@@ -165,8 +165,14 @@ def _check_shipped_text_encoder(staging: Path, family: ModelFamily, processor) -
     level = processor_logger.level
     processor_logger.setLevel(logging.ERROR)
     try:
-        original, original_counts = processor.encode_text(texts, return_token_counts=True)
-        frames, counts = copied.encode_text(texts, return_token_counts=True)
+        if processor.text_encoder_in_model:  # the model holds the weights: the tokens must agree
+            tokens, original_counts = processor.tokenize_text(texts, return_token_counts=True)
+            copied_tokens, counts = copied.tokenize_text(texts, return_token_counts=True)
+            original = [tokens[name].numpy() for name in sorted(tokens)]
+            frames = [copied_tokens[name].numpy() for name in sorted(copied_tokens)]
+        else:
+            original, original_counts = processor.encode_text(texts, return_token_counts=True)
+            frames, counts = copied.encode_text(texts, return_token_counts=True)
     finally:
         processor_logger.setLevel(level)
     if counts != original_counts or not all(map(np.array_equal, original, frames)):

@@ -590,7 +590,8 @@ class LDDUProcessor(ProcessorMixin):
         A local folder's path means nothing on another machine, so the tokenizer and the encoder
         are written (`save_pretrained`: config, weights, tokenizer files; nothing else of the
         folder) into `<save_directory>/text_encoder/`, and the saved config names that subfolder
-        (`text_encoder_subfolder`) instead of the path. A Hub encoder is named, not copied.
+        (`text_encoder_subfolder`) instead of the path. A Hub encoder is named, not copied. With
+        `text_encoder_in_model` the weights stay out: the model's own file holds them.
         """
         source = self._local_text_encoder()
         if source is None:
@@ -601,7 +602,11 @@ class LDDUProcessor(ProcessorMixin):
                 "into the saved folder: save it, then upload the whole folder."
             )
         target = os.path.join(str(save_directory), TEXT_ENCODER_SUBFOLDER)
-        if os.path.realpath(source) != os.path.realpath(target):
+        if os.path.realpath(source) != os.path.realpath(target) and self.text_encoder_in_model:
+            # The model holds the encoder's weights: the tokenizer and the config suffice here.
+            self._text_tokenizer()[0].save_pretrained(target)
+            self.text_encoder_config().save_pretrained(target)
+        elif os.path.realpath(source) != os.path.realpath(target):
             name, revision, subfolder = self._encoder_location()
             tokenizer, model = self._loaded.tokenizer, self._loaded.model
             if model is None:  # not loaded yet: loaded for the copy only
@@ -623,6 +628,12 @@ class LDDUProcessor(ProcessorMixin):
 
     def _text_encoder(self):
         loaded = self._loaded
+        if loaded.model is None and self.text_encoder_in_model:
+            raise ValueError(
+                "This processor's model holds the text encoder and computes the text frames "
+                "itself (text_encoder_in_model): the processor gives tokens (tokenize_text, or "
+                "calling it with text=)."
+            )
         if loaded.model is None:
             name = self._encoder_name()
             location, revision, subfolder = self._encoder_location()
@@ -644,8 +655,8 @@ class LDDUProcessor(ProcessorMixin):
         """The tokenizer and the token limit (the encoder's weights are not loaded)."""
         loaded = self._loaded
         if loaded.tokenizer is None:
-            name = self._encoder_name()
-            tokenizer = from_pretrained_cache_first(AutoTokenizer, name, self.text_encoder_revision)
+            location, revision, subfolder = self._encoder_location()
+            tokenizer = from_pretrained_cache_first(AutoTokenizer, location, revision, subfolder)
             config = self.text_encoder_config()
             loaded.max_tokens = max_text_tokens(tokenizer, config, self.text_max_tokens)
             loaded.tokenizer = tokenizer
