@@ -1126,8 +1126,10 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
         return load_for_adaptation(model_args, data_fields, overrides)
     if data.text_encoder is None:
         return family.model_class(family.config_class(**data_fields, **overrides))
+    encoder_config = data.text_encoder.config.to_dict()
+    encoder_config.pop("_name_or_path", None)  # a local path; the processor names the encoder
     backbone = {
-        "text_backbone_config": data.text_encoder.config.to_dict(),
+        "text_backbone_config": encoder_config,
         "text_backbone_layer": data.processor_settings.text_encoder_layer,
         "freeze_text_backbone": not model_args.train_text_backbone,
         "text_backbone_trainable_layers": model_args.text_backbone_layers,
@@ -1136,6 +1138,11 @@ def _build_model(model_args: ModelArguments, family: ModelFamily, data: Prepared
     if clash:
         raise ValueError(f"--config_overrides may not set {clash} with --text_backbone.")
     model = family.model_class(family.config_class(**data_fields, **overrides, **backbone))
+    if getattr(model.base_model, "text_backbone", None) is None:
+        raise ValueError(
+            f"--text_backbone: the {family.model_type} family builds no text backbone from "
+            "text_backbone_config (the family contract's optional text backbone, mmer/family.py)."
+        )
     model.base_model.text_backbone.load_pretrained(data.text_encoder)
     if model_args.use_lora:
         from mmer.lora import add_text_backbone_lora
@@ -1195,8 +1202,15 @@ def _hyperparameters(training_args, trainer, config) -> dict:
     ]
     for name in dict.fromkeys(family_fields):
         value = getattr(config, name)
+        if name == "text_backbone_config" and value is not None:  # its gist, not its whole config
+            value = (
+                f"{value['model_type']}, {value.get('num_hidden_layers')} layers, hidden size "
+                f"{value.get('hidden_size')} (the processor's text encoder)"
+            )
         if name not in _DATA_FIELDS and value is not None:
             values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    if getattr(trainer.args, "activation_checkpointing", False):
+        values["activation_checkpointing"] = True
     return values
 
 

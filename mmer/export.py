@@ -90,6 +90,10 @@ def write_model_folder(
                           processor=processor, pipeline_class=family.pipeline_class)  # fmt: skip
     _save_code_and_weights(staging, recognizer, processor)
     shipped_encoder = _check_shipped_text_encoder(staging, family, processor)
+    # The modalities the model takes: the feature extractor's, and text a text backbone reads.
+    feature_dims = dict(feature_extractor.feature_dims)
+    if getattr(model.config, "text_backbone_config", None):
+        feature_dims["text"] = model.config.text_dim
 
     results = report.results  # the widget examples join the results written and returned
     images = _write_figures(staging / "images", trainer, report, label_names)
@@ -117,9 +121,9 @@ def write_model_folder(
             repo_id=hub_model_id,
             license=license,
             base_model=base_model,
-            feature_dims=dict(feature_extractor.feature_dims),  # the modalities the data has
+            feature_dims=feature_dims,
             feature_extractors=_feature_descriptions(
-                dataset_name, processor_settings, feature_extractor.feature_dims, shipped_encoder
+                dataset_name, processor_settings, feature_dims, shipped_encoder, model.config
             ),
             raw_input=processor is not None,
             **_decision_inputs(results),
@@ -213,16 +217,27 @@ def _build_processor(family: ModelFamily, feature_extractor, settings):
 
 
 def _feature_descriptions(
-    dataset_name: str, settings, feature_dims, shipped_encoder: str | None = None
+    dataset_name: str, settings, feature_dims, shipped_encoder: str | None = None, config=None
 ) -> dict:
     """What each modality's features are, for the card: from the processor settings (for the
     modalities the model takes) when the data was built from raw inputs, else the dataset's known
     extractors. A text encoder the folder ships (`shipped_encoder`, its subfolder) is named by
-    that subfolder, not by the local path it was copied from."""
+    that subfolder, not by the local path it was copied from; one inside the model (a text
+    backbone, `config.text_backbone_config`) is described as such."""
     if settings is None:
         return FEATURE_EXTRACTORS.get(dataset_name) or {}
     descriptions = {}
-    if shipped_encoder:
+    backbone = getattr(config, "text_backbone_config", None)
+    if backbone:
+        source = f"`{shipped_encoder}/`" if shipped_encoder else settings.text_encoder_name_or_path
+        trained = "kept frozen" if config.freeze_text_backbone else "fine-tuned with the model"
+        descriptions["text"] = (
+            f"token states (hidden state {config.text_backbone_layer}) of a text encoder inside "
+            f"this model ({backbone['model_type']}, {backbone.get('num_hidden_layers')} layers, "
+            f"started from {source}; {trained}, its weights in `model.safetensors`); the "
+            "processor gives its tokens"
+        )
+    elif shipped_encoder:
         descriptions["text"] = (
             f"token states of the text encoder in this repository's `{shipped_encoder}/` "
             f"(copied from a local folder), hidden state {settings.text_encoder_layer}, computed "
@@ -365,7 +380,9 @@ def _widget_examples(
         )
         return examples, "test_samples"
     if processor is not None:
-        takes_text = "text" in recognizer.feature_extractor.feature_dims
+        takes_text = "text" in recognizer.feature_extractor.feature_dims or getattr(
+            processor, "text_encoder_in_model", False
+        )
         has_encoder = processor.text_encoder_name_or_path or processor.text_encoder_subfolder
         if takes_text and has_encoder:
             return _write_sentence_widget_examples(recognizer), PACKAGE_SENTENCES

@@ -159,6 +159,15 @@ class LsgmerEmotionPipeline(Pipeline):
             model_inputs = self.feature_extractor(**features, return_tensors="pt")
         if tokens is not None:  # the model's text backbone computes the text frames
             model_inputs.update(tokens)
+        elif "text" not in features and getattr(self.processor, "text_encoder_in_model", False):
+            # No text for a model that reads tokens: one attended padding token that becomes no
+            # frame (text absent), so that samples with and without text batch together.
+            for name, value in (
+                ("text_input_ids", 0),
+                ("text_attention_mask", 1),
+                ("text_mask", 0),
+            ):
+                model_inputs[name] = torch.full((1, 1), value, dtype=torch.long)
         # Every modality the model was trained with, so that samples with different modality sets
         # batch together: an absent one is one zero frame with mask 0 (batching pads with zeros).
         for modality, dim in self.feature_extractor.feature_dims.items():

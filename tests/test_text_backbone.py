@@ -277,3 +277,25 @@ def test_lora_on_the_backbone_is_merged_into_the_export(text_data, tiny_encoder,
     assert config["freeze_text_backbone"] is True
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     assert type(model.lddu.text_backbone.encoder).__name__ == "BertModel"
+
+
+def test_the_card_handler_and_examples_of_a_backbone_model(fine_tuned):
+    from mmer.export import EXAMPLE_SENTENCES
+
+    from .test_train import _load_handler
+
+    folder, _, results = fine_tuned
+    assert [example["text"] for example in results["widget_examples"]] == list(EXAMPLE_SENTENCES)
+    card = (folder / "README.md").read_text()
+    assert "Input is raw text" in card
+    assert "a text encoder inside this model (bert, 2 layers" in card and "fine-tuned" in card
+    assert "_name_or_path" not in card and str(folder.parent.parent) not in card
+    config = json.loads((folder / "config.json").read_text())
+    assert "_name_or_path" not in config["text_backbone_config"]
+    handler = _load_handler(folder)
+    single = handler({"inputs": {"text": "I love this!"}})
+    batch = handler({"inputs": [{"text": "I love this!"}, {"text": "Stop doing that, now."}]})
+    assert [entry["label"] for entry in single] == [entry["label"] for entry in batch[0]]
+    np.testing.assert_allclose(
+        [entry["score"] for entry in single], [entry["score"] for entry in batch[0]], atol=1e-5
+    )
