@@ -299,3 +299,31 @@ def test_the_card_handler_and_examples_of_a_backbone_model(fine_tuned):
     np.testing.assert_allclose(
         [entry["score"] for entry in single], [entry["score"] for entry in batch[0]], atol=1e-5
     )
+
+
+def test_a_training_step_under_bf16_autocast(tiny_encoder):
+    from modeling_lddu import LDDUConfig, LDDUForEmotionRecognition
+
+    encoder = BertModel.from_pretrained(tiny_encoder)
+    config = LDDUConfig(
+        **TINY_MODEL,
+        text_dim=16,
+        text_backbone_config=encoder.config.to_dict(),
+        freeze_text_backbone=False,
+    )
+    model = LDDUForEmotionRecognition(config)
+    model.lddu.text_backbone.load_pretrained(encoder)
+    ids = torch.tensor([[101, 1045, 2293, 2023, 102], [101, 2644, 102, 0, 0]])
+    attention = (ids > 0).long()
+    frames = attention * (ids != 101) * (ids != 102)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(
+            text_input_ids=ids,
+            text_attention_mask=attention,
+            text_mask=frames,
+            labels=torch.eye(config.num_labels)[:2],
+        )
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    grad = model.lddu.text_backbone.encoder.embeddings.word_embeddings.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
