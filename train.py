@@ -55,7 +55,13 @@ from mmer.evaluation import (
     final_evaluation,
     make_compute_metrics,
 )
-from mmer.family import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL, ModelFamily
+from mmer.family import (
+    MULTI_LABEL,
+    PROBLEM_TYPES,
+    SINGLE_LABEL,
+    ModelFamily,
+    describe_text_backbone,
+)
 from mmer.trainer import EmotionTrainer
 
 logger = logging.getLogger("train")
@@ -414,8 +420,8 @@ def _check_text_backbone_arguments(model_args) -> None:
         raise ValueError(f"{', '.join(dependent)} need --text_backbone.")
     if model_args.text_backbone and model_args.model_name_or_path:
         raise ValueError(
-            "--text_backbone builds a new model around the data's text encoder; a model from "
-            "--model_name_or_path keeps its own (its config's text_backbone_config)."
+            "--text_backbone builds a new model around the data's text encoder; it cannot start "
+            "from --model_name_or_path."
         )
     if model_args.text_backbone_layers is not None and model_args.text_backbone_layers < 1:
         raise ValueError(
@@ -428,6 +434,15 @@ def _check_text_backbone_arguments(model_args) -> None:
         raise ValueError(
             "--use_lora with --text_backbone trains LoRA adapters on the frozen backbone; drop "
             "--train_text_backbone (full fine-tuning) or --use_lora."
+        )
+    if model_args.text_backbone_layers is not None and not model_args.train_text_backbone:
+        raise ValueError(
+            "--text_backbone_layers chooses what --train_text_backbone trains; give both."
+        )
+    if rate is not None and not (model_args.train_text_backbone or model_args.use_lora):
+        raise ValueError(
+            "--text_backbone_learning_rate: the backbone is frozen; add --train_text_backbone or "
+            "--use_lora."
         )
     if model_args.use_lora and not (model_args.model_name_or_path or model_args.text_backbone):
         raise ValueError("--use_lora adapts --model_name_or_path or a --text_backbone; give one.")
@@ -758,6 +773,11 @@ def _family(model_args: ModelArguments) -> ModelFamily:
     """The family named by the starting model's config, else by --model_type."""
     if model_args.model_name_or_path:
         config = transformers.AutoConfig.from_pretrained(model_args.model_name_or_path)
+        if getattr(config, "text_backbone_config", None):
+            raise ValueError(
+                f"{model_args.model_name_or_path} holds a text backbone; continuing or adapting "
+                "such a model is not supported yet (train a new one with --text_backbone)."
+            )
         return ModelFamily.from_model_type(config.model_type)
     return ModelFamily.from_model_type(model_args.model_type)
 
@@ -805,7 +825,12 @@ def prepare_data(
             data_args, dataset, processor_settings
         )
         feature_dims["text"] = int(text_encoder.config.hidden_size)
-        max_lengths["text"] = max(split["text_input_ids"].shape[1] for split in tokens.values())
+        # The model's position table covers every text the processor accepts (its token limit),
+        # not only the longest training text: the processor cuts at that limit, nothing later.
+        max_lengths["text"] = max(
+            processor_settings.text_max_tokens or 0,
+            *(split["text_input_ids"].shape[1] for split in tokens.values()),
+        )
     # Frames the feature extractor handles: not the text of a model that computes it itself.
     framed = {m for m in feature_dims if not (text_backbone and m == "text")}
     feature_extractor = family.feature_extractor_class(
@@ -870,7 +895,9 @@ def _text_backbone_tokens(data_args: DataArguments, dataset, settings):
         type(tokenizer).__name__,
         limit,
     )
-    return dataclasses.replace(settings, text_encoder_in_model=True), tokens, encoder
+    # The limit becomes explicit in the saved settings: the model's position table is sized by it.
+    settings = dataclasses.replace(settings, text_encoder_in_model=True, text_max_tokens=limit)
+    return settings, tokens, encoder
 
 
 def _raw_input_data(data_args: DataArguments, test_split) -> tuple[object, list | None]:
@@ -1203,10 +1230,7 @@ def _hyperparameters(training_args, trainer, config) -> dict:
     for name in dict.fromkeys(family_fields):
         value = getattr(config, name)
         if name == "text_backbone_config" and value is not None:  # its gist, not its whole config
-            value = (
-                f"{value['model_type']}, {value.get('num_hidden_layers')} layers, hidden size "
-                f"{value.get('hidden_size')} (the processor's text encoder)"
-            )
+            value = describe_text_backbone(config)
         if name not in _DATA_FIELDS and value is not None:
             values[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
     if getattr(trainer.args, "activation_checkpointing", False):

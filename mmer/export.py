@@ -28,7 +28,14 @@ from transformers import pipeline
 from dataset_scripts.io import write_json_atomic
 
 from .evaluation import EvaluationReport
-from .family import EMOTION_TASK, MODALITIES, MULTI_LABEL, SINGLE_LABEL, ModelFamily
+from .family import (
+    EMOTION_TASK,
+    MODALITIES,
+    MULTI_LABEL,
+    SINGLE_LABEL,
+    ModelFamily,
+    describe_text_backbone,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -227,15 +234,17 @@ def _feature_descriptions(
     if settings is None:
         return FEATURE_EXTRACTORS.get(dataset_name) or {}
     descriptions = {}
-    backbone = getattr(config, "text_backbone_config", None)
+    backbone = describe_text_backbone(config)
     if backbone:
-        source = f"`{shipped_encoder}/`" if shipped_encoder else settings.text_encoder_name_or_path
-        trained = "kept frozen" if config.freeze_text_backbone else "fine-tuned with the model"
+        source = (
+            f"a local encoder folder, whose tokenizer is in `{shipped_encoder}/`"
+            if shipped_encoder
+            else f"`{settings.text_encoder_name_or_path}`"
+        )
         descriptions["text"] = (
             f"token states (hidden state {config.text_backbone_layer}) of a text encoder inside "
-            f"this model ({backbone['model_type']}, {backbone.get('num_hidden_layers')} layers, "
-            f"started from {source}; {trained}, its weights in `model.safetensors`); the "
-            "processor gives its tokens"
+            f"this model ({backbone}; started from {source}; its weights in "
+            "`model.safetensors`); the processor gives its tokens"
         )
     elif shipped_encoder:
         descriptions["text"] = (

@@ -200,3 +200,27 @@ class ModelFamily:
     def of(cls, model) -> ModelFamily:
         """The family of a model instance."""
         return cls.from_model_type(model.config.model_type)
+
+
+def describe_text_backbone(config) -> str | None:
+    """A short description of a model's text backbone (the contract's optional
+    ``text_backbone_config``: architecture, the layers it keeps, width, how it was trained), or
+    None when the model has none."""
+    backbone = getattr(config, "text_backbone_config", None)
+    if not backbone:
+        return None
+    from transformers import AutoConfig
+
+    encoder = AutoConfig.for_model(**backbone)
+    layer = config.text_backbone_layer
+    kept = layer if layer >= 0 else encoder.num_hidden_layers + 1 + layer
+    if config.freeze_text_backbone:
+        training = "kept frozen"
+    elif config.text_backbone_trainable_layers is not None:
+        training = f"its top {config.text_backbone_trainable_layers} layer(s) fine-tuned"
+    else:
+        training = "fine-tuned"
+    return (
+        f"{encoder.model_type}, {kept} of its {encoder.num_hidden_layers} layers, hidden size "
+        f"{encoder.hidden_size}, {training}"
+    )

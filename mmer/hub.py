@@ -93,18 +93,22 @@ def _referenced_code_files(root: Path) -> set[str]:
     return referenced
 
 
-def _shipped_text_encoder(root: Path) -> str | None:
+def _shipped_text_encoder(root: Path) -> tuple[str | None, bool]:
     """The subfolder holding the processor's copy of its text encoder (`text_encoder_subfolder` in
-    processor_config.json: the encoder was a local folder), or None."""
+    processor_config.json: the encoder was a local folder), or None; and whether the model holds
+    the encoder's weights itself (`text_encoder_in_model`: the copy is tokenizer and config)."""
     path = root / "processor_config.json"
     if not path.is_file():
-        return None
+        return None, False
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
-    subfolder = content.get("text_encoder_subfolder") if isinstance(content, dict) else None
-    return subfolder.strip("/") if isinstance(subfolder, str) and subfolder else None
+    if not isinstance(content, dict):
+        return None, False
+    subfolder = content.get("text_encoder_subfolder")
+    in_model = content.get("text_encoder_in_model") is True
+    return (subfolder.strip("/") if isinstance(subfolder, str) and subfolder else None), in_model
 
 
 def _check_folder(root: Path, files: Sequence[str]) -> None:
@@ -122,10 +126,12 @@ def _check_folder(root: Path, files: Sequence[str]) -> None:
     missing_code = sorted(_referenced_code_files(root) - present)
     if missing_code:
         problems.append(f"remote-code files named in the configs: {', '.join(missing_code)}")
-    encoder = _shipped_text_encoder(root)
-    if encoder and not {f"{encoder}/config.json", f"{encoder}/model.safetensors"} <= present:
+    encoder, in_model = _shipped_text_encoder(root)
+    # A model that holds its text encoder ships only the tokenizer and config beside it.
+    needed = ("config.json",) if in_model else ("config.json", "model.safetensors")
+    if encoder and not {f"{encoder}/{name}" for name in needed} <= present:
         problems.append(
-            f"the processor's text encoder in {encoder}/ (config.json and model.safetensors), "
+            f"the processor's text encoder in {encoder}/ ({' and '.join(needed)}), "
             "which processor_config.json names"
         )
     if problems:

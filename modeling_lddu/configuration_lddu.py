@@ -12,7 +12,7 @@ import difflib
 import math
 from dataclasses import field, fields
 
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -388,10 +388,12 @@ class LDDUConfig(PreTrainedConfig):
                     f"{name}.text_backbone_config must be a text encoder's config as a dict with "
                     f"its 'model_type'; got {type(backbone).__name__}."
                 )
-            if backbone.get("hidden_size") != self.text_dim:
+            # Through the encoder's config class: some name the width otherwise (DistilBERT: dim).
+            hidden_size = AutoConfig.for_model(**backbone).hidden_size
+            if hidden_size != self.text_dim:
                 raise ValueError(
                     f"{name}.text_dim is {self.text_dim} but the text backbone's hidden_size is "
-                    f"{backbone.get('hidden_size')}: they must agree."
+                    f"{hidden_size}: they must agree."
                 )
         if isinstance(self.text_backbone_layer, bool) or not isinstance(
             self.text_backbone_layer, int

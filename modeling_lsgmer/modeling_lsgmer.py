@@ -451,19 +451,34 @@ class LsgmerTextBackbone(nn.Module):
     ``config.text_backbone_layer``, one per position that ``frame_mask`` marks (the processor
     marks the word pieces: not [CLS], [SEP] or padding), moved to the front of the sequence in
     order. A frozen backbone so gives exactly the frames the processor's frozen path computes.
+    The layers above ``text_backbone_layer`` are dropped (they would compute states nobody
+    reads, and train without a gradient).
 
     Frozen (``config.freeze_text_backbone``, the default) it runs without gradients and in eval
-    mode (no dropout); unfrozen, the top ``config.text_backbone_trainable_layers`` transformer
+    mode (no dropout); unfrozen, the top ``config.text_backbone_trainable_layers`` of its kept
     layers train (all of it, embeddings included, when None). Adapters added to it (LoRA) make it
     trainable too: what counts is whether any of its parameters requires a gradient.
     """
 
     def __init__(self, config):
         super().__init__()
-        self.layer = config.text_backbone_layer
         self.encoder = AutoModel.from_config(AutoConfig.for_model(**config.text_backbone_config))
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # a pooled [CLS] vector is not a frame; never trained
+        layers = self.transformer_layers()
+        layer = config.text_backbone_layer
+        kept = layer if layer >= 0 else len(layers) + 1 + layer
+        if not 0 <= kept <= len(layers):
+            raise ValueError(
+                f"text_backbone_layer {layer} is out of range for an encoder of {len(layers)} "
+                f"layers (hidden states 0 to {len(layers)}, or -1 to -{len(layers) + 1})."
+            )
+        del layers[kept:]
+        self.freeze(config)
+
+    def freeze(self, config) -> None:
+        """Sets which weights train, from the config (construction, and after loading weights,
+        which makes every one trainable)."""
         self.encoder.requires_grad_(not config.freeze_text_backbone)
         count = config.text_backbone_trainable_layers
         if not config.freeze_text_backbone and count is not None:
@@ -476,7 +491,7 @@ class LsgmerTextBackbone(nn.Module):
         """The encoder's stack of transformer layers (its longest `ModuleList`)."""
         stacks = [module for module in self.encoder.modules() if isinstance(module, nn.ModuleList)]
         if not stacks:
-            raise ValueError(f"{type(self.encoder).__name__} has no stack of layers to unfreeze.")
+            raise ValueError(f"{type(self.encoder).__name__} has no stack of layers.")
         return max(stacks, key=len)
 
     @property
@@ -491,28 +506,34 @@ class LsgmerTextBackbone(nn.Module):
 
     @torch.no_grad()
     def load_pretrained(self, encoder: nn.Module) -> None:
-        """Copies a loaded pretrained encoder's weights in (its pooler, if any, is left out)."""
-        missing, unexpected = self.encoder.load_state_dict(encoder.state_dict(), strict=False)
-        unexpected = [name for name in unexpected if not name.startswith("pooler.")]
-        if missing or unexpected:
+        """Copies a loaded pretrained encoder's weights in; what this backbone does not hold (a
+        pooler, the layers above ``text_backbone_layer``) is left out."""
+        own = self.encoder.state_dict()
+        weights = {name: value for name, value in encoder.state_dict().items() if name in own}
+        missing = sorted(set(own) - set(weights))
+        if missing:
             raise ValueError(
-                f"The pretrained text encoder does not match text_backbone_config: missing "
-                f"{missing[:5]}, unexpected {unexpected[:5]}."
+                f"The pretrained text encoder does not match text_backbone_config: it lacks "
+                f"{missing[:5]}."
             )
+        self.encoder.load_state_dict(weights)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frame_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(frames [batch, frames, hidden], mask [batch, frames])` of the marked positions."""
+        if not bool(attention_mask[:, 0].all()):
+            # Left padding (a batch padded on that side): the tokens are moved to the front, as
+            # the processor gives them, so that their positions are those it encodes.
+            order = torch.sort((attention_mask == 0).to(torch.uint8), dim=1, stable=True).indices
+            input_ids, attention_mask, frame_mask = (
+                tensor.gather(1, order) for tensor in (input_ids, attention_mask, frame_mask)
+            )
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
             output = self.encoder(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                output_hidden_states=self.layer != -1,
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
             )
-            states = (
-                output.last_hidden_state if self.layer == -1 else output.hidden_states[self.layer]
-            )
+            states = output.hidden_states[-1]  # hidden state `text_backbone_layer`
         keep = frame_mask.bool() & attention_mask.bool()
         # A stable sort of "not kept" brings the kept positions to the front, in their order.
         order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
@@ -570,7 +591,16 @@ class LsgmerPreTrainedModel(PreTrainedModel):
                     f"The checkpoint's tensor {name!r} holds non-finite values (NaN or inf); the "
                     "model would answer NaN."
                 )
+        model._freeze_text_backbone()
         return (model, info) if output_loading_info else model
+
+    # Copied from modeling_lddu.modeling_lddu.LDDUPreTrainedModel._freeze_text_backbone
+    def _freeze_text_backbone(self) -> None:
+        """Loading weights makes every one trainable: a text backbone's frozen ones are frozen
+        again, as its config says."""
+        backbone = getattr(self.base_model, "text_backbone", None)
+        if backbone is not None:
+            backbone.freeze(self.config)
 
     # Copied from modeling_lddu.modeling_lddu.LDDUPreTrainedModel._text_frames
     def _text_frames(

@@ -63,7 +63,8 @@ def text_data(tmp_path_factory, tiny_encoder):
             lines.append(f'{label}{position},"{text}",{label},{SPLITS[position]}')
     lines += ['joy9,"Lovely, thank you.",joy,train', 'anger9,"You ruined everything.",anger,train']
     (root / "index.csv").write_text("\n".join(lines) + "\n")
-    settings = raw_media.make_settings(["text"], str(tiny_encoder), text_max_tokens=12)
+    # No token limit given: the processor's is the tiny encoder's 64 positions.
+    settings = raw_media.make_settings(["text"], str(tiny_encoder))
     result, settings = raw_media.build(root / "index.csv", settings=settings)
     return raw_media.save(result, settings, root / "data")
 
@@ -165,6 +166,13 @@ def test_trainable_layers_and_wrong_inputs(tiny_encoder):
 def test_train_py_refuses_backbone_flags_without_a_backbone(tmp_path):
     with pytest.raises(ValueError, match="need --text_backbone"):
         train.parse_arguments(["--output_dir", str(tmp_path / "o"), "--train_text_backbone"])
+    backbone = ["--output_dir", str(tmp_path / "o"), "--text_backbone"]
+    with pytest.raises(ValueError, match="--text_backbone_layers chooses"):
+        train.parse_arguments([*backbone, "--text_backbone_layers", "1"])
+    with pytest.raises(ValueError, match="the backbone is frozen"):
+        train.parse_arguments([*backbone, "--text_backbone_learning_rate", "1e-4"])
+    with pytest.raises(ValueError, match="LoRA adapters on the frozen backbone"):
+        train.parse_arguments([*backbone, "--use_lora", "--train_text_backbone"])
     with pytest.raises(ValueError, match="--use_lora adapts"):
         train.parse_arguments(["--output_dir", str(tmp_path / "o"), "--use_lora"])
     with pytest.raises(ValueError, match="needs data built with a text encoder"):
@@ -194,6 +202,9 @@ def test_fine_tuning_trains_the_backbone_at_its_own_rate(fine_tuned, tiny_encode
     assert config["freeze_text_backbone"] is False
     processor = json.loads((folder / "processor_config.json").read_text())
     assert processor["text_encoder_in_model"] is True
+    # Every text the processor accepts fits the model's position table, not only the training
+    # texts (all far shorter than 60 tokens).
+    assert processor["text_max_tokens"] == 64 and config["max_position_embeddings"] == 64
 
 
 def test_a_fresh_python_answers_raw_text_with_the_fine_tuned_backbone(fine_tuned, tmp_path):
@@ -212,6 +223,8 @@ def test_a_fresh_python_answers_raw_text_with_the_fine_tuned_backbone(fine_tuned
         answer = recognizer("I love this!", return_preprocessing=True)
         print("ANSWER", json.dumps([[e["label"], e["score"]] for e in answer]))
         print("NOTE", json.dumps(answer[0]["preprocessing"]))
+        long = recognizer(" ".join(["so very happy"] * 40))  # 120 words: cut to 64 tokens
+        print("LONG", json.dumps(long[0]["preprocessing"]))
         """
     result = run_without_the_package(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -231,6 +244,8 @@ def test_a_fresh_python_answers_raw_text_with_the_fine_tuned_backbone(fine_tuned
     np.testing.assert_allclose([s for _, s in answer], [s for _, s in expected], atol=1e-6)
     (note,) = json.loads(lines["NOTE"])  # one record per modality given
     assert note["modality"] == "text" and note["input_tokens"] == note["encoded_tokens"] == 6
+    (long,) = json.loads(lines["LONG"])
+    assert long["input_tokens"] == 122 and long["encoded_tokens"] == 64
 
 
 @pytest.mark.parametrize("model_type", ["lsgmer", "mcur"])
@@ -288,7 +303,10 @@ def test_the_card_handler_and_examples_of_a_backbone_model(fine_tuned):
     assert [example["text"] for example in results["widget_examples"]] == list(EXAMPLE_SENTENCES)
     card = (folder / "README.md").read_text()
     assert "Input is raw text" in card
-    assert "a text encoder inside this model (bert, 2 layers" in card and "fine-tuned" in card
+    assert (
+        "a text encoder inside this model (bert, 2 of its 2 layers, hidden size 16, fine-tuned"
+        in card
+    )
     assert "_name_or_path" not in card and str(folder.parent.parent) not in card
     config = json.loads((folder / "config.json").read_text())
     assert "_name_or_path" not in config["text_backbone_config"]
@@ -327,3 +345,90 @@ def test_a_training_step_under_bf16_autocast(tiny_encoder):
     assert torch.isfinite(output.loss)
     grad = model.lddu.text_backbone.encoder.embeddings.word_embeddings.weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_reloading_keeps_what_is_frozen(tiny_encoder, tmp_path):
+    from modeling_lddu import LDDUConfig, LDDUForEmotionRecognition, LDDUModel
+
+    encoder_config = BertModel.from_pretrained(tiny_encoder).config.to_dict()
+    for freeze, layers in ((True, None), (False, 1)):
+        config = LDDUConfig(
+            **TINY_MODEL,
+            text_dim=16,
+            text_backbone_config=encoder_config,
+            freeze_text_backbone=freeze,
+            text_backbone_trainable_layers=layers,
+        )
+        model = LDDUForEmotionRecognition(config)
+        flags = {n: p.requires_grad for n, p in model.lddu.text_backbone.named_parameters()}
+        model.save_pretrained(tmp_path / str(freeze))
+        for loaded in (
+            LDDUForEmotionRecognition.from_pretrained(tmp_path / str(freeze)).lddu,
+            LDDUModel.from_pretrained(tmp_path / str(freeze)),
+        ):
+            backbone = loaded.text_backbone
+            assert {n: p.requires_grad for n, p in backbone.named_parameters()} == flags
+            loaded.train()
+            assert backbone.encoder.training is not freeze
+
+
+def test_a_lower_layer_and_left_padding_give_the_processors_frames(tiny_encoder):
+    from modeling_lddu import (
+        LDDUConfig,
+        LDDUFeatureExtractor,
+        LDDUForEmotionRecognition,
+        LDDUProcessor,
+    )
+
+    encoder = BertModel.from_pretrained(tiny_encoder)
+    extractor = LDDUFeatureExtractor(feature_dims={"text": 16}, max_lengths={"text": 32})
+    settings = {"text_encoder_name_or_path": str(tiny_encoder), "text_encoder_layer": 1}
+    framing = LDDUProcessor(extractor, **settings)
+    tokenizing = LDDUProcessor(extractor, **settings, text_encoder_in_model=True)
+    config = LDDUConfig(
+        **TINY_MODEL,
+        text_dim=16,
+        text_backbone_config=encoder.config.to_dict(),
+        text_backbone_layer=1,
+        freeze_text_backbone=False,
+    )
+    model = LDDUForEmotionRecognition(config).eval()
+    model.lddu.text_backbone.load_pretrained(encoder)
+    # Hidden state 1 is the first layer's output: the second layer is not kept.
+    assert len(model.lddu.text_backbone.transformer_layers()) == 1
+    texts = ["I love this!", "Stop doing that, you absolute menace."]
+    tokens = tokenizing(text=texts)
+    expected = framing.encode_text(texts)
+    # The batch padded on the left instead: the backbone moves the tokens back to the front.
+    lengths = tokens["text_attention_mask"].sum(dim=1)
+    left = {name: torch.zeros_like(value) for name, value in tokens.items()}
+    for row, length in enumerate(lengths.tolist()):
+        for name in left:
+            left[name][row, -length:] = tokens[name][row, :length]
+    for batch in (tokens, left):
+        frames, mask = model.lddu.text_backbone(
+            batch["text_input_ids"], batch["text_attention_mask"], batch["text_mask"]
+        )
+        for row, reference in enumerate(expected):
+            count = int(mask[row].sum())
+            assert count == reference.shape[0]
+            np.testing.assert_allclose(frames[row, :count].detach().numpy(), reference, atol=1e-5)
+
+
+def test_a_backbone_folder_can_be_published_and_not_continued(fine_tuned, tmp_path):
+    from unittest import mock
+
+    from huggingface_hub import HfApi
+
+    from mmer.hub import publish_folder
+
+    folder, _, _ = fine_tuned
+    api = mock.create_autospec(HfApi, instance=True)
+    publish_folder(folder, "me/lddu-backbone", api=api)
+    api.upload_folder.assert_called_once()
+    with pytest.raises(ValueError, match="holds a text backbone"):
+        train.run(
+            *train.parse_arguments(
+                ["--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(folder)]
+            )
+        )
