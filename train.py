@@ -888,16 +888,16 @@ def _text_backbone_tokens(data_args: DataArguments, dataset, settings):
         )
     computer = RawFeatureComputer(settings)
     tokens = {name: computer.text_tokens(split["raw_text"]) for name, split in dataset.items()}
-    tokenizer, encoder, limit = computer._loaded_encoder()
+    limit = computer.max_tokens
     logger.info(
-        "Text backbone %s: the text is %s's tokens (at most %d), its frames computed in the model.",
+        "Text backbone %s: the text is its tokenizer's tokens (at most %d), its frames computed "
+        "in the model.",
         settings.text_encoder_name_or_path,
-        type(tokenizer).__name__,
         limit,
     )
     # The limit becomes explicit in the saved settings: the model's position table is sized by it.
     settings = dataclasses.replace(settings, text_encoder_in_model=True, text_max_tokens=limit)
-    return settings, tokens, encoder
+    return settings, tokens, computer.text_encoder
 
 
 def _raw_input_data(data_args: DataArguments, test_split) -> tuple[object, list | None]:

@@ -293,8 +293,9 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
             self._arrays[f"{modality}_mask"] = encoded[f"{modality}_mask"]
         self._arrays["labels"] = np.array(columns["labels"], dtype=np.float32)
         self._token_lengths = None
+        self._token_names = tuple(text_tokens or ())
         if text_tokens is not None:
-            for name in ("text_input_ids", "text_attention_mask", "text_mask"):
+            for name in self._token_names:
                 array = np.asarray(text_tokens[name], dtype=np.int64)
                 if array.ndim != 2 or array.shape[0] != len(self._arrays["labels"]):
                     raise ValueError(
@@ -341,7 +342,7 @@ class InMemoryMultimodalDataset(torch.utils.data.Dataset):
             batch[f"{modality}_mask"] = torch.from_numpy(mask)
         if self._token_lengths is not None:
             length = int(self._token_lengths[index].max())
-            for name in ("text_input_ids", "text_attention_mask", "text_mask"):
+            for name in self._token_names:
                 rows = np.take(self._arrays[name], index, axis=0)
                 batch[name] = torch.from_numpy(np.ascontiguousarray(rows[:, :length]))
         batch["labels"] = torch.from_numpy(np.take(self._arrays["labels"], index, axis=0))

@@ -56,6 +56,7 @@ __all__ = [
     "checked_texts",
     "checked_waveform",
     "encode_texts",
+    "padded_tokens",
     "tokenize_texts",
     "load_text_encoder",
     "log_mel_frames",
@@ -200,6 +201,25 @@ def tokenize_texts(
         input_ids.append(list(ids))
         frame_masks.append(frames)
     return input_ids, frame_masks, token_counts
+
+
+def padded_tokens(
+    input_ids: list[list[int]], frame_masks: list[list[int]], pad_token_id: int | None
+) -> dict[str, np.ndarray]:
+    """`tokenize_texts`' rows as right-padded int64 arrays `[texts, longest]`: `text_input_ids`
+    (padded with `pad_token_id`, or 0), `text_attention_mask` and `text_mask` (the tokens that
+    become frames): the inputs of a model that holds the text encoder."""
+    shape = (len(input_ids), max(len(row) for row in input_ids))
+    arrays = {
+        "text_input_ids": np.full(shape, pad_token_id or 0, np.int64),
+        "text_attention_mask": np.zeros(shape, np.int64),
+        "text_mask": np.zeros(shape, np.int64),
+    }
+    for row, (row_ids, row_frames) in enumerate(zip(input_ids, frame_masks)):
+        arrays["text_input_ids"][row, : len(row_ids)] = row_ids
+        arrays["text_attention_mask"][row, : len(row_ids)] = 1
+        arrays["text_mask"][row, : len(row_ids)] = row_frames
+    return arrays
 
 
 def encode_texts(
@@ -491,24 +511,18 @@ class RawFeatureComputer:
         )
 
     def text_tokens(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """`tokenize_texts` of `texts` as right-padded int64 arrays `[texts, longest]`:
-        `text_input_ids` (padded with the tokenizer's pad id), `text_attention_mask` and
-        `text_mask` (the tokens that become frames), for a model holding the text encoder."""
+        """`tokenize_texts` of `texts` as `padded_tokens`' arrays, for a model holding the text
+        encoder."""
         tokenizer, _, limit = self._loaded_encoder()
         ids, frames, _ = tokenize_texts(
             tokenizer, checked_texts(list(texts)), self.settings.text_special_tokens, limit
         )
-        longest = max(len(row) for row in ids)
-        arrays = {
-            "text_input_ids": np.full((len(ids), longest), tokenizer.pad_token_id or 0, np.int64),
-            "text_attention_mask": np.zeros((len(ids), longest), np.int64),
-            "text_mask": np.zeros((len(ids), longest), np.int64),
-        }
-        for row, (row_ids, row_frames) in enumerate(zip(ids, frames)):
-            arrays["text_input_ids"][row, : len(row_ids)] = row_ids
-            arrays["text_attention_mask"][row, : len(row_ids)] = 1
-            arrays["text_mask"][row, : len(row_ids)] = row_frames
-        return arrays
+        return padded_tokens(ids, frames, tokenizer.pad_token_id)
+
+    @property
+    def text_encoder(self):
+        """The loaded text encoder (a transformers model, frozen)."""
+        return self._loaded_encoder()[1]
 
     def audio_frames(self, paths: Sequence[str | os.PathLike]) -> list[np.ndarray]:
         """The log-mel frames of each audio file (at the settings' rate; other rates refused)."""

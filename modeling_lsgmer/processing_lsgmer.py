@@ -228,6 +228,26 @@ def tokenize_texts(
     return input_ids, frame_masks, token_counts
 
 
+# Copied from dataset_scripts.raw_features.padded_tokens
+def padded_tokens(
+    input_ids: list[list[int]], frame_masks: list[list[int]], pad_token_id: int | None
+) -> dict[str, np.ndarray]:
+    """`tokenize_texts`' rows as right-padded int64 arrays `[texts, longest]`: `text_input_ids`
+    (padded with `pad_token_id`, or 0), `text_attention_mask` and `text_mask` (the tokens that
+    become frames): the inputs of a model that holds the text encoder."""
+    shape = (len(input_ids), max(len(row) for row in input_ids))
+    arrays = {
+        "text_input_ids": np.full(shape, pad_token_id or 0, np.int64),
+        "text_attention_mask": np.zeros(shape, np.int64),
+        "text_mask": np.zeros(shape, np.int64),
+    }
+    for row, (row_ids, row_frames) in enumerate(zip(input_ids, frame_masks)):
+        arrays["text_input_ids"][row, : len(row_ids)] = row_ids
+        arrays["text_attention_mask"][row, : len(row_ids)] = 1
+        arrays["text_mask"][row, : len(row_ids)] = row_frames
+    return arrays
+
+
 # Copied from dataset_scripts.raw_features.encode_texts
 def encode_texts(
     tokenizer,
@@ -672,18 +692,8 @@ class LsgmerProcessor(ProcessorMixin):
         texts = checked_texts(text)
         tokenizer, limit = self._text_tokenizer()
         ids, frames, counts = tokenize_texts(tokenizer, texts, self.text_special_tokens, limit)
-        longest = max(len(row) for row in ids)
-        batch = {
-            name: torch.zeros(len(ids), longest, dtype=torch.long)
-            for name in ("text_input_ids", "text_attention_mask", "text_mask")
-        }
-        batch["text_input_ids"].fill_(tokenizer.pad_token_id or 0)
-        for row, (row_ids, row_frames) in enumerate(zip(ids, frames)):
-            batch["text_input_ids"][row, : len(row_ids)] = torch.tensor(row_ids)
-            batch["text_attention_mask"][row, : len(row_ids)] = 1
-            batch["text_mask"][row, : len(row_ids)] = torch.tensor(row_frames)
         self._warn_cut(counts, limit)
-        batch = BatchFeature(batch)
+        batch = BatchFeature(padded_tokens(ids, frames, tokenizer.pad_token_id), tensor_type="pt")
         if return_token_counts:
             return batch, [(count, min(count, limit)) for count in counts]
         return batch
